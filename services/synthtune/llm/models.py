@@ -18,8 +18,9 @@ EMBEDDED_DEFAULT = "smollm2-135m-instruct"
 _SMOLLM2_TOKENIZER_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("SYNTHTUNE_CACHE", Path.home() / ".cache" / "synthtune"))
+def model_cache() -> Path:
+    """Converted models live apart from the artifact cache, so tests with a scratch cache reuse them."""
+    return Path(os.environ.get("SYNTHTUNE_MODEL_CACHE", Path.home() / ".cache" / "synthtune" / "models"))
 
 
 def embedded_gguf_path() -> Path:
@@ -72,14 +73,14 @@ def resolve_model(name: str, base_dir: str | None = None) -> str:
     if not name or not name.strip():
         raise InvalidInput("model name is empty")
     if name == EMBEDDED_DEFAULT:
-        return str(_convert_gguf(embedded_gguf_path(), cache_root() / "models" / EMBEDDED_DEFAULT))
+        return str(_convert_gguf(embedded_gguf_path(), model_cache() / EMBEDDED_DEFAULT))
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir and (Path(base_dir) / path).exists():
         path = Path(base_dir) / path
     if path.suffix == ".gguf":
         if not path.is_file():
             raise NotFound(f"base model {name!r}: no such GGUF file ({path})")
-        return str(_convert_gguf(path.resolve(), cache_root() / "models" / f"gguf-{path.stem}"))
+        return str(_convert_gguf(path.resolve(), model_cache() / f"gguf-{path.stem}"))
     if path.exists():
         if not (path / "config.json").is_file():
             raise InvalidInput(f"model folder {path} has no config.json (expected a transformers model folder)")
