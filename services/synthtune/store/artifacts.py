@@ -83,8 +83,8 @@ class ArtifactWriter:
             name = path.relative_to(self.dir).as_posix()
             if name == "manifest.json":
                 raise PermanentError("an artifact may not contain its own manifest.json")
-            files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-            self.backend.put_file(f"{prefix}/{name}", path)
+            digest = self.backend.put_file(f"{prefix}/{name}", path)
+            files[name] = {"sha256": digest, "bytes": path.stat().st_size}
         manifest = {
             "kind": self.kind,
             "id": self.id,
