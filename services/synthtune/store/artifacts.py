@@ -117,7 +117,7 @@ class Artifact:
         self.backend, self.manifest = backend, manifest
         self.kind: str = manifest["kind"]
         self.id: str = manifest["id"]
-        self._cache = cache_dir / self.id
+        self._cache: Path = cache_dir / str(self.id)
         self.ref = ArtifactRef(self.kind, self.id, backend.uri(f"{ARTIFACT_PREFIX}/{self.id}"))
 
     @property

@@ -117,7 +117,7 @@ class S3Backend:
             # would hash out of order; loopback measurements show no loss (benchmarks/).
             self._call(
                 "upload", key,
-                lambda: self.client.put_object(self.bucket, self._key(key), reader, size, part_size=PART_SIZE, num_parallel_uploads=1),
+                lambda: self.client.put_object(self.bucket, self._key(key), cast(BinaryIO, reader), size, part_size=PART_SIZE, num_parallel_uploads=1),
             )
         return reader.hexdigest()
 
