@@ -20,15 +20,17 @@ def _shingles(text: str, n: int = 3) -> set[bytes]:
     return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
 
 
-def near_duplicate_groups(texts: Sequence[str], threshold: float, num_perm: int = 64, seed: int = 1) -> list[int]:
+def near_duplicate_groups(texts: Sequence[str], threshold: float, num_perm: int = 128, seed: int = 1) -> list[int]:
     """For each text, the index of its group's first member (itself when it has no near-duplicate)."""
     from datasketch import MinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # LSH bands tuned towards recall; candidates are then checked against the estimated Jaccard,
+    # so the extra candidates cost a comparison, never a wrong drop.
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.2, 0.8))
     group = list(range(len(texts)))
     hashes = MinHash.bulk([list(_shingles(t)) for t in texts], num_perm=num_perm, seed=seed)
     for i, mh in enumerate(hashes):
-        matches = lsh.query(mh)
+        matches = [j for j in lsh.query(mh) if mh.jaccard(hashes[j]) >= threshold]
         if matches:
             group[i] = min(group[j] for j in matches)
         lsh.insert(i, mh)
