@@ -92,23 +92,27 @@ def read_delimited(path: Path, encoding: str | None, delimiter: str | None) -> T
             f"{name}:1: only one column found with delimiter {delim!r}; set source.delimiter (the file seems to use another)"
         )
     table = Table(name, columns)
-    line_no = 1
+    total_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
     while True:
+        started = reader.line_num + 1
         try:
             cells = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            table.rows.append(RawRow(name, reader.line_num, {}, reject=f"broken quoting or unreadable line: {exc}"))
+            reason = f"broken quoting from line {started}: lines {started}-{total_lines} could not be split into cells ({exc})"
+            table.rows.append(RawRow(name, started, {}, reject=reason))
             break
-        line_no += 1
         if not any(c.strip() for c in cells):
             continue
-        row = RawRow(name, reader.line_num, {})
-        if len(cells) > len(columns):
-            row.reject = f"line {reader.line_num} has {len(cells)} cells but the header has {len(columns)} (broken quoting?)"
+        ended = reader.line_num
+        row = RawRow(name, started, {})
+        if len(cells) < len(columns) and any("\n" in c for c in cells):
+            row.reject = f"broken quoting from line {started}: lines {started}-{ended} were read as one cell (unbalanced quote)"
+        elif len(cells) > len(columns):
+            row.reject = f"line {started} has {len(cells)} cells but the header has {len(columns)} (broken quoting or wrong delimiter?)"
         elif any(len(c) > MAX_CELL_CHARS for c in cells):
-            row.reject = f"line {reader.line_num} has a cell over {MAX_CELL_CHARS:,} characters"
+            row.reject = f"line {started} has a cell over {MAX_CELL_CHARS:,} characters"
         else:
             row.values = dict(zip(columns, cells, strict=False))
         table.rows.append(row)
@@ -204,6 +208,28 @@ def read_parquet(path: Path) -> Table:
     return table
 
 
+def read_norm(path: Path, encoding: str | None) -> Table:
+    """MaintNorm-style token files: one `raw<TAB>normalised` token per line, blank line between texts."""
+    text = decode_bytes(path.read_bytes(), path.name, encoding)
+    table = Table(path.name, ["raw_text", "normalised_text"])
+    raw: list[str] = []
+    norm: list[str] = []
+    start = 1
+    for line_no, line in enumerate([*text.splitlines(), ""], 1):
+        if not line.strip():
+            if raw:
+                table.rows.append(RawRow(path.name, start, {"raw_text": " ".join(raw), "normalised_text": " ".join(norm)}))
+            raw, norm, start = [], [], line_no + 1
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2:
+            table.rows.append(RawRow(path.name, line_no, {}, reject=f"line {line_no}: expected 'raw<TAB>normalised'"))
+            continue
+        raw.append(parts[0])
+        norm.append(parts[1])
+    return table
+
+
 def read_tables(path: Path, encoding: str | None, delimiter: str | None, sheet: str | None) -> list[Table]:
     """Tabular rows from one file, dispatching on its suffix."""
     if not path.is_file():
@@ -219,6 +245,8 @@ def read_tables(path: Path, encoding: str | None, delimiter: str | None, sheet: 
         return [read_json_array(path, encoding)]
     if suffix == ".parquet":
         return [read_parquet(path)]
+    if suffix == ".norm":
+        return [read_norm(path, encoding)]
     return [read_delimited(path, encoding, delimiter)]
 
 

@@ -12,14 +12,15 @@ from synthtune.dataprep.readers import read_tables
 HINTS: dict[str, list[str]] = {
     "problem": ["problem", "shorttext", "short text", "symptom", "title", "description", "issue", "complaint", "fault", "failure mode", "text"],
     "machine": ["machine", "asset", "equipment", "machinetype", "machine type", "unit", "system", "subsystem", "component"],
-    "cause": ["cause", "condition", "condition found", "root cause", "failure", "finding", "effects"],
+    "cause": ["cause", "condition found", "condition", "root cause", "fm", "failure", "finding"],
     "solution": ["solution", "action", "work performed", "workperformed", "repair", "remedy", "resolution", "recommended action", "fix"],
     "hours": ["hours", "duration", "labour", "labor", "time", "runningtime", "running time"],
 }
 
 
 def _norm(text: str) -> str:
-    return re.sub(r"[^a-z0-9 ]", " ", re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)).lower().strip()
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text).lower()
+    return " ".join(re.sub(r"[^a-z0-9 ]", " ", spaced).split())
 
 
 def _numeric_share(values: list[Any]) -> float:
