@@ -23,7 +23,7 @@ demo: setup
 	$(VENV)/bin/synthtune demo
 
 lint: setup
-	$(VENV)/bin/ruff check services tests benchmarks scripts
+	$(VENV)/bin/ruff check .
 
 typecheck: setup
 	$(VENV)/bin/mypy services/synthtune/spec services/synthtune/store services/synthtune/rpc

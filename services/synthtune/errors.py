@@ -47,9 +47,11 @@ class NotFound(PermanentError):
 
 
 class RetryableError(SynthtuneError):
-    """A transient fault (network, 429/5xx, preemption); the caller may retry after ``delay`` s."""
+    """A transient fault (network, 429/5xx, preemption); the caller may retry after ``delay`` s.
 
-    exit_code = EXIT_RETRYABLE
+    The CLI exits 1 for it (the contract); Job entry points exit EXIT_RETRYABLE so a
+    podFailurePolicy can tell it from a permanent failure.
+    """
 
     def __init__(self, message: str, delay: float = 0.0) -> None:
         super().__init__(message)

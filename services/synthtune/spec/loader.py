@@ -50,7 +50,10 @@ def parse_yaml(text: str, filename: str = "<string>") -> Any:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        raise InvalidInput(f"{where}: not valid YAML: {exc.problem}") from None
+        context = ""
+        if exc.context and exc.context_mark is not None:
+            context = f" ({exc.context} at {exc.context_mark.line + 1}:{exc.context_mark.column + 1})"
+        raise InvalidInput(f"{where}: not valid YAML: {exc.problem}{context}") from None
 
 
 def problems_for(data: Any, exc: ValidationError, filename: str) -> list[str]:

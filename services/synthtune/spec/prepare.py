@@ -15,6 +15,9 @@ class SplitSpec(SpecModel):
     test: float = field(0.1, help="Share of records held out for evaluation.", ge=0, le=1)
     seed: int = field(42, help="Seed that makes the split deterministic.")
     length_bins: int = field(10, help="Quantile bins of combined prompt+answer length used to stratify.", ge=1)
+    group_threshold: float | Literal[False] = field(
+        0.7, help="Records at least this similar (MinHash Jaccard) stay in one split, so none leaks into test; or false."
+    )
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitSpec:
@@ -27,7 +30,7 @@ class SplitSpec(SpecModel):
 class DedupSpec(SpecModel):
     exact: bool = field(True, help="Drop records whose normalised text is identical to an earlier one.")
     near: float | Literal[False] = field(
-        False, help="Near-duplicate Jaccard threshold for MinHash LSH (e.g. 0.9), or false to skip."
+        False, help="Drop near-duplicates at this MinHash LSH Jaccard threshold (e.g. 0.9), or false to keep them."
     )
 
     @model_validator(mode="after")

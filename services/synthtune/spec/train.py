@@ -29,6 +29,7 @@ class ScalingSpec(SpecModel):
     workers: int = field(1, help="Ray Train workers.", ge=1)
     gpus_per_worker: float = field(0, help="GPUs per worker; 0 runs on CPU.", ge=0)
     cpus_per_worker: float = field(1, help="CPUs per worker.", gt=0)
+    use_ray: bool = field(True, help="Run through Ray Train (TorchTrainer); false trains in this process (e.g. where Ray is not installed).")
 
 
 class TrainSpec(SpecModel):

@@ -83,8 +83,8 @@ class ArtifactWriter:
             name = path.relative_to(self.dir).as_posix()
             if name == "manifest.json":
                 raise PermanentError("an artifact may not contain its own manifest.json")
-            files[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-            self.backend.put_file(f"{prefix}/{name}", path)
+            digest = self.backend.put_file(f"{prefix}/{name}", path)
+            files[name] = {"sha256": digest, "bytes": path.stat().st_size}
         manifest = {
             "kind": self.kind,
             "id": self.id,
@@ -117,7 +117,7 @@ class Artifact:
         self.backend, self.manifest = backend, manifest
         self.kind: str = manifest["kind"]
         self.id: str = manifest["id"]
-        self._cache: Path = cache_dir / self.id
+        self._cache: Path = cache_dir / str(self.id)
         self.ref = ArtifactRef(self.kind, self.id, backend.uri(f"{ARTIFACT_PREFIX}/{self.id}"))
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -15,11 +16,29 @@ from synthtune.store.keys import check_key
 CHUNK = 8 * 1024 * 1024
 
 
+class HashingReader:
+    """Wraps a binary file; hashes what is read so upload and sha256 take one pass."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._hash.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 class Backend(Protocol):
     """Flat keys under one root; every method streams, none holds a whole object in memory."""
 
     def uri(self, key: str = "") -> str: ...
-    def put_file(self, key: str, path: Path) -> None: ...
+    def put_file(self, key: str, path: Path) -> str:
+        """Upload ``path`` to ``key``; return its sha256 (computed in the same pass)."""
+        ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def open_read(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
@@ -53,12 +72,11 @@ class FileBackend:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def put_file(self, key: str, path: Path) -> None:
-        def copy(out: BinaryIO) -> None:
-            with open(path, "rb") as src:
-                shutil.copyfileobj(src, out, CHUNK)
-
-        self._atomic_write(key, copy)
+    def put_file(self, key: str, path: Path) -> str:
+        with open(path, "rb") as src:
+            reader = HashingReader(src)
+            self._atomic_write(key, lambda out: shutil.copyfileobj(reader, out, CHUNK))
+        return reader.hexdigest()
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda out: out.write(data))

@@ -19,6 +19,7 @@ from minio.error import InvalidResponseError, MinioException, S3Error, ServerErr
 from urllib3.util import Retry, Timeout
 
 from synthtune.errors import InvalidInput, NotFound, PermanentError, RetryableError
+from synthtune.store.backend import HashingReader
 from synthtune.store.keys import check_key
 
 # Upload parts of 8 MiB, at most PARALLEL_PARTS in flight: peak memory ~ (PARALLEL_PARTS + 1) parts.
@@ -171,13 +172,19 @@ class S3Backend:
             cause = getattr(exc, "reason", None) or exc
             raise RetryableError(f"{uri}: cannot reach S3 endpoint {self.endpoint} ({cause})", delay=1.0) from None
 
-    def put_file(self, key: str, path: Path) -> None:
+    def put_file(self, key: str, path: Path) -> str:
+        """Upload in parts; return the sha256, hashed as the parts are read (one pass over the file)."""
         name = self._name(key)
         size = Path(path).stat().st_size
         with self._errors(key), open(path, "rb") as f:
+            # minio reads parts in order in this thread and only sends them in parallel, so the
+            # hash sees the bytes in file order.
+            reader = HashingReader(f)
             self.client.put_object(
-                self.bucket, name, f, size, part_size=part_size_for(size), num_parallel_uploads=PARALLEL_PARTS
+                self.bucket, name, cast(BinaryIO, reader), size,
+                part_size=part_size_for(size), num_parallel_uploads=PARALLEL_PARTS,
             )
+        return reader.hexdigest()
 
     def put_bytes(self, key: str, data: bytes) -> None:
         name = self._name(key)

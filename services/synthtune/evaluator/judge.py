@@ -1,0 +1,66 @@
+"""Pairwise LLM judge, both orders, blind to model names; disagreeing orders are a tie."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from synthtune.llm.chat import ChatBackend, ChatRequest
+
+SYSTEM = (
+    "You compare two answers to a maintenance question against a reference answer from the resolved work "
+    "order. Prefer the answer that is correct, specific and actionable. Reply with exactly one of: A, B, TIE."
+)
+_VERDICT = re.compile(r"^\W*(A|B|TIE)\b", re.I)
+
+
+def parse_verdict(text: str) -> str | None:
+    match = _VERDICT.search(text.strip())
+    return match.group(1).upper() if match else None
+
+
+def _request(question: str, reference: str, first: str, second: str) -> ChatRequest:
+    body = f"Question:\n{question}\n\nReference answer:\n{reference}\n\nAnswer A:\n{first}\n\nAnswer B:\n{second}\n\nWhich is better? (A, B or TIE)"
+    return ChatRequest(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}], temperature=0.0, max_tokens=8)
+
+
+@dataclass
+class PairVerdict:
+    outcome: str  # "win", "loss", "tie" for the tuned model, or "invalid"
+    first_order: str | None
+    second_order: str | None
+
+
+def combine(tuned_first: str | None, tuned_second: str | None) -> str:
+    """Tuned is A in the first order and B in the second; a win must hold in both orders."""
+    if tuned_first is None or tuned_second is None:
+        return "invalid"
+    first = {"A": "win", "B": "loss", "TIE": "tie"}[tuned_first]
+    second = {"B": "win", "A": "loss", "TIE": "tie"}[tuned_second]
+    return first if first == second else "tie"
+
+
+def judge_pairs(backend: ChatBackend, items: list[dict[str, Any]]) -> list[PairVerdict]:
+    """items: {question, reference, tuned, base}; both orders are asked in one batch."""
+    requests = []
+    for it in items:
+        requests.append(_request(it["question"], it["reference"], it["tuned"], it["base"]))
+        requests.append(_request(it["question"], it["reference"], it["base"], it["tuned"]))
+    results = backend.complete(requests)
+    verdicts = []
+    for i in range(len(items)):
+        a = parse_verdict(results[2 * i].text) if results[2 * i].ok else None
+        b = parse_verdict(results[2 * i + 1].text) if results[2 * i + 1].ok else None
+        verdicts.append(PairVerdict(combine(a, b), a, b))
+    return verdicts
+
+
+def tally(verdicts: list[PairVerdict]) -> dict[str, Any]:
+    wins = sum(v.outcome == "win" for v in verdicts)
+    losses = sum(v.outcome == "loss" for v in verdicts)
+    ties = sum(v.outcome == "tie" for v in verdicts)
+    invalid = sum(v.outcome == "invalid" for v in verdicts)
+    decided = wins + losses + ties
+    return {"wins": wins, "losses": losses, "ties": ties, "invalid": invalid,
+            "win_rate": (wins + 0.5 * ties) / decided if decided else 0.0}

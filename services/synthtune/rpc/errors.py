@@ -1,0 +1,31 @@
+"""Domain errors to gRPC status codes, mapped in one place; INTERNAL leaks nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import grpc
+
+from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError
+
+log = logging.getLogger("synthtune.rpc")
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
+    """(status code, client-safe message, error id) for an exception raised by a handler."""
+    if isinstance(exc, InvalidInput):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc), ""
+    if isinstance(exc, NotFound):
+        return grpc.StatusCode.NOT_FOUND, str(exc), ""
+    if isinstance(exc, RetryableError):
+        return grpc.StatusCode.UNAVAILABLE, str(exc), ""
+    if isinstance(exc, Cancelled):
+        return grpc.StatusCode.CANCELLED, str(exc), ""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s", error_id, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error (error id {error_id}; details are in the server log)", error_id
+
+
+def code_name(exc: BaseException) -> str:
+    return str(status_for(exc)[0].name)
