@@ -84,19 +84,20 @@ class FileBackend:
     def open_read(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{self.uri(key)}: no such object in the store") from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[str]:
-        base = self.root / prefix if prefix else self.root
-        if not base.exists():
+        """Keys under the folder ``prefix``, sorted; files still being written are skipped."""
+        base = self._path(prefix.strip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
             return
-        for path in sorted(base.rglob("*")):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                yield path.relative_to(self.root).as_posix()
+        # Sorted as strings, the order S3 lists in, so both backends agree.
+        keys = [p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+        yield from sorted(keys)
 
     def delete_prefix(self, prefix: str) -> None:
         target = self._path(prefix.rstrip("/"))
