@@ -17,7 +17,7 @@ from typing import Any
 
 from synthtune import __version__
 from synthtune.errors import InvalidInput, NotFound, PermanentError
-from synthtune.store.backend import CHUNK, Backend
+from synthtune.store.backend import CHUNK, Backend, copy_hashing
 from synthtune.store.keys import check_key
 
 ARTIFACT_PREFIX = "artifacts"
@@ -222,16 +222,13 @@ class Artifact:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".dl-")
-        h = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out, self.backend.open_read(f"{ARTIFACT_PREFIX}/{self.id}/{name}") as src:
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-            if h.hexdigest() != entry["sha256"]:
+                digest = copy_hashing(src, out)
+            if digest != entry["sha256"]:
                 raise IntegrityError(
                     f"{self.backend.uri(f'{ARTIFACT_PREFIX}/{self.id}/{name}')}: sha256 mismatch "
-                    f"(manifest {entry['sha256'][:12]}…, stored {h.hexdigest()[:12]}…): the file was changed or corrupted"
+                    f"(manifest {entry['sha256'][:12]}…, stored {digest[:12]}…): the file was changed or corrupted"
                 )
             os.replace(tmp, target)
         finally:

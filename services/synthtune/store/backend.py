@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -14,6 +16,29 @@ from synthtune.errors import NotFound
 from synthtune.store.keys import check_key
 
 CHUNK = 8 * 1024 * 1024
+COPY_CHUNK = 1024 * 1024
+COPY_QUEUE = 8  # chunks waiting for the hasher: bounds memory at ~COPY_QUEUE MiB
+
+
+def copy_hashing(src: BinaryIO, out: BinaryIO) -> str:
+    """Copy ``src`` to ``out`` and return its sha256; a second thread hashes, so I/O and hashing overlap."""
+    digest = hashlib.sha256()
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=COPY_QUEUE)
+
+    def hash_chunks() -> None:
+        while (chunk := chunks.get()) is not None:
+            digest.update(chunk)  # hashlib releases the GIL on large buffers
+
+    hasher = threading.Thread(target=hash_chunks, name="sha256", daemon=True)
+    hasher.start()
+    try:
+        while chunk := src.read(COPY_CHUNK):
+            out.write(chunk)
+            chunks.put(chunk)
+    finally:
+        chunks.put(None)
+        hasher.join()
+    return digest.hexdigest()
 
 
 class HashingReader:
@@ -73,10 +98,15 @@ class FileBackend:
             raise
 
     def put_file(self, key: str, path: Path) -> str:
-        with open(path, "rb") as src:
-            reader = HashingReader(src)
-            self._atomic_write(key, lambda out: shutil.copyfileobj(reader, out, CHUNK))
-        return reader.hexdigest()
+        digest = ""
+
+        def copy(out: BinaryIO) -> None:
+            nonlocal digest
+            with open(path, "rb") as src:
+                digest = copy_hashing(src, out)
+
+        self._atomic_write(key, copy)
+        return digest
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda out: out.write(data))
