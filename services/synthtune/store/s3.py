@@ -169,7 +169,8 @@ class S3Backend:
         except MinioException as exc:
             raise PermanentError(f"{uri}: {exc}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            cause = getattr(exc, "reason", None) or exc
+            # urllib3 wraps the socket error as "HTTPConnection(host=..., port=...): Failed to ...": keep the tail.
+            cause = str(getattr(exc, "reason", None) or exc).rsplit("): ", 1)[-1]
             raise RetryableError(f"{uri}: cannot reach S3 endpoint {self.endpoint} ({cause})", delay=1.0) from None
 
     def put_file(self, key: str, path: Path) -> str:
