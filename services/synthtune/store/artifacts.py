@@ -45,7 +45,7 @@ def check_artifact_id(art_id: str) -> str:
     return art_id
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """JSON fallback: pydantic models and dataclasses by value, sets sorted, anything else as text."""
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
@@ -68,7 +68,7 @@ class ArtifactRef:
 
 def canonical_json(obj: Any) -> str:
     """One text per value: sorted keys, no spaces, pydantic models by their fields."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=jsonable)
 
 
 def artifact_id(kind: str, parents: list[str], config: Any, code_version: str = __version__) -> str:
@@ -105,14 +105,14 @@ class ArtifactWriter:
 
     def write_json(self, name: str, obj: Any) -> Path:
         p = self.path(name)
-        p.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n", encoding="utf-8")
+        p.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=jsonable) + "\n", encoding="utf-8")
         return p
 
     def write_jsonl(self, name: str, rows: Any) -> Path:
         p = self.path(name)
         with open(p, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n")
+                f.write(json.dumps(row, ensure_ascii=False, default=jsonable) + "\n")
         return p
 
     def commit(self) -> ArtifactRef:
@@ -147,7 +147,7 @@ class ArtifactWriter:
             "files": files,
             "stats": self.stats,
         }
-        text = json.dumps(manifest, indent=2, ensure_ascii=False, default=_jsonable) + "\n"
+        text = json.dumps(manifest, indent=2, ensure_ascii=False, default=jsonable) + "\n"
         self.backend.put_bytes(f"{prefix}/{MANIFEST}", text.encode("utf-8"))
         self.committed = ArtifactRef(self.kind, self.id, self.backend.uri(prefix))
         self.discard()

@@ -21,6 +21,7 @@ from synthtune.store.artifacts import (
     IntegrityError,
     artifact_id,
     check_artifact_id,
+    jsonable,
 )
 from synthtune.store.backend import Backend, FileBackend
 from synthtune.store.keys import check_key
@@ -130,7 +131,8 @@ class Store:
 
     # plain objects (run records, requests) ----------------------------------------------
     def put_json(self, key: str, obj: Any) -> None:
-        self.backend.put_bytes(check_key(key), (json.dumps(obj, indent=2, default=str) + "\n").encode())
+        text = json.dumps(obj, indent=2, ensure_ascii=False, default=jsonable) + "\n"
+        self.backend.put_bytes(check_key(key), text.encode("utf-8"))
 
     def get_json(self, key: str) -> Any:
         with self.backend.open_read(check_key(key)) as f:
