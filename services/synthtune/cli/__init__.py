@@ -1,0 +1,1 @@
+"""The `synthtune` command."""

@@ -1,0 +1,318 @@
+"""synthtune: records -> synthetic instruction data -> fine-tuned open LLM -> report."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from synthtune import __version__
+from synthtune.cli.progress import StageBars, stderr
+from synthtune.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    Cancelled,
+    InvalidInput,
+    NotBuiltYet,
+    NotFound,
+    SynthtuneError,
+)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Turn your plant's records into a fine-tuned, measurably better open LLM.")
+runs_app = typer.Typer(no_args_is_help=True, help="List, show, watch or cancel runs on a controller.")
+app.add_typer(runs_app, name="runs")
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Artifact store: a path, file:///abs/path or s3://bucket/prefix (default ./synthtune-store).")]
+PipelineArg = Annotated[Path, typer.Argument(help="The pipeline YAML file.")]
+STAGES = ("prepare", "generate", "train", "evaluate")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"synthtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False) -> None:
+    """synthtune command line."""
+
+
+def _store(uri: str | None) -> Any:
+    from synthtune.store import open_store
+
+    return open_store(uri)
+
+
+def _result_line(run_id: str, uri: str) -> None:
+    typer.echo(f"run_id={run_id} uri={uri}")
+
+
+def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resume: str | None, quiet: bool = False) -> dict[str, Any]:
+    """Validate, create or resume a run, execute it in process with a bar per stage."""
+    from synthtune.controller import Executor, RunBook
+    from synthtune.spec import load_spec
+
+    spec = load_spec(pipeline)
+    store = _store(store_uri)
+    book = RunBook(store)
+    if resume:
+        record = book.load(resume)
+        if record["status"] in ("failed", "cancelled"):
+            record["status"] = "pending"
+            record["cancel_requested"] = False
+            for info in record["stages"].values():
+                if info["state"] not in ("succeeded", "cached"):
+                    info.update(state="pending", attempts=0)
+            book.save(record)
+    else:
+        record = book.create(spec, pipeline.read_text(encoding="utf-8"), until)
+    stderr.print(f"[bold]run[/bold] {record['run_id']} · store {store.uri}")
+    executor = Executor(store, book)
+    with StageBars(quiet) as bars:
+        try:
+            record = executor.execute(record["run_id"], bars)
+        except KeyboardInterrupt:
+            executor.cancel(record["run_id"])
+            raise
+    if record["status"] != "succeeded":
+        failed = [f"{name}: {info['message']}" for name, info in record["stages"].items() if info["state"] == "failed"]
+        message = record.get("error") or "; ".join(failed) or record["status"]
+        if record["status"] == "cancelled":
+            raise Cancelled(message)
+        bad_input = "problem(s) in" in message or any(s in message for s in (": no such", "not found", "needs fields", "needs records"))
+        raise (InvalidInput(message) if bad_input else SynthtuneError(message))
+    return record
+
+
+def _last_uri(record: dict[str, Any], store_uri: str | None, stage_prefix: str | None = None) -> str:
+    store = _store(store_uri)
+    if stage_prefix is None and record.get("report"):
+        return f"{store.uri}/{record['report']}"
+    refs = [info["artifact"]["uri"] for name, info in record["stages"].items()
+            if info.get("artifact") and (stage_prefix is None or name.split(":")[0] == stage_prefix)]
+    return refs[-1] if refs else store.uri
+
+
+@app.command()
+def validate(pipeline: PipelineArg) -> None:
+    """Check a pipeline file; list every problem with its line and column."""
+    from synthtune.spec import load_spec
+
+    spec = load_spec(pipeline)
+    typer.echo(f"{pipeline}: valid (pipeline {spec.name!r}, methods: {', '.join(spec.method_keys())})")
+
+
+@app.command()
+def run(
+    pipeline: PipelineArg,
+    store: StoreOpt = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage: prepare, generate, train or evaluate.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue this run id; finished stages are not redone.")] = None,
+) -> None:
+    """Run the whole pipeline (prepare -> generate -> train -> evaluate -> report) in this process."""
+    if until is not None and until not in STAGES:
+        raise InvalidInput(f"--until {until!r}: choose one of {', '.join(STAGES)}")
+    record = _run_pipeline(pipeline, store, until, resume)
+    uri = _last_uri(record, store)
+    if record.get("report"):
+        stderr.print(f"[green]report:[/green] {uri}")
+    _result_line(record["run_id"], uri)
+
+
+def _stage_command(stage: str) -> Any:
+    def command(
+        pipeline: PipelineArg,
+        store: StoreOpt = None,
+        run_id: Annotated[str | None, typer.Option("--run", help="Continue this run id instead of starting a new one.")] = None,
+        suggest_fields: Annotated[Path | None, typer.Option("--suggest-fields", help="Propose a source.fields mapping for this file and exit.")] = None,
+    ) -> None:
+        if suggest_fields is not None:
+            if stage != "prepare":
+                raise InvalidInput("--suggest-fields belongs to `synthtune prepare`")
+            from synthtune.dataprep import suggest_fields as suggest
+
+            mapping = suggest(suggest_fields)
+            typer.echo("source:\n  paths: [" + str(suggest_fields) + "]\n  fields: {" + ", ".join(f"{k}: {v!r}" for k, v in mapping.items()) + "}")
+            return
+        record = _run_pipeline(pipeline, store, stage, run_id)
+        _result_line(record["run_id"], _last_uri(record, store, stage))
+
+    command.__doc__ = {
+        "prepare": "Read, clean, deduplicate, redact and split the records.",
+        "generate": "Generate synthetic instruction data with every method (runs prepare first if needed).",
+        "train": "Fine-tune one adapter per method (runs the earlier stages it needs, reusing cached results).",
+        "evaluate": "Evaluate base vs tuned models and write the report (runs the earlier stages it needs).",
+    }[stage]
+    return command
+
+
+for _stage in STAGES:
+    app.command(name=_stage)(_stage_command(_stage))
+
+
+@app.command()
+def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: StoreOpt = None) -> None:
+    """Rebuild a run's report.json and report.html, and print where the HTML is."""
+    from synthtune.controller import RunBook
+    from synthtune.evaluator.report import write_report
+    from synthtune.spec import load_spec_text
+
+    st = _store(store)
+    record = RunBook(st).load(run_id)
+    spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=record.get("base_dir"))
+    _, html_key = write_report(st, record, spec)
+    _result_line(run_id, f"{st.uri}/{html_key}")
+
+
+@app.command()
+def demo(workdir: Annotated[Path, typer.Option(help="Folder for the demo's store.")] = Path("demo-work")) -> None:
+    """Run the bundled quickstart example end to end on CPU and print where the report is."""
+    example = _example_dir() / "pipeline.yaml"
+    if not example.is_file():
+        raise NotFound(f"the bundled example is missing ({example})")
+    workdir.mkdir(parents=True, exist_ok=True)
+    store_uri = str((workdir / "store").resolve())
+    record = _run_pipeline(example, store_uri, None, None)
+    uri = _last_uri(record, store_uri)
+    path = uri.removeprefix("file://")
+    stderr.print(f"\n[bold green]Done.[/bold green] Open the report: {path}")
+    _result_line(record["run_id"], uri)
+
+
+def _example_dir() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "examples" / "quickstart" / "pipeline.yaml").is_file():
+            return parent / "examples" / "quickstart"
+    return Path("examples/quickstart")
+
+
+@app.command()
+def init(path: Annotated[Path, typer.Argument(help="Where to write the pipeline file.")] = Path("pipeline.yaml"),
+         data: Annotated[Path | None, typer.Option(help="A records file to propose the field mapping from.")] = None) -> None:
+    """Write a commented pipeline.yaml to start from."""
+    from synthtune.cli.template import pipeline_template
+
+    if path.exists():
+        raise InvalidInput(f"{path} exists; choose another path or remove it")
+    fields: dict[str, str] = {}
+    if data is not None:
+        from synthtune.dataprep import suggest_fields
+
+        fields = suggest_fields(data)
+    path.write_text(pipeline_template(str(data or "work_orders.csv"), fields), encoding="utf-8")
+    typer.echo(f"wrote {path}; edit it, then: synthtune validate {path}")
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="controller, dataprep, generator, trainer, evaluator or all.")],
+    port: Annotated[int, typer.Option(help="gRPC port.")] = 50051,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    store: StoreOpt = None,
+    insecure: Annotated[bool, typer.Option(help="Serve without a token (local development only).")] = False,
+    metrics_port: Annotated[int | None, typer.Option(help="Prometheus metrics port.")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+) -> None:
+    """Serve gRPC services (SYNTHTUNE_AUTH_TOKEN required unless --insecure)."""
+    from synthtune.controller.server import serve_forever
+
+    names = ["controller", "dataprep", "generator", "trainer", "evaluator"] if service == "all" else [service]
+    bad = [n for n in names if n not in ("controller", "dataprep", "generator", "trainer", "evaluator")]
+    if bad:
+        raise InvalidInput(f"unknown service {bad[0]!r}: choose controller, dataprep, generator, trainer, evaluator or all")
+    serve_forever(names, port=port, host=host, store_uri=store, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key)
+
+
+ControllerOpt = Annotated[str, typer.Option("--controller", help="Controller address host:port.")]
+
+
+@app.command()
+def submit(pipeline: PipelineArg, controller: ControllerOpt,
+           until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None) -> None:
+    """Submit a pipeline to a controller; prints the run id."""
+    from synthtune.controller.remote import submit_run
+
+    run = submit_run(controller, pipeline, until)
+    _result_line(run.run_id, run.store_uri)
+
+
+@runs_app.command("list")
+def runs_list(controller: ControllerOpt) -> None:
+    """List runs, newest first."""
+    from synthtune.controller.remote import list_runs
+
+    for r in list_runs(controller):
+        typer.echo(f"{r.run_id}\t{r.state}\t{r.name}")
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, controller: ControllerOpt) -> None:
+    """Show a run's stages and artifacts."""
+    from synthtune.controller.remote import show_run
+
+    typer.echo(show_run(controller, run_id))
+
+
+@runs_app.command("watch")
+def runs_watch(run_id: str, controller: ControllerOpt) -> None:
+    """Stream a run's events until it ends."""
+    from synthtune.controller.remote import watch_run
+
+    state = watch_run(controller, run_id, lambda line: typer.echo(line))
+    if state != "succeeded":
+        raise SynthtuneError(f"run {run_id} ended {state}")
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: str, controller: ControllerOpt) -> None:
+    """Cancel a run (stops stage work and deletes its Jobs)."""
+    from synthtune.controller.remote import cancel_run
+
+    typer.echo(cancel_run(controller, run_id))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: every domain error is mapped to its exit code here, once."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except (KeyboardInterrupt, Cancelled) as exc:
+        stderr.print(f"[yellow]interrupted[/yellow] {exc}")
+        return EXIT_INTERRUPTED
+    except InvalidInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NotBuiltYet as exc:
+        print(f"not built yet: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except SynthtuneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            return EXIT_BAD_INPUT
+        if isinstance(exc, click.exceptions.Abort):
+            return EXIT_INTERRUPTED
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

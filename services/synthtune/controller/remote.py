@@ -1,0 +1,94 @@
+"""Client side of PipelineService for `synthtune submit` and `synthtune runs`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from synthtune.errors import InvalidInput, NotFound, RetryableError, SynthtuneError
+from synthtune.rpc.client import channel
+from synthtune.rpc.gen.synthtune.v1 import pipeline_pb2, pipeline_pb2_grpc
+
+STATE_NAMES = {v: k for k, v in {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}.items()}
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    name: str
+    state: str
+    store_uri: str
+
+
+def _stub(target: str) -> Any:
+    return pipeline_pb2_grpc.PipelineServiceStub(channel(target))
+
+
+def domain_error(exc: grpc.RpcError) -> SynthtuneError:
+    """The domain error for a gRPC status, so the CLI maps it to the right exit code."""
+    code, details = exc.code(), exc.details()
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidInput(details)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return RetryableError(f"controller unreachable: {details}")
+    return SynthtuneError(f"{code.name}: {details}")
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except grpc.RpcError as exc:
+        raise domain_error(exc) from None
+
+
+def _summary(run: Any) -> RunSummary:
+    return RunSummary(run.run_id, run.name, STATE_NAMES.get(run.state, "unknown"), run.store_uri)
+
+
+def submit_run(target: str, pipeline: Path, until: str | None) -> RunSummary:
+    if not pipeline.is_file():
+        raise InvalidInput(f"{pipeline}: no such pipeline file")
+    req = pipeline_pb2.SubmitRunRequest(spec_yaml=pipeline.read_text(encoding="utf-8"), until=until or "", base_dir=str(pipeline.resolve().parent))
+    return _summary(_call(lambda: _stub(target).SubmitRun(req, timeout=60)).run)
+
+
+def list_runs(target: str) -> list[RunSummary]:
+    return [_summary(r) for r in _call(lambda: _stub(target).ListRuns(pipeline_pb2.ListRunsRequest(page_size=100), timeout=30)).runs]
+
+
+def show_run(target: str, run_id: str) -> str:
+    run = _call(lambda: _stub(target).GetRun(pipeline_pb2.GetRunRequest(run_id=run_id), timeout=30)).run
+    lines = [f"run {run.run_id} ({run.name}): {STATE_NAMES.get(run.state, 'unknown')}"]
+    for s in run.stages:
+        lines.append(f"  {s.name:<24} {pipeline_pb2.StageState.Name(s.state).removeprefix('STAGE_STATE_').lower():<10} {s.artifact.uri} {s.message}")
+    if run.report_uri:
+        lines.append(f"report: {run.report_uri}")
+    if run.error.message:
+        lines.append(f"error: {run.error.message}")
+    return "\n".join(lines)
+
+
+def watch_run(target: str, run_id: str, emit: Callable[[str], None]) -> str:
+    state = "unknown"
+    try:
+        for resp in _stub(target).WatchRun(pipeline_pb2.WatchRunRequest(run_id=run_id)):
+            ev = resp.event
+            state = STATE_NAMES.get(ev.run_state, state)
+            detail = ev.message or (f"{ev.progress.completed:g}/{ev.progress.total:g} {ev.progress.description}" if ev.type == "progress" else "")
+            emit(f"{ev.time.ToJsonString()} {ev.type:<15} {ev.stage:<20} {detail}")
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.CANCELLED:
+            return "cancelled"
+        raise domain_error(exc) from None
+    return state
+
+
+def cancel_run(target: str, run_id: str) -> str:
+    run = _call(lambda: _stub(target).CancelRun(pipeline_pb2.CancelRunRequest(run_id=run_id), timeout=30)).run
+    return f"run {run.run_id}: {STATE_NAMES.get(run.state, 'unknown')}"

@@ -1,0 +1,145 @@
+"""PipelineService: submit, get, list, watch and cancel runs; runs execute in background threads."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from synthtune.controller.executor import Executor
+from synthtune.errors import InvalidInput, NotFound
+from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
+from synthtune.spec import load_spec_text
+
+RUN_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}
+STAGE_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5, "cached": 6}
+
+
+def _ts(text: str | None) -> Timestamp:
+    ts = Timestamp()
+    if text:
+        ts.FromJsonString(text.replace("+00:00", "Z"))
+    return ts
+
+
+def run_message(record: dict[str, Any]) -> pipeline_pb2.Run:
+    stages = []
+    for name, info in record["stages"].items():
+        art = info.get("artifact") or {}
+        stages.append(pipeline_pb2.StageStatus(
+            name=name, state=STAGE_STATES.get(info["state"], 0), message=info.get("message", ""), attempts=info.get("attempts", 0),  # type: ignore[arg-type]
+            artifact=common_pb2.ArtifactRef(**art) if art else None,
+        ))
+    msg = pipeline_pb2.Run(
+        run_id=record["run_id"], name=record["name"], state=RUN_STATES.get(record["status"], 0), stages=stages,  # type: ignore[arg-type]
+        store_uri=record.get("store", ""), report_uri=f"{record.get('store', '')}/{record['report']}" if record.get("report") else "",
+        create_time=_ts(record.get("created_at")), update_time=_ts(record.get("updated_at")),
+    )
+    if record.get("error"):
+        msg.error.CopyFrom(common_pb2.ErrorInfo(code="FAILED", message=record["error"]))
+    return msg
+
+
+def event_message(run_id: str, ev: dict[str, Any]) -> pipeline_pb2.RunEvent:
+    art = ev.get("artifact") or {}
+    progress = None
+    if ev["type"] == "progress":
+        progress = common_pb2.ProgressEvent(stage=ev.get("stage", ""), description=ev.get("description", ""),
+                                            completed=float(ev.get("completed") or 0), total=float(ev.get("total") or 0), message=ev.get("message", ""))
+    return pipeline_pb2.RunEvent(
+        run_id=run_id, seq=ev["seq"], type=ev["type"], stage=ev.get("stage", ""), stage_state=STAGE_STATES.get(ev.get("stage_state", ""), 0),  # type: ignore[arg-type]
+        run_state=RUN_STATES.get(ev.get("run_state", ""), 0), progress=progress, artifact=common_pb2.ArtifactRef(**art) if art else None,  # type: ignore[arg-type]
+        message=ev.get("message", ""), time=_ts(ev.get("time")),
+    )
+
+
+class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignore[misc]
+    def __init__(self, executor: Executor, max_concurrent_runs: int = 4) -> None:
+        self.executor = executor
+        self.book = executor.runbook
+        self.pool = futures.ThreadPoolExecutor(max_workers=max_concurrent_runs, thread_name_prefix="synthtune-run")
+        self._active: set[str] = set()
+        self._lock = threading.Lock()
+
+    def start(self, run_id: str) -> None:
+        with self._lock:
+            if run_id in self._active:
+                return
+            self._active.add(run_id)
+
+        def work() -> None:
+            try:
+                self.executor.execute(run_id)
+            finally:
+                with self._lock:
+                    self._active.discard(run_id)
+
+        self.pool.submit(work)
+
+    def resume_all(self) -> list[str]:
+        ids = self.executor.resume_unfinished()
+        for run_id in ids:
+            self.start(run_id)
+        return ids
+
+    def SubmitRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if request.resume_run_id:
+            record = self.book.load(request.resume_run_id)
+        else:
+            spec = load_spec_text(request.spec_yaml, "spec_yaml", base_dir=request.base_dir or None)
+            if request.until and request.until not in ("prepare", "generate", "train", "evaluate"):
+                raise InvalidInput(f"until {request.until!r}: choose prepare, generate, train or evaluate")
+            record = self.book.create(spec, request.spec_yaml, request.until or None)
+        self.start(record["run_id"])
+        return pipeline_pb2.SubmitRunResponse(run=run_message(record))
+
+    def GetRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return pipeline_pb2.GetRunResponse(run=run_message(self.book.load(request.run_id)))
+
+    def ListRuns(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        runs = self.book.list()
+        start = int(request.page_token or 0)
+        size = request.page_size or 50
+        page = runs[start : start + size]
+        token = str(start + size) if start + size < len(runs) else ""
+        return pipeline_pb2.ListRunsResponse(runs=[run_message(r) for r in page], next_page_token=token)
+
+    def WatchRun(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
+        events: queue.Queue[dict[str, Any]] = queue.Queue()
+        unsubscribe = self.book.watch(request.run_id, events.put)
+        try:
+            record = self.book.load(request.run_id)
+            last = request.after_seq
+            for ev in record["events"]:
+                if ev["seq"] > last:
+                    last = ev["seq"]
+                    yield pipeline_pb2.WatchRunResponse(event=event_message(request.run_id, ev))
+            status = record["status"]
+            while status not in ("succeeded", "failed", "cancelled") and context.is_active():
+                try:
+                    ev = events.get(timeout=1.0)
+                except queue.Empty:
+                    status = self.book.load(request.run_id)["status"]  # another controller may be running it
+                    continue
+                if ev["seq"] <= last:
+                    continue
+                last = ev["seq"]
+                yield pipeline_pb2.WatchRunResponse(event=event_message(request.run_id, ev))
+                if ev["type"] == "run_finished":
+                    status = ev.get("run_state", "")
+            if status == "cancelled":
+                context.abort(grpc.StatusCode.CANCELLED, f"run {request.run_id} was cancelled")
+        finally:
+            unsubscribe()
+
+    def CancelRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        record = self.executor.cancel(request.run_id)
+        return pipeline_pb2.CancelRunResponse(run=run_message(record))
+
+
+__all__ = ["NotFound", "PipelineServicer", "run_message"]

@@ -1,0 +1,110 @@
+"""The controller's executor: stage order, caching, retries, permanent failures, cancel, resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from synthtune.controller import Executor, RunBook, stage_names
+from synthtune.errors import NotFound
+from synthtune.spec import load_spec_text
+
+from .fakes import SPEC, calls, make_stages
+
+
+@pytest.fixture
+def setup(tmp_path, file_store):
+    count = tmp_path / "calls.txt"
+
+    def make(**kw):
+        book = RunBook(file_store)
+        ex = Executor(file_store, book, make_stages(count, **kw), backoff_s=0.01)
+        return ex, book
+
+    return make, count, file_store
+
+
+def _submit(book, until=None):
+    spec = load_spec_text(SPEC)
+    return book.create(spec, SPEC, until)["run_id"]
+
+
+def test_stage_graph_order_and_until():
+    spec = load_spec_text(SPEC)
+    assert stage_names(spec) == ["prepare", "generate:record_qa", "generate:persona", "train:record_qa", "train:persona", "evaluate", "report"]
+    assert stage_names(spec, "generate") == ["prepare", "generate:record_qa", "generate:persona"]
+
+
+def test_run_executes_every_stage_once_and_records_artifacts(setup):
+    make, count, store = setup
+    ex, book = make()
+    record = ex.execute(_submit(book))
+    assert record["status"] == "succeeded"
+    assert calls(count) == ["prepare", "generate:record_qa", "generate:persona", "train:record_qa", "train:persona", "evaluate", "report"]
+    assert record["stages"]["train:persona"]["artifact"]["kind"] == "adapter"
+    saved = store.get_json(f"runs/{record['run_id']}/run.json")
+    assert saved["status"] == "succeeded"
+    types = [e["type"] for e in saved["events"]]
+    assert types[0] == "run_created" and types[-1] == "run_finished" and types.count("stage_finished") == 7
+
+
+def test_second_identical_run_is_fully_cached(setup):
+    make, count, _ = setup
+    ex, book = make()
+    first = ex.execute(_submit(book))
+    n = len(calls(count))
+    second = ex.execute(_submit(book))
+    assert calls(count)[n:] == ["report"]  # only the new run's report is written
+    for name in first["stages"]:
+        assert first["stages"][name]["artifact"] == second["stages"][name]["artifact"]
+
+
+def test_retryable_failure_is_retried(setup):
+    make, count, _ = setup
+    ex, book = make(fail={"generate:persona": "retry-once"})
+    record = ex.execute(_submit(book))
+    assert record["status"] == "succeeded"
+    assert record["stages"]["generate:persona"]["attempts"] == 2
+    assert any(e["type"] == "stage_retry" for e in record["events"])
+
+
+def test_permanent_failure_fails_the_run_with_the_stage_message(setup):
+    make, count, _ = setup
+    ex, book = make(fail={"train:record_qa": "permanent"})
+    record = ex.execute(_submit(book))
+    assert record["status"] == "failed"
+    assert "records.csv:7: column 'Action' is empty" in record["error"]
+    assert record["stages"]["train:record_qa"]["state"] == "failed"
+    assert record["stages"]["train:record_qa"]["attempts"] == 1
+    assert "evaluate" not in calls(count)
+
+
+def test_cancel_stops_a_running_run(setup):
+    make, count, _ = setup
+    ex, book = make(sleep_s=0.3)
+    run_id = _submit(book)
+    thread = threading.Thread(target=ex.execute, args=(run_id,))
+    thread.start()
+    time.sleep(0.5)
+    ex.cancel(run_id)
+    thread.join(timeout=10)
+    record = book.load(run_id)
+    assert record["status"] == "cancelled"
+    assert "report" not in calls(count)
+
+
+def test_unknown_run_is_not_found(setup):
+    make, _, _ = setup
+    ex, book = make()
+    with pytest.raises(NotFound, match="no run 'nope'"):
+        book.load("nope")
+
+
+def test_until_stops_after_the_stage(setup):
+    make, count, _ = setup
+    ex, book = make()
+    record = ex.execute(_submit(book, until="generate"))
+    assert record["status"] == "succeeded"
+    assert calls(count) == ["prepare", "generate:record_qa", "generate:persona"]
