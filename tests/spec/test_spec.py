@@ -109,11 +109,13 @@ def test_future_version_is_refused_with_a_clear_message():
     assert problems[0].startswith("p.yaml:1:1: version:") and "upgrade synthtune" in problems[0]
 
 
-def test_future_version_is_refused_alone_even_with_keys_this_release_lacks():
-    with pytest.raises(InvalidInput) as exc:
-        load_spec_text("name: x\nversion: 3\nsource: {paths: [a]}\nnew_section: {a: 1}\n", "p.yaml")
-    assert str(exc.value).startswith("p.yaml:2:1: version: this pipeline is spec version 3")
-    assert exc.value.problems == ["p.yaml:2:1: version: spec version 3 is newer than 1; upgrade synthtune"]
+def test_future_version_is_listed_first_among_all_problems():
+    problems = _problems("version: 3\nname: x\nnew_section: {a: 1}\n")
+    assert problems == [
+        "p.yaml:1:1: version: this pipeline is spec version 3, but this synthtune reads version 1; upgrade synthtune (got 3)",
+        "p.yaml:1:1: source: required key is missing",
+        "p.yaml:3:1: new_section: unknown key (check its spelling and indentation)",
+    ]
 
 
 @pytest.mark.parametrize(("version", "message"), [("0", "version must be 1"), ("1.5", "valid integer"), ("x", "valid integer")])

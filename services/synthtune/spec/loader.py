@@ -13,7 +13,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from synthtune.errors import InvalidInput
-from synthtune.spec.pipeline import SPEC_VERSION, PipelineSpec
+from synthtune.spec.pipeline import PipelineSpec
 
 
 def _position(node: Any, path: tuple[Any, ...]) -> tuple[int, int] | None:
@@ -104,24 +104,11 @@ def problems_for(data: Any, exc: ValidationError, filename: str) -> list[str]:
     return [text for _, text in sorted(problems, key=lambda p: p[0])]
 
 
-def _future_version(data: dict[Any, Any], filename: str) -> None:
-    """A newer spec version is refused alone: its other keys may well be valid there."""
-    version = data.get("version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > SPEC_VERSION:
-        pos = _position(data, ("version",)) or (1, 1)
-        raise InvalidInput(
-            f"{filename}:{pos[0]}:{pos[1]}: version: this pipeline is spec version {version}, but this synthtune "
-            f"reads version {SPEC_VERSION}; upgrade synthtune",
-            [f"{filename}:{pos[0]}:{pos[1]}: version: spec version {version} is newer than {SPEC_VERSION}; upgrade synthtune"],
-        )
-
-
 def load_spec_text(text: str, filename: str = "<string>", base_dir: str | None = None) -> PipelineSpec:
     """Validate pipeline YAML text; raises InvalidInput listing every problem with line and column."""
     data = parse_yaml(text, filename)
     if not isinstance(data, dict):
         raise InvalidInput(f"{filename}:1:1: a pipeline file must be a YAML mapping (version, name, source, ...)")
-    _future_version(data, filename)
     try:
         spec = PipelineSpec.model_validate(_plain(data))
     except ValidationError as exc:
