@@ -47,7 +47,7 @@ def test_invalid_spec_is_invalid_argument_listing_problems(controller):
     with pytest.raises(grpc.RpcError) as exc:
         controller.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml="version: 1\nname: x\nsource: {paths: []}\ntrain: {lora: {r: x}}\n"), timeout=10)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "spec_yaml:3:9: source.paths" in exc.value.details() and "train.lora.r" in exc.value.details()
+    assert "spec_yaml:3:10: source.paths" in exc.value.details() and "train.lora.r" in exc.value.details()
 
 
 def test_unknown_run_is_not_found(controller):

@@ -1,0 +1,133 @@
+"""The synthtune command: contract commands, exit codes, last-line run id and URI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACT = ["validate", "run", "prepare", "generate", "train", "evaluate", "report", "demo", "serve", "submit", "runs", "init"]
+
+
+def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ, PYTHONPATH=str(REPO / "services"), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "synthtune.cli.main", *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+
+def test_help_lists_every_contract_command():
+    out = cli("--help")
+    assert out.returncode == 0
+    for name in CONTRACT:
+        assert f"  {name}" in out.stdout, name
+    runs = cli("runs", "--help")
+    for sub in ("list", "show", "watch", "cancel"):
+        assert sub in runs.stdout
+
+
+def test_every_command_has_real_help():
+    for name in CONTRACT:
+        out = cli(name, "--help")
+        assert out.returncode == 0 and "Usage:" in out.stdout and len(out.stdout) > 120, name
+
+
+def test_version():
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.startswith("synthtune ")
+
+
+def test_validate_bad_spec_exits_2_naming_lines(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("version: 3\nname: x\nsource:\n  paths: [a.csv]\n  feilds: {}\n")
+    out = cli("validate", str(bad))
+    assert out.returncode == 2
+    assert f"{bad}:1:1: version" in out.stderr and f"{bad}:5:3: source.feilds: unknown key" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_validate_ok_and_missing_file(tmp_path):
+    assert cli("validate", str(REPO / "examples" / "quickstart" / "pipeline.yaml")).returncode == 0
+    out = cli("validate", str(tmp_path / "none.yaml"))
+    assert out.returncode == 2 and "no such pipeline file" in out.stderr
+
+
+def test_bad_store_uri_is_a_clear_error(tmp_path):
+    out = cli("prepare", str(REPO / "examples" / "quickstart" / "pipeline.yaml"), "--store", "ftp://x/y")
+    assert out.returncode == 2 and "unknown scheme" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_unreachable_s3_store_exits_1(tmp_path):
+    out = cli("prepare", str(REPO / "examples" / "quickstart" / "pipeline.yaml"), "--store", "s3://bucket/x",
+              env={"SYNTHTUNE_S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    assert out.returncode == 1 and "cannot reach" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_refuses_without_token():
+    env = {k: v for k, v in os.environ.items() if k != "SYNTHTUNE_AUTH_TOKEN"}
+    out = subprocess.run([sys.executable, "-m", "synthtune.cli.main", "serve", "dataprep", "--port", "0"],
+                         capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO / "services")}, timeout=60)
+    assert out.returncode == 2 and "refusing to start without a token" in out.stderr
+
+
+def test_prepare_prints_run_id_and_uri_last(tmp_path):
+    out = cli("prepare", str(REPO / "examples" / "quickstart" / "pipeline.yaml"), "--store", str(tmp_path / "store"),
+              env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("run_id=packaging-line-quickstart-") and " uri=file://" in last and "/artifacts/prepared-" in last
+
+
+def test_suggest_fields_and_init(tmp_path):
+    out = cli("prepare", "unused.yaml", "--suggest-fields", str(REPO / "examples" / "quickstart" / "work_orders.csv"))
+    assert out.returncode == 0 and "problem: 'Title'" in out.stdout
+    target = tmp_path / "pipeline.yaml"
+    out = cli("init", str(target), "--data", str(REPO / "examples" / "quickstart" / "work_orders.csv"))
+    assert out.returncode == 0
+    assert cli("validate", str(target)).returncode == 0
+    assert cli("init", str(target)).returncode == 2  # refuses to overwrite
+
+
+def test_unknown_run_report_is_not_found(tmp_path):
+    out = cli("report", "no-such-run", "--store", str(tmp_path / "s"))
+    assert out.returncode == 2 and "no run 'no-such-run'" in out.stderr
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_pipeline_through_the_cli(tmp_path):
+    """prepare -> generate -> train (Ray) -> evaluate -> report with the real embedded model, tiny sizes."""
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"""\
+version: 1
+name: tiny
+source:
+  paths: [{REPO / 'examples' / 'quickstart' / 'work_orders.csv'}]
+  fields: {{problem: Title, machine: MachineType, cause: ConditionFound, solution: WorkPerformed, hours: Hours}}
+generate:
+  teacher: {{backend: transformers, max_tokens: 24, concurrency: 4}}
+  methods: [{{name: record_qa}}]
+  limit: 3
+  filters: {{min_chars: 1, decontaminate: false, dedup_near: false}}
+train: {{method: lora, max_steps: 2, batch_size: 2, max_seq_len: 160, warmup_steps: 0, learning_rate: 0.001}}
+evaluate: {{metrics: [rouge, bleu], limit: 2, max_new_tokens: 12, forgetting_probe: false, bootstrap: 50}}
+""")
+    out = cli("run", str(spec), "--store", str(tmp_path / "store"), env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")}, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.endswith("/report.html")
+    run_id = last.split()[0].split("=", 1)[1]
+    import json
+
+    report = json.loads((tmp_path / "store" / "runs" / run_id / "report.json").read_text())
+    assert report["status"] == "succeeded"
+    assert set(report["metrics"]) == {"base", "tuned:record_qa"}
+    for name in report["metrics"]:
+        for key in ("rouge1", "rouge2", "rougeL", "bleu"):
+            assert 0.0 <= report["metrics"][name][key] <= 1.0
+    assert report["models"][1] == {"name": "tuned:record_qa", "base_model": "smollm2-135m-instruct", "method": "record_qa",
+                                   "adapter": report["models"][1]["adapter"]}
+    assert report["training"]["record_qa"]["train_loss"]
+    html = (tmp_path / "store" / "runs" / run_id / "report.html").read_text()
+    assert f"{report['metrics']['base']['rougeL']:.4f}" in html
