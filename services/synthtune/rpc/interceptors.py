@@ -43,16 +43,14 @@ class _Call:
 
 
 def _final_code(call: _Call, context: grpc.ServicerContext) -> str:
-    """The status the client sees: ours, else the handler's own abort/set_code, else how the call ended."""
-    if call.code:
-        return call.code
-    code = context.code()
-    if code is not None:
-        return str(code.name)
+    """The status the client saw: how a call it left ended, else ours, else the handler's own abort."""
     if not context.is_active():  # the client went away: its deadline passed or it cancelled
         remaining = context.time_remaining()
         return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
-    return "OK"
+    if call.code:
+        return call.code
+    code = context.code()
+    return str(code.name) if code is not None else "OK"
 
 
 class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
