@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: setup demo test lint typecheck importlint unit stubs schema clean
+.PHONY: setup sysdeps demo test lint typecheck importlint unit stubs schema clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(STAMP):
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+sysdeps:
+	bash scripts/install_system_deps.sh
 
 demo: setup
 	$(VENV)/bin/synthtune demo
@@ -34,7 +37,7 @@ importlint: setup
 unit: setup
 	$(VENV)/bin/pytest -q
 
-test: setup lint typecheck importlint
+test: setup sysdeps lint typecheck importlint
 	$(VENV)/bin/pytest -q
 
 stubs: setup

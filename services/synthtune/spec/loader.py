@@ -56,23 +56,56 @@ def parse_yaml(text: str, filename: str = "<string>") -> Any:
         raise InvalidInput(f"{where}: not valid YAML: {exc.problem}{context}") from None
 
 
+def _data_path(data: Any, loc: tuple[Any, ...], missing: bool) -> tuple[Any, ...]:
+    """``loc`` without pydantic's union-branch tags (``float``, ``literal[False]``, model names)."""
+    path: list[Any] = []
+    node = data
+    for i, key in enumerate(loc):
+        in_map = isinstance(node, dict) and key in node
+        in_seq = isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
+        if in_map or in_seq:
+            node = node[key]
+        elif not (missing and i == len(loc) - 1):
+            continue  # a branch tag, not a key of the file
+        path.append(key)
+    return tuple(path)
+
+
+def _message(err: Any) -> tuple[str, str]:
+    """What is wrong, and `` (got VALUE)`` for short scalar inputs."""
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check its spelling and indentation)", ""
+    if err["type"] == "missing":
+        return "required key is missing", ""
+    value = err.get("input")
+    got = f" (got {value!r})" if isinstance(value, str | int | float | bool) and len(repr(value)) <= 60 else ""
+    return str(err["msg"]).removeprefix("Value error, "), got
+
+
 def problems_for(data: Any, exc: ValidationError, filename: str) -> list[str]:
-    problems = []
+    """One line per problem, ``file:line:col: dotted.path: what is wrong``, in file order."""
+    grouped: dict[tuple[Any, ...], tuple[list[str], str]] = {}
     for err in exc.errors():
-        loc = tuple(err["loc"])
-        pos = _position(data, loc)
+        path = _data_path(data, tuple(err["loc"]), err["type"] == "missing")
+        message, got = _message(err)
+        messages, _ = grouped.setdefault(path, ([], got))
+        if message not in messages:
+            messages.append(message)
+    problems = []
+    for path, (messages, got) in grouped.items():
+        pos = _position(data, path)
         where = f"{filename}:{pos[0]}:{pos[1]}" if pos else filename
-        dotted = ".".join(str(p) for p in loc) or "(top level)"
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling and indentation)"
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        problems.append(f"{where}: {dotted}: {message}")
-    return problems
+        dotted = ".".join(str(p) for p in path) or "(top level)"
+        if len(messages) > 1:  # one error per branch of a union: say what would be accepted
+            message = "expected " + " or ".join(m.removeprefix("Input should be ").split(",")[0] for m in messages)
+        else:
+            message = messages[0]
+        problems.append((pos or (0, 0), f"{where}: {dotted}: {message}{got}"))
+    return [text for _, text in sorted(problems, key=lambda p: p[0])]
 
 
 def load_spec_text(text: str, filename: str = "<string>", base_dir: str | None = None) -> PipelineSpec:
+    """Validate pipeline YAML text; raises InvalidInput listing every problem with line and column."""
     data = parse_yaml(text, filename)
     if not isinstance(data, dict):
         raise InvalidInput(f"{filename}:1:1: a pipeline file must be a YAML mapping (version, name, source, ...)")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -15,10 +17,43 @@ from typing import Any
 
 from synthtune import __version__
 from synthtune.errors import InvalidInput, NotFound, PermanentError
-from synthtune.store.backend import CHUNK, Backend
+from synthtune.store.backend import CHUNK, Backend, copy_hashing
+from synthtune.store.keys import check_key
 
 ARTIFACT_PREFIX = "artifacts"
 KINDS = ("prepared", "synthetic", "adapter", "evaluation", "checkpoint", "request")
+MANIFEST = "manifest.json"
+_KIND = re.compile(r"^[a-z][a-z0-9_]*$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class IntegrityError(PermanentError):
+    """A stored file does not match its manifest (changed, truncated or corrupted)."""
+
+
+def check_kind(kind: str) -> str:
+    """Return ``kind`` if it is a lowercase word such as ``prepared``, else raise InvalidInput."""
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise InvalidInput(f"artifact kind {kind!r}: use lowercase letters, digits and '_' (e.g. 'prepared')")
+    return kind
+
+
+def check_artifact_id(art_id: str) -> str:
+    """Return ``art_id`` if it is one safe path segment (letters, digits, '.', '_', '-'), else raise InvalidInput."""
+    if not isinstance(art_id, str) or not _ID.match(art_id) or ".." in art_id:
+        raise InvalidInput(f"artifact id {art_id!r}: expected one segment of letters, digits, '.', '_' or '-'")
+    return art_id
+
+
+def jsonable(obj: Any) -> Any:
+    """JSON fallback: pydantic models and dataclasses by value, sets sorted, anything else as text."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj, key=str)
+    return str(obj)
 
 
 @dataclass(frozen=True)
@@ -32,11 +67,13 @@ class ArtifactRef:
 
 
 def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    """One text per value: sorted keys, no spaces, pydantic models by their fields."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=jsonable)
 
 
 def artifact_id(kind: str, parents: list[str], config: Any, code_version: str = __version__) -> str:
     """Id from content: same kind, parents, config and code version give the same id (a cache key)."""
+    check_kind(kind)
     digest = hashlib.sha256(canonical_json([kind, sorted(parents), config, code_version]).encode()).hexdigest()
     return f"{kind}-{digest[:20]}"
 
@@ -53,38 +90,52 @@ class ArtifactWriter:
     """Stage files in a local folder, then ``commit()`` uploads them and writes the manifest last."""
 
     def __init__(self, backend: Backend, kind: str, art_id: str, parents: list[str], spec: Any, producer: str) -> None:
-        self.backend, self.kind, self.id = backend, kind, art_id
-        self.parents, self.spec, self.producer = parents, spec, producer
+        self.backend, self.kind, self.id = backend, check_kind(kind), check_artifact_id(art_id)
+        self.parents = [check_artifact_id(p) for p in parents]
+        self.spec, self.producer = spec, producer
         self.dir = Path(tempfile.mkdtemp(prefix=f"synthtune-{art_id}-"))
         self.stats: dict[str, Any] = {}
         self.committed: ArtifactRef | None = None
 
     def path(self, name: str) -> Path:
-        p = self.dir / name
+        """A local path for file ``name`` (may contain '/'); write it before ``commit()``."""
+        p = self.dir / check_key(name)
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
     def write_json(self, name: str, obj: Any) -> Path:
         p = self.path(name)
-        p.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        p.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=jsonable) + "\n", encoding="utf-8")
         return p
 
     def write_jsonl(self, name: str, rows: Any) -> Path:
         p = self.path(name)
         with open(p, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                f.write(json.dumps(row, ensure_ascii=False, default=jsonable) + "\n")
         return p
 
     def commit(self) -> ArtifactRef:
+        """Upload every file, then the manifest; until the manifest lands the artifact is invisible."""
+        if self.committed is not None:
+            return self.committed
+        if not self.dir.is_dir():
+            raise PermanentError(f"artifact {self.id}: the writer was discarded before commit")
         prefix = f"{ARTIFACT_PREFIX}/{self.id}"
-        files = {}
+        if self.backend.exists(f"{prefix}/{MANIFEST}"):
+            # Re-committing an id: hide the old version first, so no reader pairs its manifest with new files.
+            self.backend.delete_prefix(f"{prefix}/{MANIFEST}")
+        files: dict[str, dict[str, Any]] = {}
         for path in sorted(p for p in self.dir.rglob("*") if p.is_file()):
             name = path.relative_to(self.dir).as_posix()
-            if name == "manifest.json":
-                raise PermanentError("an artifact may not contain its own manifest.json")
+            if name == MANIFEST:
+                raise PermanentError(f"artifact {self.id}: a file may not be named {MANIFEST} (the store writes it)")
+            size = path.stat().st_size
             digest = self.backend.put_file(f"{prefix}/{name}", path)
-            files[name] = {"sha256": digest, "bytes": path.stat().st_size}
+            files[name] = {"sha256": digest, "bytes": size}
+        for key in list(self.backend.list(prefix)):  # files an earlier commit of this id left behind
+            if key[len(prefix) + 1 :] not in files:
+                self.backend.delete_prefix(key)
         manifest = {
             "kind": self.kind,
             "id": self.id,
@@ -92,10 +143,12 @@ class ArtifactWriter:
             "spec": self.spec,
             "producer": self.producer,
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
+            "synthtune_version": __version__,
             "files": files,
             "stats": self.stats,
         }
-        self.backend.put_bytes(f"{prefix}/manifest.json", (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+        text = json.dumps(manifest, indent=2, ensure_ascii=False, default=jsonable) + "\n"
+        self.backend.put_bytes(f"{prefix}/{MANIFEST}", text.encode("utf-8"))
         self.committed = ArtifactRef(self.kind, self.id, self.backend.uri(prefix))
         self.discard()
         return self.committed
@@ -115,10 +168,41 @@ class Artifact:
 
     def __init__(self, backend: Backend, manifest: dict[str, Any], cache_dir: Path) -> None:
         self.backend, self.manifest = backend, manifest
-        self.kind: str = manifest["kind"]
-        self.id: str = manifest["id"]
-        self._cache: Path = cache_dir / str(self.id)
+        self.kind: str = str(manifest["kind"])
+        self.id: str = check_artifact_id(str(manifest["id"]))
+        self._cache: Path = cache_dir / self.id
         self.ref = ArtifactRef(self.kind, self.id, backend.uri(f"{ARTIFACT_PREFIX}/{self.id}"))
+
+    @classmethod
+    def from_manifest(cls, backend: Backend, manifest: Any, cache_dir: Path, expected_id: str) -> Artifact:
+        """An Artifact from a parsed manifest, or PermanentError naming what is wrong with it."""
+        where = backend.uri(f"{ARTIFACT_PREFIX}/{expected_id}/{MANIFEST}")
+        if not isinstance(manifest, dict) or not {"kind", "id", "files"} <= set(manifest):
+            raise IntegrityError(f"{where}: not an artifact manifest (needs kind, id and files)")
+        if manifest["id"] != expected_id:
+            raise IntegrityError(f"{where}: manifest names id {manifest['id']!r}, expected {expected_id!r}")
+        files = manifest["files"]
+        if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) and isinstance(e.get("bytes"), int) for e in files.values()
+        ):
+            raise IntegrityError(f"{where}: every file entry needs sha256 and bytes")
+        return cls(backend, manifest, cache_dir)
+
+    @property
+    def parents(self) -> list[str]:
+        return list(self.manifest.get("parents", []))
+
+    @property
+    def spec(self) -> Any:
+        return self.manifest.get("spec")
+
+    @property
+    def producer(self) -> str:
+        return str(self.manifest.get("producer", ""))
+
+    @property
+    def created_at(self) -> str:
+        return str(self.manifest.get("created_at", ""))
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:
@@ -133,21 +217,18 @@ class Artifact:
         entry = self.files.get(name)
         if entry is None:
             raise NotFound(f"artifact {self.id} has no file {name!r} (it has: {', '.join(sorted(self.files)) or 'none'})")
-        target = self._cache / name
+        target = self._cache / check_key(name)
         if target.is_file() and target.stat().st_size == entry["bytes"] and sha256_file(target) == entry["sha256"]:
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".dl-")
-        h = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out, self.backend.open_read(f"{ARTIFACT_PREFIX}/{self.id}/{name}") as src:
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-            if h.hexdigest() != entry["sha256"]:
-                raise PermanentError(
+                digest = copy_hashing(src, out)
+            if digest != entry["sha256"]:
+                raise IntegrityError(
                     f"{self.backend.uri(f'{ARTIFACT_PREFIX}/{self.id}/{name}')}: sha256 mismatch "
-                    f"(manifest {entry['sha256'][:12]}…, stored {h.hexdigest()[:12]}…): the file was changed or corrupted"
+                    f"(manifest {entry['sha256'][:12]}…, stored {digest[:12]}…): the file was changed or corrupted"
                 )
             os.replace(tmp, target)
         finally:

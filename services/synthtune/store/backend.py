@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -14,6 +16,29 @@ from synthtune.errors import NotFound
 from synthtune.store.keys import check_key
 
 CHUNK = 8 * 1024 * 1024
+COPY_CHUNK = 1024 * 1024
+COPY_QUEUE = 8  # chunks waiting for the hasher: bounds memory at ~COPY_QUEUE MiB
+
+
+def copy_hashing(src: BinaryIO, out: BinaryIO) -> str:
+    """Copy ``src`` to ``out`` and return its sha256; a second thread hashes, so I/O and hashing overlap."""
+    digest = hashlib.sha256()
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=COPY_QUEUE)
+
+    def hash_chunks() -> None:
+        while (chunk := chunks.get()) is not None:
+            digest.update(chunk)  # hashlib releases the GIL on large buffers
+
+    hasher = threading.Thread(target=hash_chunks, name="sha256", daemon=True)
+    hasher.start()
+    try:
+        while chunk := src.read(COPY_CHUNK):
+            out.write(chunk)
+            chunks.put(chunk)
+    finally:
+        chunks.put(None)
+        hasher.join()
+    return digest.hexdigest()
 
 
 class HashingReader:
@@ -73,10 +98,15 @@ class FileBackend:
             raise
 
     def put_file(self, key: str, path: Path) -> str:
-        with open(path, "rb") as src:
-            reader = HashingReader(src)
-            self._atomic_write(key, lambda out: shutil.copyfileobj(reader, out, CHUNK))
-        return reader.hexdigest()
+        digest = ""
+
+        def copy(out: BinaryIO) -> None:
+            nonlocal digest
+            with open(path, "rb") as src:
+                digest = copy_hashing(src, out)
+
+        self._atomic_write(key, copy)
+        return digest
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda out: out.write(data))
@@ -84,19 +114,20 @@ class FileBackend:
     def open_read(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(f"{self.uri(key)}: no such object in the store") from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
     def list(self, prefix: str) -> Iterator[str]:
-        base = self.root / prefix if prefix else self.root
-        if not base.exists():
+        """Keys under the folder ``prefix``, sorted; files still being written are skipped."""
+        base = self._path(prefix.strip("/")) if prefix.strip("/") else self.root
+        if not base.is_dir():
             return
-        for path in sorted(base.rglob("*")):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                yield path.relative_to(self.root).as_posix()
+        # Sorted as strings, the order S3 lists in, so both backends agree.
+        keys = [p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+        yield from sorted(keys)
 
     def delete_prefix(self, prefix: str) -> None:
         target = self._path(prefix.rstrip("/"))

@@ -1,40 +1,75 @@
-"""S3 backend (MinIO or any S3) through the ``minio`` client; objects stream in parts."""
+"""S3 backend (MinIO or any S3) through the ``minio`` client, streaming in bounded parts."""
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urlparse
 
+import certifi
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.deleteobjects import DeleteObject
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from urllib3.util import Retry, Timeout
 
-from synthtune.errors import InvalidInput, NotFound, RetryableError
+from synthtune.errors import InvalidInput, NotFound, PermanentError, RetryableError
 from synthtune.store.backend import HashingReader
 from synthtune.store.keys import check_key
 
-PART_SIZE = 16 * 1024 * 1024
-_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+# Upload parts of 8 MiB, at most PARALLEL_PARTS in flight: peak memory ~ (PARALLEL_PARTS + 1) parts.
+PART_SIZE = 8 * 1024 * 1024
+PARALLEL_PARTS = 3
+MAX_PARTS = 10_000  # the S3 limit on parts per multipart upload
+
+_MISSING_KEY = {"NoSuchKey", "NoSuchObject", "NotFound"}
+_MISSING_BUCKET = {"NoSuchBucket"}
+_AUTH = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+_TRANSIENT = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed"}
 
 
-class _Stream(io.RawIOBase):
-    """A readable stream over a minio response that releases the connection on close."""
+def part_size_for(size: int) -> int:
+    """The part size for an object of ``size`` bytes: PART_SIZE, grown only past 10,000 parts."""
+    return max(PART_SIZE, math.ceil(size / MAX_PARTS / PART_SIZE) * PART_SIZE)
 
-    def __init__(self, response: Any) -> None:
-        self._response = response
+
+def _http_client(retries: int) -> urllib3.PoolManager:
+    """minio's own pool settings, with a bounded retry count so an unreachable endpoint fails fast."""
+    return urllib3.PoolManager(
+        timeout=Timeout(connect=float(os.environ.get("SYNTHTUNE_S3_CONNECT_TIMEOUT", "10")), read=300.0),
+        maxsize=PARALLEL_PARTS + 4,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=Retry(total=retries, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
+
+
+class _StreamingObject(io.RawIOBase):
+    """A read-only stream over one GET response; closing it returns the connection to the pool."""
+
+    def __init__(self, response: Any, uri: str) -> None:
+        super().__init__()
+        self._response, self._uri = response, uri
 
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self._response.read(None if size is None or size < 0 else size)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RetryableError(f"{self._uri}: download interrupted ({exc})") from None
+        return cast(bytes, data)
+
     def readinto(self, buffer: Any) -> int:
-        data = self._response.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        return n
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def close(self) -> None:
         if not self.closed:
@@ -44,104 +79,151 @@ class _Stream(io.RawIOBase):
 
 
 class S3Backend:
-    """Keys live under ``s3://bucket/prefix/``."""
+    """Objects under ``s3://bucket/prefix/``; each put is atomic, so manifest-last works here too."""
 
     def __init__(self, client: Minio, bucket: str, prefix: str = "", endpoint: str = "") -> None:
-        self.client, self.bucket, self.prefix, self.endpoint = client, bucket, prefix.strip("/"), endpoint
+        self.client, self.bucket, self.endpoint = client, bucket, endpoint
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
 
     @classmethod
-    def from_env(cls, bucket: str, prefix: str = "") -> S3Backend:
+    def from_env(cls, bucket: str, prefix: str = "", check: bool = True) -> S3Backend:
+        """A backend from SYNTHTUNE_S3_ENDPOINT and the AWS_* variables; checks the bucket is reachable."""
+        where = f"store URI s3://{bucket}/{prefix.strip('/')}".rstrip("/")
         endpoint = os.environ.get("SYNTHTUNE_S3_ENDPOINT", "").strip()
-        where = f"s3://{bucket}/{prefix}".rstrip("/")
         if not endpoint:
-            raise InvalidInput(f"store {where}: set SYNTHTUNE_S3_ENDPOINT to the S3 endpoint, e.g. http://minio:9000")
-        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise InvalidInput(f"SYNTHTUNE_S3_ENDPOINT={endpoint!r}: expected http(s)://host[:port]")
-        access = os.environ.get("AWS_ACCESS_KEY_ID")
-        secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
-        if not access or not secret:
-            raise InvalidInput(f"store {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for {endpoint}")
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=10, read=120),
-            retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]),
-        )
-        client = Minio(
-            parsed.netloc,
-            access_key=access,
-            secret_key=secret,
-            session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
-            secure=parsed.scheme == "https",
-            region=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or None,
-            http_client=http,
-        )
+            raise InvalidInput(f"{where}: set SYNTHTUNE_S3_ENDPOINT to the S3 endpoint (e.g. http://minio:9000)")
+        parsed = urlparse(endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path not in ("", "/"):
+            raise InvalidInput(
+                f"{where}: SYNTHTUNE_S3_ENDPOINT={endpoint!r} must be http(s)://host[:port] with no path"
+            )
+        access_key = os.environ.get("AWS_ACCESS_KEY_ID")
+        secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY")
+        if not access_key or not secret_key:
+            raise InvalidInput(f"{where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for {endpoint}")
+        try:
+            client = Minio(
+                parsed.netloc,
+                access_key=access_key,
+                secret_key=secret_key,
+                session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
+                secure=parsed.scheme == "https",
+                region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+                http_client=_http_client(int(os.environ.get("SYNTHTUNE_S3_RETRIES", "3"))),
+            )
+        except ValueError as exc:
+            raise InvalidInput(f"{where}: {exc}") from None
         backend = cls(client, bucket, prefix, endpoint)
-        backend.check_bucket()
+        if check:
+            backend.check_bucket()
         return backend
 
     def check_bucket(self) -> None:
-        try:
-            found = self.client.bucket_exists(self.bucket)
-        except S3Error as exc:
-            raise InvalidInput(f"store {self.uri()}: {exc.code}: {exc.message} (check the credentials)") from None
-        except _NETWORK_ERRORS as exc:
-            raise RetryableError(f"store {self.uri()}: cannot reach {self.endpoint}: {exc}") from None
-        if not found:
-            raise InvalidInput(f"store {self.uri()}: bucket {self.bucket!r} does not exist at {self.endpoint}")
+        """Raise a clear error when the endpoint is unreachable or the bucket does not exist."""
+        with self._errors(""):
+            try:
+                exists = self.client.bucket_exists(self.bucket)
+            except ValueError as exc:  # minio validates bucket names before sending anything
+                raise InvalidInput(f"{self.uri()}: {exc}") from None
+        if not exists:
+            raise InvalidInput(f"{self.uri()}: bucket {self.bucket!r} does not exist at {self.endpoint}")
 
-    def _key(self, key: str) -> str:
+    def uri(self, key: str = "") -> str:
+        path = "/".join(p for p in (self.prefix, key) if p)
+        return f"s3://{self.bucket}/{path}" if path else f"s3://{self.bucket}"
+
+    def _name(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def uri(self, key: str = "") -> str:
-        base = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-        return f"{base}/{key}" if key else base
+    def _folder(self, prefix: str) -> str:
+        """Listing prefix with folder semantics: ``a/b`` lists ``a/b/...``, never ``a/bc``."""
+        prefix = prefix.strip("/")
+        if prefix:
+            check_key(prefix)
+        parts = [p for p in (self.prefix, prefix) if p]
+        return "/".join(parts) + "/" if parts else ""
 
-    def _call(self, what: str, key: str, fn: Any) -> Any:
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Map minio and network errors to domain errors naming the object's URI."""
+        uri = self.uri(key)
         try:
-            return fn()
+            yield
         except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchObject", "NoSuchBucket"):
-                raise NotFound(f"{self.uri(key)}: no such object in the store") from None
-            if exc.code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
-                raise RetryableError(f"{what} {self.uri(key)}: {exc.code}: {exc.message}", delay=1.0) from None
-            raise InvalidInput(f"{what} {self.uri(key)}: {exc.code}: {exc.message}") from None
-        except _NETWORK_ERRORS as exc:
-            raise RetryableError(f"{what} {self.uri(key)}: cannot reach {self.endpoint}: {exc}", delay=1.0) from None
+            if exc.code in _MISSING_KEY:
+                raise NotFound(f"{uri}: no such object in the store") from None
+            if exc.code in _MISSING_BUCKET:
+                raise InvalidInput(f"{uri}: bucket {self.bucket!r} does not exist at {self.endpoint}") from None
+            if exc.code in _AUTH:
+                raise InvalidInput(
+                    f"{uri}: access refused by {self.endpoint} ({exc.code}); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+                ) from None
+            if exc.code in _TRANSIENT:
+                raise RetryableError(f"{uri}: S3 said {exc.code}: {exc.message}", delay=1.0) from None
+            raise PermanentError(f"{uri}: S3 said {exc.code}: {exc.message}") from None
+        except (ServerError, InvalidResponseError) as exc:
+            raise RetryableError(f"{uri}: S3 server error from {self.endpoint}: {exc}", delay=1.0) from None
+        except MinioException as exc:
+            raise PermanentError(f"{uri}: {exc}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            # urllib3 wraps the socket error as "HTTPConnection(host=..., port=...): Failed to ...": keep the tail.
+            cause = str(getattr(exc, "reason", None) or exc).rsplit("): ", 1)[-1]
+            raise RetryableError(f"{uri}: cannot reach S3 endpoint {self.endpoint} ({cause})", delay=1.0) from None
 
     def put_file(self, key: str, path: Path) -> str:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        """Upload in parts; return the sha256, hashed as the parts are read (one pass over the file)."""
+        name = self._name(key)
+        size = Path(path).stat().st_size
+        with self._errors(key), open(path, "rb") as f:
+            # minio reads parts in order in this thread and only sends them in parallel, so the
+            # hash sees the bytes in file order.
             reader = HashingReader(f)
-            # One part at a time: parallel part uploads would need a seekable stream and
-            # would hash out of order; loopback measurements show no loss (benchmarks/).
-            self._call(
-                "upload", key,
-                lambda: self.client.put_object(self.bucket, self._key(key), cast(BinaryIO, reader), size, part_size=PART_SIZE, num_parallel_uploads=1),
+            self.client.put_object(
+                self.bucket, name, cast(BinaryIO, reader), size,
+                part_size=part_size_for(size), num_parallel_uploads=PARALLEL_PARTS,
             )
         return reader.hexdigest()
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self._call("upload", key, lambda: self.client.put_object(self.bucket, self._key(key), io.BytesIO(data), len(data)))
+        name = self._name(key)
+        with self._errors(key):
+            self.client.put_object(self.bucket, name, io.BytesIO(data), len(data), part_size=part_size_for(len(data)))
 
     def open_read(self, key: str) -> BinaryIO:
-        response = self._call("download", key, lambda: self.client.get_object(self.bucket, self._key(key)))
-        return cast(BinaryIO, io.BufferedReader(_Stream(response), buffer_size=1024 * 1024))
+        name = self._name(key)
+        with self._errors(key):
+            response = self.client.get_object(self.bucket, name)
+        return cast(BinaryIO, _StreamingObject(response, self.uri(key)))
 
     def exists(self, key: str) -> bool:
+        name = self._name(key)
         try:
-            self._call("stat", key, lambda: self.client.stat_object(self.bucket, self._key(key)))
+            with self._errors(key):
+                self.client.stat_object(self.bucket, name)
         except NotFound:
             return False
         return True
 
     def list(self, prefix: str) -> Iterator[str]:
-        full = self._key(prefix.rstrip("/")) + "/" if prefix else (self.prefix + "/" if self.prefix else "")
-        strip = len(self.prefix) + 1 if self.prefix else 0
-        objects = self._call("list", prefix, lambda: list(self.client.list_objects(self.bucket, prefix=full, recursive=True)))
-        for obj in sorted(objects, key=lambda o: o.object_name):
-            yield obj.object_name[strip:]
+        folder = self._folder(prefix)
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        with self._errors(prefix):
+            for obj in self.client.list_objects(self.bucket, prefix=folder, recursive=True):
+                if obj.object_name and not obj.is_dir:
+                    yield obj.object_name[skip:]
 
     def delete_prefix(self, prefix: str) -> None:
-        for key in list(self.list(prefix)):
-            self._call("delete", key, lambda k=key: self.client.remove_object(self.bucket, self._key(k)))
+        folder = self._folder(prefix)
+        with self._errors(prefix):
+            names = [o.object_name for o in self.client.list_objects(self.bucket, prefix=folder, recursive=True)]
+            if prefix.strip("/"):
+                names.append(self._name(prefix.strip("/")))  # the key itself, if it is an object
+            for start in range(0, len(names), 1000):  # S3 deletes at most 1,000 keys per request
+                batch = [DeleteObject(n) for n in names[start : start + 1000] if n]
+                errors = list(self.client.remove_objects(self.bucket, batch))
+                failed = [e for e in errors if e.code not in _MISSING_KEY]
+                if failed:
+                    raise PermanentError(f"{self.uri(prefix)}: could not delete {failed[0].name} ({failed[0].code})")
