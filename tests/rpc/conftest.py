@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +14,7 @@ import grpc
 import pytest
 
 from synthtune.rpc.client import channel
+from synthtune.rpc.logs import JsonFormatter
 from synthtune.rpc.operations import OperationManager
 from synthtune.rpc.server import RunningServer, build_server
 from synthtune.rpc.stages import stage_bindings
@@ -90,3 +94,18 @@ def make_artifact(store: Store, kind: str, name: str = "x") -> ArtifactRef:
     with store.create(kind, [], {"name": name}, "test") as writer:
         writer.write_json("data.json", {"name": name})
         return writer.commit()
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """synthtune.rpc's log lines, as the JSON formatter writes them, parsed back."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("synthtune.rpc")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
 import logging
+import os
+import signal
 import socket
 import threading
 import time
@@ -21,7 +21,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from synthtune.errors import Cancelled, InvalidInput, NotFound, PermanentError, RetryableError
 from synthtune.rpc.client import channel
-from synthtune.rpc.logs import JsonFormatter
 from synthtune.rpc.server import (
     RunningServer,
     ServerOptions,
@@ -194,21 +193,9 @@ def test_metrics_count_requests_by_method_and_code(running):
     assert f'synthtune_grpc_request_seconds_count{{code="OK",method="/{SERVICE}/Fail"}}' in text
 
 
-def test_logs_are_json_with_request_and_run_ids(running):
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("synthtune.rpc")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        _call(running, "Fail", b"x", metadata=[("x-request-id", "req-logs")])
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
-    rpc = next(e for e in entries if e["message"] == "rpc" and e.get("request_id") == "req-logs")
+def test_logs_are_json_with_request_ids(running, json_logs):
+    _call(running, "Fail", b"x", metadata=[("x-request-id", "req-logs")])
+    rpc = next(e for e in json_logs() if e["message"] == "rpc" and e.get("request_id") == "req-logs")
     assert rpc["method"] == f"/{SERVICE}/Fail" and rpc["code"] == "OK" and rpc["level"] == "info"
 
 
@@ -239,6 +226,8 @@ def test_a_port_in_use_is_a_clear_error():
         port = taken.getsockname()[1]
         with pytest.raises(InvalidInput, match=f"cannot listen on 127.0.0.1:{port}"):
             build_server([], port=port, host="127.0.0.1", token=TOKEN)
+        with pytest.raises(InvalidInput, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            build_server([], port=0, host="127.0.0.1", token=TOKEN, metrics_port=port)
 
 
 def test_stop_closes_the_metrics_port(probe):
@@ -258,6 +247,16 @@ def test_serve_blocks_until_stopped(probe):
     stop.set()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_serve_stops_gracefully_on_sigterm(probe):
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    started = time.monotonic()
+    serve([_binding(probe)], grace=0, port=0, host="127.0.0.1", token=TOKEN)  # returns on the signal
+    assert time.monotonic() - started < 3
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
 
 
 def _self_signed(tmp_path: Path) -> tuple[str, str]:
@@ -299,3 +298,5 @@ def test_tls_when_a_certificate_and_key_are_given(tmp_path, probe):
         server.stop(0)
     with pytest.raises(InvalidInput, match="both a certificate and a key"):
         build_server([], port=0, host="127.0.0.1", token=TOKEN, tls_cert=cert)
+    with pytest.raises(InvalidInput, match="cannot read the TLS certificate or key.*missing.key"):
+        build_server([], port=0, host="127.0.0.1", token=TOKEN, tls_cert=cert, tls_key=str(tmp_path / "missing.key"))

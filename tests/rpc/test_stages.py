@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-
 import grpc
 import pytest
 
@@ -18,7 +14,6 @@ from synthtune.rpc.gen.synthtune.v1 import (
     stages_pb2,
     stages_pb2_grpc,
 )
-from synthtune.rpc.logs import JsonFormatter
 from synthtune.store import open_store
 
 pytestmark = pytest.mark.integration
@@ -195,20 +190,9 @@ def test_unknown_operation_is_not_found(server):
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_logs_of_the_call_and_its_operation_carry_the_run_id(server, store):
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("synthtune.rpc")
-    logger.addHandler(handler)
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        _watch(server, _prepare(server, store).name)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+def test_logs_of_the_call_and_its_operation_carry_the_run_id(server, store, json_logs):
+    _watch(server, _prepare(server, store).name)
+    entries = json_logs()
     messages = {e["message"] for e in entries if e.get("run_id") == "run-7"}
     assert {"rpc", "operation started", "operation finished"} <= messages
     finished = next(e for e in entries if e["message"] == "operation finished" and e.get("run_id") == "run-7")

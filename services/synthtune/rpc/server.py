@@ -78,6 +78,19 @@ def resolve_token(options: ServerOptions) -> str | None:
     raise InvalidInput(f"refusing to start without a token: set {TOKEN_ENV}, or pass --insecure for local development")
 
 
+def _tls_credentials(options: ServerOptions) -> grpc.ServerCredentials | None:
+    """Server credentials from the PEM certificate and key, or None for plaintext."""
+    if not options.tls_cert and not options.tls_key:
+        return None
+    if not (options.tls_cert and options.tls_key):
+        raise InvalidInput("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+    try:
+        with open(options.tls_key, "rb") as k, open(options.tls_cert, "rb") as c:
+            return grpc.ssl_server_credentials([(k.read(), c.read())])
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the TLS certificate or key: {exc}") from None
+
+
 def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, **fields: Any) -> RunningServer:
     """Create, configure and start a server; returns once it is listening.
 
@@ -86,12 +99,14 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
     """
     options = replace(options or ServerOptions(), **fields)
     token = resolve_token(options)
-    if bool(options.tls_cert) != bool(options.tls_key):
-        raise InvalidInput("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+    credentials = _tls_credentials(options)
     registry = CollectorRegistry()
     metrics_http, metrics_port = None, None
     if options.metrics_port is not None:
-        metrics_http, _thread = start_http_server(options.metrics_port, addr=options.host, registry=registry)
+        try:
+            metrics_http, _thread = start_http_server(options.metrics_port, addr=options.host, registry=registry)
+        except OSError as exc:
+            raise InvalidInput(f"cannot serve metrics on {options.host}:{options.metrics_port}: {exc}") from None
         metrics_port = int(metrics_http.server_port)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="synthtune-rpc"),
@@ -110,13 +125,8 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
     address = f"{options.host}:{options.port}"
     cause: Exception | None = None
     try:
-        if options.tls_cert and options.tls_key:
-            with open(options.tls_key, "rb") as k, open(options.tls_cert, "rb") as c:
-                credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
-            port = server.add_secure_port(address, credentials)
-        else:
-            port = server.add_insecure_port(address)
-    except (OSError, RuntimeError) as exc:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as exc:
         port, cause = 0, exc
     if port == 0:
         if metrics_http is not None:
@@ -139,7 +149,8 @@ def serve(bindings: Sequence[ServiceBinding], options: ServerOptions | None = No
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        stop.wait()
+        while not stop.wait(0.5):  # short waits, so a signal's handler runs promptly
+            pass
     finally:
         running.stop(grace)
         for sig, handler in previous.items():
