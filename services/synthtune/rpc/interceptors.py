@@ -111,7 +111,9 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         if self.metrics is not None:
             self.metrics.requests.labels(call.method, code).inc()
             self.metrics.latency.labels(call.method, code).observe(elapsed)
-        log.info("rpc", extra={"method": call.method, "code": code, "seconds": round(elapsed, 4)})
+        # Probes call health every few seconds; their lines would drown the real calls.
+        level = logging.DEBUG if call.method.startswith(OPEN_PREFIXES) else logging.INFO
+        log.log(level, "rpc", extra={"method": call.method, "code": code, "seconds": round(elapsed, 4)})
         # set, not reset: a stream's generator may be closed from another context than it ran in.
         request_id_var.set("")
         run_id_var.set("")
