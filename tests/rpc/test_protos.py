@@ -29,3 +29,33 @@ def test_committed_stubs_are_current(tmp_path):
     assert fresh == stored, "stub files differ: run `make stubs`"
     stale = [str(p) for p in fresh if not filecmp.cmp(tmp_path / "gen" / p, committed / p, shallow=False)]
     assert not stale, f"stale stubs {stale}: run `make stubs`"
+
+
+def test_generated_modules_import_within_the_package():
+    committed = REPO / "services" / "synthtune" / "rpc" / "gen"
+    for path in committed.rglob("*.py*"):
+        if "__pycache__" not in path.parts:
+            text = path.read_text()
+            assert "from synthtune.v1 import" not in text and "import synthtune.v1" not in text, path
+
+
+def test_the_contract_rpcs_exist_with_their_shapes():
+    from synthtune.rpc.gen.synthtune.v1 import operations_pb2, pipeline_pb2, stages_pb2
+
+    def methods(module, service):
+        desc = module.DESCRIPTOR.services_by_name[service]
+        return {m.name: m.server_streaming for m in desc.methods}
+
+    assert methods(pipeline_pb2, "PipelineService") == {
+        "SubmitRun": False, "GetRun": False, "ListRuns": False, "WatchRun": True, "CancelRun": False}
+    assert methods(operations_pb2, "OperationsService") == {
+        "GetOperation": False, "WatchOperation": True, "CancelOperation": False}
+    for service, rpc in [("DataPrepService", "Prepare"), ("GeneratorService", "Generate"),
+                         ("TrainerService", "Train"), ("EvaluatorService", "Evaluate")]:
+        assert methods(stages_pb2, service) == {rpc: False}
+        response = stages_pb2.DESCRIPTOR.services_by_name[service].methods_by_name[rpc].output_type
+        assert response.fields_by_name["operation"].message_type.full_name == "synthtune.v1.Operation"
+    # Messages carry references, never bulk data: no bytes fields anywhere.
+    for module in (operations_pb2, pipeline_pb2, stages_pb2):
+        for message in module.DESCRIPTOR.message_types_by_name.values():
+            assert all(f.type != f.TYPE_BYTES for f in message.fields), message.full_name

@@ -1,176 +1,302 @@
-"""Real gRPC servers on loopback: health, reflection, auth, error mapping, operations, metrics."""
+"""The shared bootstrap on real loopback servers: health, reflection, auth, errors, deadlines, metrics, TLS, logs."""
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import os
+import signal
+import socket
 import threading
+import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from synthtune.errors import InvalidInput, NotFound, RetryableError
+from synthtune.errors import Cancelled, InvalidInput, NotFound, PermanentError, RetryableError
 from synthtune.rpc.client import channel
-from synthtune.rpc.gen.synthtune.v1 import operations_pb2, operations_pb2_grpc, stages_pb2, stages_pb2_grpc
-from synthtune.rpc.operations import OperationManager
-from synthtune.rpc.server import ServerOptions, build_server
-from synthtune.rpc.stages import stage_bindings
-from synthtune.store import ArtifactRef
+from synthtune.rpc.server import (
+    RunningServer,
+    ServerOptions,
+    ServiceBinding,
+    build_server,
+    call_progress,
+    serve,
+)
 
 pytestmark = pytest.mark.integration
-TOKEN = "s3cret-token"
-SPEC = "version: 1\nname: t\nsource: {paths: [a.csv]}\n"
-State = operations_pb2.OperationState
+TOKEN = "bootstrap-token"
+SERVICE = "synthtune.test.Probe"
 
 
-class Behaviour:
-    """A fake prepare stage whose behaviour each test sets."""
+class Probe:
+    """Handlers of a generic test service: raise what the request names, wait on a deadline, read a stream."""
 
     def __init__(self) -> None:
-        self.raise_exc: BaseException | None = None
-        self.gate = threading.Event()
-        self.gate.set()
+        self.saw_cancel = threading.Event()
 
-    def __call__(self, spec, inputs, store, progress):
-        progress.start(2, "fake prepare")
-        progress.advance(1)
-        while not self.gate.wait(0.05):
-            progress.check_cancelled()
-        if self.raise_exc is not None:
-            raise self.raise_exc
-        progress.advance(1)
-        return ArtifactRef("prepared", "prepared-abc", "file:///x/artifacts/prepared-abc")
+    def fail(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        errors: dict[bytes, Exception] = {
+            b"invalid": InvalidInput("spec.yaml: 2 problem(s)", ["spec.yaml:3:5: train.max_steps: must be >= 1", "spec.yaml:7:1: source: required"]),
+            b"notfound": NotFound("run r-123 does not exist"),
+            b"retry": RetryableError("teacher endpoint returned 503", delay=2.0),
+            b"cancelled": Cancelled("prepare cancelled"),
+            b"permanent": PermanentError("adapter does not fit on /secret/gpu0"),
+            b"bug": RuntimeError("KeyError in /srv/secret/path.py with password=hunter2"),
+        }
+        if request in errors:
+            raise errors[request]
+        return b"ok:" + request
 
+    def slow(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        progress = call_progress(context, "slow")
+        give_up = time.monotonic() + 10
+        try:
+            while time.monotonic() < give_up:
+                progress.check_cancelled()
+                time.sleep(0.01)
+        except Cancelled:
+            self.saw_cancel.set()
+            raise
+        return b"done"
 
-@pytest.fixture
-def stage():
-    return Behaviour()
-
-
-@pytest.fixture
-def server(stage, tmp_path):
-    ops = OperationManager()
-    running = build_server(
-        stage_bindings(["dataprep", "generator"], ops, {"dataprep": stage}),
-        ServerOptions(port=0, host="127.0.0.1", token=TOKEN, metrics_port=0),
-    )
-    yield running, str(tmp_path / "store")
-    stage.gate.set()
-    running.stop(0)
-    ops.shutdown()
+    def upload(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        return b"".join(requests)
 
 
-def _target(server):
-    return f"127.0.0.1:{server[0].port}"
+def _binding(probe: Probe) -> ServiceBinding:
+    handler = grpc.method_handlers_generic_handler(SERVICE, {
+        "Fail": grpc.unary_unary_rpc_method_handler(probe.fail),
+        "Slow": grpc.unary_unary_rpc_method_handler(probe.slow),
+        "Upload": grpc.stream_unary_rpc_method_handler(probe.upload),
+    })
+    return ServiceBinding(probe, lambda _servicer, server: server.add_generic_rpc_handlers((handler,)), SERVICE)
 
 
-def _prepare(server, token=TOKEN, timeout=10):
-    stub = stages_pb2_grpc.DataPrepServiceStub(channel(_target(server), token=token))
-    return stub.Prepare(stages_pb2.PrepareRequest(spec_yaml=SPEC, store_uri=server[1]), timeout=timeout)
+@pytest.fixture(scope="module")
+def probe() -> Probe:
+    return Probe()
 
 
-def _wait(server, name):
-    ops = operations_pb2_grpc.OperationsServiceStub(channel(_target(server), token=TOKEN))
-    updates = list(ops.WatchOperation(operations_pb2.WatchOperationRequest(name=name), timeout=20))
-    return updates
+@pytest.fixture(scope="module")
+def running(probe: Probe) -> Iterator[RunningServer]:
+    server = build_server([_binding(probe)], ServerOptions(port=0, host="127.0.0.1", token=TOKEN, metrics_port=0))
+    yield server
+    server.stop(0)
 
 
-def test_health_is_serving_without_token(server):
-    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(_target(server)))
-    for service in ["", "synthtune.v1.DataPrepService", "synthtune.v1.OperationsService"]:
-        reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+def _call(running: RunningServer, method: str, body: bytes, token: str | None = TOKEN, timeout: float = 5, **kw: Any) -> Any:
+    ch = channel(f"127.0.0.1:{running.port}", token=token)
+    return ch.unary_unary(f"/{SERVICE}/{method}").with_call(body, timeout=timeout, **kw)
 
 
-def test_reflection_lists_the_services(server):
-    stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(_target(server)))
-    replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
-    names = {s.name for r in replies for s in r.list_services_response.service}
-    assert {"synthtune.v1.DataPrepService", "synthtune.v1.GeneratorService", "synthtune.v1.OperationsService", "grpc.health.v1.Health"} <= names
+def _metrics(running: RunningServer) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode()
 
 
-def test_call_without_or_with_wrong_token_is_unauthenticated(server):
-    for token in ["", "wrong"]:
-        with pytest.raises(grpc.RpcError) as exc:
-            _prepare(server, token=token)
-        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
-
-
-def test_operation_runs_to_success_and_is_watched(server):
-    op = _prepare(server).operation
-    assert op.name.startswith("operations/prepare-")
-    updates = _wait(server, op.name)
-    assert updates[-1].operation.state == State.OPERATION_STATE_SUCCEEDED
-    assert updates[-1].operation.result.id == "prepared-abc"
-    assert (updates[-1].operation.progress.completed, updates[-1].operation.progress.total) == (2, 2)
-
-
-@pytest.mark.parametrize(
-    ("exc", "code"),
-    [
-        (InvalidInput("bad.csv:3: column 'X' missing"), "INVALID_ARGUMENT"),
-        (NotFound("no such run"), "NOT_FOUND"),
-        (RetryableError("teacher busy"), "UNAVAILABLE"),
-        (RuntimeError("secret internal path /etc/x"), "INTERNAL"),
-    ],
-)
-def test_stage_errors_arrive_with_the_right_code(server, stage, exc, code):
-    stage.raise_exc = exc
-    op = _prepare(server).operation
-    final = _wait(server, op.name)[-1].operation
-    assert final.state == State.OPERATION_STATE_FAILED
-    assert final.error.code == code
-    if code == "INTERNAL":
-        assert "secret" not in final.error.message and final.error.error_id
-    else:
-        assert str(exc).split(":")[0] in final.error.message
-
-
-def test_bad_spec_is_invalid_argument_listing_problems(server):
-    stub = stages_pb2_grpc.DataPrepServiceStub(channel(_target(server), token=TOKEN))
+def test_health_is_serving_per_service_without_a_token(running):
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+    for service in ["", SERVICE]:
+        assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
     with pytest.raises(grpc.RpcError) as exc:
-        stub.Prepare(stages_pb2.PrepareRequest(spec_yaml="version: 9\nname: t\n", store_uri=server[1]), timeout=5)
-    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "request.spec_yaml:1:1: version" in exc.value.details()
-    assert "source: required key is missing" in exc.value.details()
-
-
-def test_unknown_operation_is_not_found(server):
-    ops = operations_pb2_grpc.OperationsServiceStub(channel(_target(server), token=TOKEN))
-    with pytest.raises(grpc.RpcError) as exc:
-        ops.GetOperation(operations_pb2.GetOperationRequest(name="operations/nope"), timeout=5)
+        stub.Check(health_pb2.HealthCheckRequest(service="synthtune.v1.NoSuchService"), timeout=5)
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_cancel_stops_a_running_operation(server, stage):
-    stage.gate.clear()
-    op = _prepare(server).operation
-    ops = operations_pb2_grpc.OperationsServiceStub(channel(_target(server), token=TOKEN))
-    ops.CancelOperation(operations_pb2.CancelOperationRequest(name=op.name), timeout=5)
-    final = _wait(server, op.name)[-1].operation
-    assert final.state == State.OPERATION_STATE_CANCELLED
-    assert final.error.code == "CANCELLED"
+def test_reflection_lists_the_services_without_a_token(running):
+    stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+    replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    names = {s.name for r in replies for s in r.list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
 
 
-def test_deadline_is_honoured_on_watch(server, stage):
-    stage.gate.clear()
-    op = _prepare(server).operation
-    ops = operations_pb2_grpc.OperationsServiceStub(channel(_target(server), token=TOKEN))
+@pytest.mark.parametrize("metadata", [None, [("authorization", "Bearer wrong")], [("authorization", TOKEN)],
+                                      [("authorization", f"Basic {TOKEN}")], [("authorization", "Bearer ")]])
+def test_missing_or_wrong_token_is_unauthenticated(running, metadata):
+    ch = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     with pytest.raises(grpc.RpcError) as exc:
-        list(ops.WatchOperation(operations_pb2.WatchOperationRequest(name=op.name), timeout=0.5))
+        ch.unary_unary(f"/{SERVICE}/Fail")(b"hello", timeout=5, metadata=metadata)
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_the_right_token_works_and_a_request_id_comes_back(running):
+    reply, call = _call(running, "Fail", b"hello")
+    assert reply == b"ok:hello"
+    generated = dict(call.trailing_metadata())["x-request-id"]
+    assert len(generated) == 16
+    _, call = _call(running, "Fail", b"hello", metadata=[("x-request-id", "req-42")])
+    assert dict(call.trailing_metadata())["x-request-id"] == "req-42"
+
+
+def test_client_streaming_methods_need_the_token_too(running):
+    ch = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    with pytest.raises(grpc.RpcError) as exc:
+        ch.stream_unary(f"/{SERVICE}/Upload")(iter([b"a", b"b"]), timeout=5)
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    authed = channel(f"127.0.0.1:{running.port}", token=TOKEN)
+    assert authed.stream_unary(f"/{SERVICE}/Upload")(iter([b"a", b"b"]), timeout=5) == b"ab"
+
+
+@pytest.mark.parametrize(("body", "code", "must_contain"), [
+    (b"invalid", grpc.StatusCode.INVALID_ARGUMENT, ["spec.yaml:3:5: train.max_steps: must be >= 1", "spec.yaml:7:1: source: required"]),
+    (b"notfound", grpc.StatusCode.NOT_FOUND, ["run r-123 does not exist"]),
+    (b"retry", grpc.StatusCode.UNAVAILABLE, ["teacher endpoint returned 503"]),
+    (b"cancelled", grpc.StatusCode.CANCELLED, ["prepare cancelled"]),
+])
+def test_domain_errors_map_to_status_codes(running, body, code, must_contain):
+    with pytest.raises(grpc.RpcError) as exc:
+        _call(running, "Fail", body)
+    assert exc.value.code() == code
+    for text in must_contain:
+        assert text in exc.value.details()
+
+
+@pytest.mark.parametrize("body", [b"bug", b"permanent"])
+def test_anything_else_is_internal_with_an_error_id_and_no_details(running, body, caplog):
+    with caplog.at_level(logging.ERROR, logger="synthtune.rpc"), pytest.raises(grpc.RpcError) as exc:
+        _call(running, "Fail", body)
+    assert exc.value.code() == grpc.StatusCode.INTERNAL
+    details = exc.value.details()
+    assert "secret" not in details and "hunter2" not in details and "Error" not in details
+    error_id = details.split("error id ")[1].split(";")[0]
+    logged = [r for r in caplog.records if getattr(r, "error_id", "") == error_id]
+    assert logged and "secret" in logged[0].getMessage()  # the details are in the server log only
+
+
+def test_deadline_exceeded_cancels_the_work_in_the_call(running, probe):
+    probe.saw_cancel.clear()
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as exc:
+        _call(running, "Slow", b"", timeout=0.3)
     assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert probe.saw_cancel.wait(3), "the handler's Progress was not cancelled at the deadline"
+    assert time.monotonic() - started < 3
+    assert f'code="DEADLINE_EXCEEDED",method="/{SERVICE}/Slow"' in _metrics(running)
 
 
-def test_metrics_port_serves_prometheus_text(server):
-    _prepare(server)
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server[0].metrics_port}/metrics", timeout=5).read().decode()
-    assert 'synthtune_grpc_requests_total{code="OK",method="/synthtune.v1.DataPrepService/Prepare"}' in text
+def test_metrics_count_requests_by_method_and_code(running):
+    _call(running, "Fail", b"x")
+    with pytest.raises(grpc.RpcError):
+        _call(running, "Fail", b"notfound")
+    with pytest.raises(grpc.RpcError):
+        _call(running, "Fail", b"x", token="nope")
+    text = _metrics(running)
+    for code in ["OK", "NOT_FOUND", "UNAUTHENTICATED"]:
+        line = next(x for x in text.splitlines() if x.startswith(f'synthtune_grpc_requests_total{{code="{code}",method="/{SERVICE}/Fail"}}'))
+        assert float(line.split()[-1]) >= 1
+    assert f'synthtune_grpc_request_seconds_count{{code="OK",method="/{SERVICE}/Fail"}}' in text
 
 
-def test_server_refuses_to_start_without_a_token(monkeypatch):
+def test_logs_are_json_with_request_ids(running, json_logs):
+    _call(running, "Fail", b"x", metadata=[("x-request-id", "req-logs")])
+    rpc = next(e for e in json_logs() if e["message"] == "rpc" and e.get("request_id") == "req-logs")
+    assert rpc["method"] == f"/{SERVICE}/Fail" and rpc["code"] == "OK" and rpc["level"] == "info"
+
+
+def test_server_refuses_to_start_without_a_token_unless_insecure(monkeypatch):
     monkeypatch.delenv("SYNTHTUNE_AUTH_TOKEN", raising=False)
-    with pytest.raises(InvalidInput, match="refusing to start without a token"):
-        build_server([], ServerOptions(port=0, host="127.0.0.1"))
-    running = build_server([], ServerOptions(port=0, host="127.0.0.1", insecure=True))
-    running.stop(0)
+    with pytest.raises(InvalidInput, match="refusing to start without a token.*SYNTHTUNE_AUTH_TOKEN.*--insecure"):
+        build_server([], port=0, host="127.0.0.1")
+    open_server = build_server([], port=0, host="127.0.0.1", insecure=True)
+    open_server.stop(0)
+
+
+def test_token_comes_from_the_environment(monkeypatch, probe):
+    monkeypatch.setenv("SYNTHTUNE_AUTH_TOKEN", "from-env")
+    server = build_server([_binding(probe)], port=0, host="127.0.0.1")
+    try:
+        assert _call(server, "Fail", b"e", token="from-env")[0] == b"ok:e"
+        with pytest.raises(grpc.RpcError) as exc:
+            _call(server, "Fail", b"e", token=TOKEN)
+        assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        server.stop(0)
+
+
+def test_a_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InvalidInput, match=f"cannot listen on 127.0.0.1:{port}"):
+            build_server([], port=port, host="127.0.0.1", token=TOKEN)
+        with pytest.raises(InvalidInput, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            build_server([], port=0, host="127.0.0.1", token=TOKEN, metrics_port=port)
+
+
+def test_stop_closes_the_metrics_port(probe):
+    server = build_server([_binding(probe)], port=0, host="127.0.0.1", token=TOKEN, metrics_port=0)
+    assert _metrics(server).startswith("# HELP")
+    server.stop(0)
+    with pytest.raises(OSError):
+        _metrics(server)
+
+
+def test_serve_blocks_until_stopped(probe):
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=([_binding(probe)],), kwargs={"stop": stop, "grace": 0, "port": 0, "host": "127.0.0.1", "token": TOKEN})
+    thread.start()
+    time.sleep(0.3)
+    assert thread.is_alive()
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_serve_stops_gracefully_on_sigterm(probe):
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    started = time.monotonic()
+    serve([_binding(probe)], grace=0, port=0, host="127.0.0.1", token=TOKEN)  # returns on the signal
+    assert time.monotonic() - started < 3
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
+
+
+def _self_signed(tmp_path: Path) -> tuple[str, str]:
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_tls_when_a_certificate_and_key_are_given(tmp_path, probe):
+    cert, key = _self_signed(tmp_path)
+    server = build_server([_binding(probe)], port=0, host="127.0.0.1", token=TOKEN, tls_cert=cert, tls_key=key)
+    try:
+        secure = channel(f"localhost:{server.port}", token=TOKEN, tls_ca=cert)
+        assert secure.unary_unary(f"/{SERVICE}/Fail")(b"tls", timeout=5) == b"ok:tls"
+        plain = channel(f"127.0.0.1:{server.port}", token=TOKEN)
+        with pytest.raises(grpc.RpcError) as exc:
+            plain.unary_unary(f"/{SERVICE}/Fail")(b"tls", timeout=2)
+        assert exc.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(0)
+    with pytest.raises(InvalidInput, match="both a certificate and a key"):
+        build_server([], port=0, host="127.0.0.1", token=TOKEN, tls_cert=cert)
+    with pytest.raises(InvalidInput, match="cannot read the TLS certificate or key.*missing.key"):
+        build_server([], port=0, host="127.0.0.1", token=TOKEN, tls_cert=cert, tls_key=str(tmp_path / "missing.key"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import uuid
 from collections.abc import Callable
@@ -12,17 +13,30 @@ import grpc
 from synthtune.rpc.server import TOKEN_ENV
 
 
-class _AuthInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _Details(
+    collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")),
+    grpc.ClientCallDetails,  # type: ignore[misc]
+):
+    """Call details with our metadata added (grpc's own class cannot be copied with changes)."""
+
+
+class _AuthInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
     def __init__(self, token: str | None) -> None:
         self.token = token
 
-    def _details(self, details: Any) -> Any:
+    def _details(self, details: Any) -> _Details:
         metadata = list(details.metadata or [])
         if self.token:
             metadata.append(("authorization", f"Bearer {self.token}"))
         if not any(k == "x-request-id" for k, _ in metadata):
             metadata.append(("x-request-id", uuid.uuid4().hex[:16]))
-        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+        return _Details(details.method, details.timeout, metadata, details.credentials,
+                        getattr(details, "wait_for_ready", None), getattr(details, "compression", None))
 
     def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
@@ -30,19 +44,18 @@ class _AuthInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientI
     def intercept_unary_stream(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
 
+    def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
-class _Details(grpc.ClientCallDetails):  # type: ignore[misc]
-    def __init__(self, base: Any, metadata: list[tuple[str, str]]) -> None:
-        self.method = base.method
-        self.timeout = base.timeout
-        self.metadata = metadata
-        self.credentials = base.credentials
-        self.wait_for_ready = getattr(base, "wait_for_ready", None)
-        self.compression = getattr(base, "compression", None)
+    def intercept_stream_stream(self, continuation: Callable[..., Any], details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
 def channel(target: str, token: str | None = None, tls_ca: str | None = None) -> grpc.Channel:
-    """A channel to ``host:port`` with the token (default: SYNTHTUNE_AUTH_TOKEN) on every call."""
+    """A channel to ``host:port`` sending the token (default: $SYNTHTUNE_AUTH_TOKEN) and a request id.
+
+    With ``tls_ca`` (a PEM file of the CA or the server's own certificate) the channel uses TLS.
+    """
     token = token if token is not None else os.environ.get(TOKEN_ENV)
     if tls_ca:
         with open(tls_ca, "rb") as f:

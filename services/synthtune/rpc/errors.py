@@ -13,7 +13,12 @@ log = logging.getLogger("synthtune.rpc")
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
-    """(status code, client-safe message, error id) for an exception raised by a handler."""
+    """(status code, client-safe message, error id) for an exception raised by a handler or a stage.
+
+    Domain errors are written for users, so their text (InvalidInput's with every problem) goes
+    to the client. Anything else may carry paths, credentials or stack details: the client gets
+    a generic message and an error id, and the details go to the server log under that id.
+    """
     if isinstance(exc, InvalidInput):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc), ""
     if isinstance(exc, NotFound):
@@ -23,7 +28,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
     if isinstance(exc, Cancelled):
         return grpc.StatusCode.CANCELLED, str(exc), ""
     error_id = uuid.uuid4().hex[:12]
-    log.error("internal error %s", error_id, exc_info=exc)
+    log.error("internal error %s: %s: %s", error_id, type(exc).__name__, exc, exc_info=exc, extra={"error_id": error_id})
     return grpc.StatusCode.INTERNAL, f"internal error (error id {error_id}; details are in the server log)", error_id
 
 

@@ -1,25 +1,26 @@
-"""Server interceptors: bearer-token auth, domain-error mapping, request ids, logs and metrics."""
+"""Server interceptor: bearer-token auth, domain-error mapping, request and run ids, logs, metrics."""
 
 from __future__ import annotations
 
-import contextvars
 import hmac
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from synthtune.rpc.errors import status_for
+from synthtune.rpc.logs import request_id_var, run_id_var
 
 log = logging.getLogger("synthtune.rpc")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 # Health checks and reflection stay open so probes and grpcurl work without the token.
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 
 
 def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
@@ -27,9 +28,29 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
 
 
 class Metrics:
+    """Request count and latency per method and status code, in the server's own registry."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter("synthtune_grpc_requests_total", "gRPC requests by method and status code", ["method", "code"], registry=registry)
-        self.latency = Histogram("synthtune_grpc_request_seconds", "gRPC request latency by method", ["method"], registry=registry)
+        self.latency = Histogram("synthtune_grpc_request_seconds", "gRPC request latency by method and status code", ["method", "code"], registry=registry)
+
+
+@dataclass
+class _Call:
+    method: str
+    started: float
+    code: str = ""  # set when this interceptor mapped an exception
+
+
+def _final_code(call: _Call, context: grpc.ServicerContext) -> str:
+    """The status the client saw: how a call it left ended, else ours, else the handler's own abort."""
+    if not context.is_active():  # the client went away: its deadline passed or it cancelled
+        remaining = context.time_remaining()
+        return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    if call.code:
+        return call.code
+    code = context.code()
+    return str(code.name) if code is not None else "OK"
 
 
 class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -43,76 +64,82 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         handler = continuation(details)
         if handler is None:
             return None
-        method = details.method
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # streaming requests: reflection only, which is open
+        method = str(details.method)
+        # Every handler kind is wrapped, so no client-streaming method can slip past auth.
+        kinds: list[tuple[str, Callable[..., Any], bool]] = [
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, False),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, True),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, False),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, True),
+        ]
+        for attr, make, streaming in kinds:
+            behaviour = getattr(handler, attr)
+            if behaviour is not None:
+                wrapped = self._wrap_stream(method, behaviour) if streaming else self._wrap_unary(method, behaviour)
+                return make(wrapped, request_deserializer=handler.request_deserializer,
+                            response_serializer=handler.response_serializer)
+        return handler
 
     def _check_auth(self, method: str, context: grpc.ServicerContext) -> None:
         if self.token is None or method.startswith(OPEN_PREFIXES):
             return
         header = _metadata(context).get("authorization", "")
         scheme, _, supplied = header.partition(" ")
+        # compare_digest keeps the comparison's time independent of where the strings differ.
         if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), self.token.encode()):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (set SYNTHTUNE_AUTH_TOKEN)")
 
-    def _begin(self, method: str, context: grpc.ServicerContext) -> tuple[contextvars.Token[str], float]:
+    def _begin(self, method: str, request: Any, context: grpc.ServicerContext) -> _Call:
         rid = _metadata(context).get("x-request-id") or uuid.uuid4().hex[:16]
         context.set_trailing_metadata((("x-request-id", rid),))
-        return request_id_var.set(rid), time.perf_counter()
+        request_id_var.set(rid)
+        run_id = getattr(request, "run_id", "")  # stage and run requests carry one; streams of requests do not
+        run_id_var.set(run_id if isinstance(run_id, str) else "")
+        return _Call(method, time.perf_counter())
 
-    def _finish(self, method: str, code: str, started: float, token: contextvars.Token[str]) -> None:
-        elapsed = time.perf_counter() - started
+    def _fail(self, call: _Call, exc: Exception, context: grpc.ServicerContext) -> None:
+        """Abort the call with the status for a handler's exception (always raises)."""
+        if type(exc) is Exception and context.code() is not None:
+            raise exc  # context.abort() already set the status and raised a bare Exception
+        status, message, _ = status_for(exc)
+        call.code = status.name
+        context.abort(status, message)
+
+    def _finish(self, call: _Call, context: grpc.ServicerContext) -> None:
+        elapsed = time.perf_counter() - call.started
+        code = _final_code(call, context)
         if self.metrics is not None:
-            self.metrics.requests.labels(method, code).inc()
-            self.metrics.latency.labels(method).observe(elapsed)
-        log.info("rpc", extra={"method": method, "code": code, "seconds": round(elapsed, 4), "request_id": request_id_var.get()})
-        request_id_var.reset(token)
+            self.metrics.requests.labels(call.method, code).inc()
+            self.metrics.latency.labels(call.method, code).observe(elapsed)
+        # Probes call health every few seconds; their lines would drown the real calls.
+        level = logging.DEBUG if call.method.startswith(OPEN_PREFIXES) else logging.INFO
+        log.log(level, "rpc", extra={"method": call.method, "code": code, "seconds": round(elapsed, 4)})
+        # set, not reset: a stream's generator may be closed from another context than it ran in.
+        request_id_var.set("")
+        run_id_var.set("")
 
-    def _wrap_unary(self, method: str, fn: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def _wrap_unary(self, method: str, fn: Behaviour) -> Behaviour:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
-            token, started = self._begin(method, context)
-            outcome = {"code": "OK"}
+            call = self._begin(method, request, context)
             try:
                 self._check_auth(method, context)
                 return fn(request, context)
             except Exception as exc:
-                _abort_for(exc, context, outcome)
+                self._fail(call, exc, context)
             finally:
-                self._finish(method, outcome["code"], started, token)
+                self._finish(call, context)
 
         return wrapper
 
-    def _wrap_stream(self, method: str, fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Callable[[Any, grpc.ServicerContext], Iterator[Any]]:
+    def _wrap_stream(self, method: str, fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Behaviour:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            token, started = self._begin(method, context)
-            outcome = {"code": "OK"}
+            call = self._begin(method, request, context)
             try:
                 self._check_auth(method, context)
                 yield from fn(request, context)
             except Exception as exc:
-                _abort_for(exc, context, outcome)
+                self._fail(call, exc, context)
             finally:
-                self._finish(method, outcome["code"], started, token)
+                self._finish(call, context)
 
         return wrapper
-
-
-def _abort_for(exc: Exception, context: grpc.ServicerContext, outcome: dict[str, str]) -> None:
-    """Record the status for a handler's exception and abort the call with it (always raises)."""
-    if type(exc) is Exception:  # context.abort() already set the status and raised a bare Exception
-        outcome["code"] = "ABORTED"
-        raise exc
-    status, message, _ = status_for(exc)
-    outcome["code"] = status.name
-    context.abort(status, message)

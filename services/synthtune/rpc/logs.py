@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import time
 from typing import Any
 
+# Set by the server interceptor per call and carried into operation threads.
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+run_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="")
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        from synthtune.rpc.interceptors import request_id_var
+    """One JSON object per record: time, level, logger, message, request and run ids, extras."""
 
+    def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        rid = request_id_var.get()
-        if rid:
-            entry["request_id"] = rid
+        for key, var in (("request_id", request_id_var), ("run_id", run_id_var)):
+            if var.get():
+                entry[key] = var.get()
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -30,6 +34,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_json_logging(level: int = logging.INFO) -> None:
+    """Send synthtune's logs to stderr as one JSON object per line."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("synthtune")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -15,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from synthtune.errors import InvalidInput
+from synthtune.progress import Progress
 from synthtune.rpc.interceptors import Metrics, ServerInterceptor
 
 log = logging.getLogger("synthtune.rpc")
@@ -32,6 +35,8 @@ class ServiceBinding:
 
 @dataclass
 class ServerOptions:
+    """How to listen: address, auth (token or explicit insecure), TLS, metrics port, worker threads."""
+
     port: int = 50051
     host: str = "0.0.0.0"
     token: str | None = None
@@ -45,14 +50,21 @@ class ServerOptions:
 
 @dataclass
 class RunningServer:
+    """A started server: its bound port, health servicer and metrics port (None when off)."""
+
     server: grpc.Server
     port: int
     health: health.HealthServicer
     metrics_port: int | None
+    metrics_http: Any = None
 
     def stop(self, grace: float | None = 2.0) -> None:
+        """Report NOT_SERVING, let calls in flight finish for ``grace`` s, then close the metrics port."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+            self.metrics_http.server_close()
 
 
 def resolve_token(options: ServerOptions) -> str | None:
@@ -66,14 +78,36 @@ def resolve_token(options: ServerOptions) -> str | None:
     raise InvalidInput(f"refusing to start without a token: set {TOKEN_ENV}, or pass --insecure for local development")
 
 
-def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions) -> RunningServer:
-    """Create, configure and start a server; returns once it is listening."""
+def _tls_credentials(options: ServerOptions) -> grpc.ServerCredentials | None:
+    """Server credentials from the PEM certificate and key, or None for plaintext."""
+    if not options.tls_cert and not options.tls_key:
+        return None
+    if not (options.tls_cert and options.tls_key):
+        raise InvalidInput("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
+    try:
+        with open(options.tls_key, "rb") as k, open(options.tls_cert, "rb") as c:
+            return grpc.ssl_server_credentials([(k.read(), c.read())])
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the TLS certificate or key: {exc}") from None
+
+
+def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, **fields: Any) -> RunningServer:
+    """Create, configure and start a server; returns once it is listening.
+
+    Options come as a ServerOptions, as keywords (``port=0, host="127.0.0.1", token=...``), or
+    both (keywords win).
+    """
+    options = replace(options or ServerOptions(), **fields)
     token = resolve_token(options)
+    credentials = _tls_credentials(options)
     registry = CollectorRegistry()
-    metrics_port = None
+    metrics_http, metrics_port = None, None
     if options.metrics_port is not None:
-        server_, _thread = start_http_server(options.metrics_port, addr=options.host, registry=registry)
-        metrics_port = server_.server_port
+        try:
+            metrics_http, _thread = start_http_server(options.metrics_port, addr=options.host, registry=registry)
+        except OSError as exc:
+            raise InvalidInput(f"cannot serve metrics on {options.host}:{options.metrics_port}: {exc}") from None
+        metrics_port = int(metrics_http.server_port)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="synthtune-rpc"),
         interceptors=[ServerInterceptor(token, Metrics(registry))],
@@ -89,16 +123,47 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions) -> 
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     address = f"{options.host}:{options.port}"
-    if options.tls_cert or options.tls_key:
-        if not (options.tls_cert and options.tls_key):
-            raise InvalidInput("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
-        with open(options.tls_key, "rb") as k, open(options.tls_cert, "rb") as c:
-            credentials = grpc.ssl_server_credentials([(k.read(), c.read())])
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
+    cause: Exception | None = None
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as exc:
+        port, cause = 0, exc
     if port == 0:
-        raise InvalidInput(f"cannot listen on {address} (port in use or not allowed)")
+        if metrics_http is not None:
+            metrics_http.shutdown()
+            metrics_http.server_close()
+        raise InvalidInput(f"cannot listen on {address}: {cause or 'port in use or not allowed'}")
     server.start()
-    log.info("serving", extra={"address": f"{options.host}:{port}", "services": names, "auth": token is not None})
-    return RunningServer(server, port, health_servicer, metrics_port)
+    log.info("serving", extra={"address": f"{options.host}:{port}", "services": names, "auth": token is not None,
+                               "tls": bool(options.tls_cert), "metrics_port": metrics_port})
+    return RunningServer(server, port, health_servicer, metrics_port, metrics_http)
+
+
+def serve(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, *,
+          stop: threading.Event | None = None, grace: float = 5.0, **fields: Any) -> None:
+    """Build the server and block until SIGTERM, SIGINT or ``stop`` is set; then stop gracefully."""
+    running = build_server(bindings, options, **fields)
+    stop = stop or threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers only work there
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):  # short waits, so a signal's handler runs promptly
+            pass
+    finally:
+        running.stop(grace)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def call_progress(context: grpc.ServicerContext, stage: str = "") -> Progress:
+    """A Progress for work done inside a call, cancelled when the client cancels or its deadline passes.
+
+    Work that checks ``progress.check_cancelled()`` then stops with Cancelled instead of running
+    on for a client that is gone.
+    """
+    progress = Progress(stage)
+    if not context.add_callback(progress.cancel):  # the call has already ended
+        progress.cancel()
+    return progress

@@ -36,15 +36,17 @@ class ProgressEvent(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., description: _Optional[str] = ..., completed: _Optional[float] = ..., total: _Optional[float] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ErrorInfo(_message.Message):
-    __slots__ = ("code", "message", "problems", "retryable", "error_id")
+    __slots__ = ("code", "message", "problems", "retryable", "error_id", "retry_delay_seconds")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     ERROR_ID_FIELD_NUMBER: _ClassVar[int]
+    RETRY_DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     code: str
     message: str
     problems: _containers.RepeatedScalarFieldContainer[str]
     retryable: bool
     error_id: str
-    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., problems: _Optional[_Iterable[str]] = ..., retryable: _Optional[bool] = ..., error_id: _Optional[str] = ...) -> None: ...
+    retry_delay_seconds: float
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., problems: _Optional[_Iterable[str]] = ..., retryable: _Optional[bool] = ..., error_id: _Optional[str] = ..., retry_delay_seconds: _Optional[float] = ...) -> None: ...

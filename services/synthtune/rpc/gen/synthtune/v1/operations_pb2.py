@@ -26,29 +26,29 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from synthtune.rpc.gen.synthtune.v1 import common_pb2 as synthtune_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsynthtune/v1/operations.proto\x12\x0csynthtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19synthtune/v1/common.proto\"\xb9\x02\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.synthtune.v1.OperationState\x12-\n\x08progress\x18\x04 \x01(\x0b\x32\x1b.synthtune.v1.ProgressEvent\x12)\n\x06result\x18\x05 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12&\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.synthtune.v1.ErrorInfo\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"#\n\x13GetOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14GetOperationResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"%\n\x15WatchOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x16WatchOperationResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"&\n\x16\x43\x61ncelOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"E\n\x17\x43\x61ncelOperationResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation*\xc4\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16OPERATION_STATE_QUEUED\x10\x01\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x02\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x03\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x04\x12\x1d\n\x19OPERATION_STATE_CANCELLED\x10\x05\x32\xa9\x02\n\x11OperationsService\x12U\n\x0cGetOperation\x12!.synthtune.v1.GetOperationRequest\x1a\".synthtune.v1.GetOperationResponse\x12]\n\x0eWatchOperation\x12#.synthtune.v1.WatchOperationRequest\x1a$.synthtune.v1.WatchOperationResponse0\x01\x12^\n\x0f\x43\x61ncelOperation\x12$.synthtune.v1.CancelOperationRequest\x1a%.synthtune.v1.CancelOperationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsynthtune/v1/operations.proto\x12\x0csynthtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19synthtune/v1/common.proto\"\xc9\x02\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.synthtune.v1.OperationState\x12-\n\x08progress\x18\x04 \x01(\x0b\x32\x1b.synthtune.v1.ProgressEvent\x12)\n\x06result\x18\x05 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12&\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.synthtune.v1.ErrorInfo\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06run_id\x18\t \x01(\t\"#\n\x13GetOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x14GetOperationResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"%\n\x15WatchOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"D\n\x16WatchOperationResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"&\n\x16\x43\x61ncelOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"E\n\x17\x43\x61ncelOperationResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation*\xc4\x01\n\x0eOperationState\x12\x1f\n\x1bOPERATION_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16OPERATION_STATE_QUEUED\x10\x01\x12\x1b\n\x17OPERATION_STATE_RUNNING\x10\x02\x12\x1d\n\x19OPERATION_STATE_SUCCEEDED\x10\x03\x12\x1a\n\x16OPERATION_STATE_FAILED\x10\x04\x12\x1d\n\x19OPERATION_STATE_CANCELLED\x10\x05\x32\xa9\x02\n\x11OperationsService\x12U\n\x0cGetOperation\x12!.synthtune.v1.GetOperationRequest\x1a\".synthtune.v1.GetOperationResponse\x12]\n\x0eWatchOperation\x12#.synthtune.v1.WatchOperationRequest\x1a$.synthtune.v1.WatchOperationResponse0\x01\x12^\n\x0f\x43\x61ncelOperation\x12$.synthtune.v1.CancelOperationRequest\x1a%.synthtune.v1.CancelOperationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synthtune.v1.operations_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATIONSTATE']._serialized_start=749
-  _globals['_OPERATIONSTATE']._serialized_end=945
+  _globals['_OPERATIONSTATE']._serialized_start=765
+  _globals['_OPERATIONSTATE']._serialized_end=961
   _globals['_OPERATION']._serialized_start=108
-  _globals['_OPERATION']._serialized_end=421
-  _globals['_GETOPERATIONREQUEST']._serialized_start=423
-  _globals['_GETOPERATIONREQUEST']._serialized_end=458
-  _globals['_GETOPERATIONRESPONSE']._serialized_start=460
-  _globals['_GETOPERATIONRESPONSE']._serialized_end=526
-  _globals['_WATCHOPERATIONREQUEST']._serialized_start=528
-  _globals['_WATCHOPERATIONREQUEST']._serialized_end=565
-  _globals['_WATCHOPERATIONRESPONSE']._serialized_start=567
-  _globals['_WATCHOPERATIONRESPONSE']._serialized_end=635
-  _globals['_CANCELOPERATIONREQUEST']._serialized_start=637
-  _globals['_CANCELOPERATIONREQUEST']._serialized_end=675
-  _globals['_CANCELOPERATIONRESPONSE']._serialized_start=677
-  _globals['_CANCELOPERATIONRESPONSE']._serialized_end=746
-  _globals['_OPERATIONSSERVICE']._serialized_start=948
-  _globals['_OPERATIONSSERVICE']._serialized_end=1245
+  _globals['_OPERATION']._serialized_end=437
+  _globals['_GETOPERATIONREQUEST']._serialized_start=439
+  _globals['_GETOPERATIONREQUEST']._serialized_end=474
+  _globals['_GETOPERATIONRESPONSE']._serialized_start=476
+  _globals['_GETOPERATIONRESPONSE']._serialized_end=542
+  _globals['_WATCHOPERATIONREQUEST']._serialized_start=544
+  _globals['_WATCHOPERATIONREQUEST']._serialized_end=581
+  _globals['_WATCHOPERATIONRESPONSE']._serialized_start=583
+  _globals['_WATCHOPERATIONRESPONSE']._serialized_end=651
+  _globals['_CANCELOPERATIONREQUEST']._serialized_start=653
+  _globals['_CANCELOPERATIONREQUEST']._serialized_end=691
+  _globals['_CANCELOPERATIONRESPONSE']._serialized_start=693
+  _globals['_CANCELOPERATIONRESPONSE']._serialized_end=762
+  _globals['_OPERATIONSSERVICE']._serialized_start=964
+  _globals['_OPERATIONSSERVICE']._serialized_end=1261
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ from synthtune.rpc.gen.synthtune.v1 import common_pb2 as synthtune_dot_v1_dot_co
 from synthtune.rpc.gen.synthtune.v1 import operations_pb2 as synthtune_dot_v1_dot_operations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19synthtune/v1/stages.proto\x12\x0csynthtune.v1\x1a\x19synthtune/v1/common.proto\x1a\x1dsynthtune/v1/operations.proto\"X\n\x0ePrepareRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\"=\n\x0fPrepareResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"\x96\x01\n\x0fGenerateRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12+\n\x08prepared\x18\x06 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\">\n\x10GenerateResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"\xc1\x01\n\x0cTrainRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12,\n\tsynthetic\x18\x06 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12+\n\x08prepared\x18\x07 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\";\n\rTrainResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"\x91\x02\n\x0f\x45valuateRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\x12+\n\x08prepared\x18\x05 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12=\n\x08\x61\x64\x61pters\x18\x06 \x03(\x0b\x32+.synthtune.v1.EvaluateRequest.AdaptersEntry\x1aJ\n\rAdaptersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef:\x02\x38\x01\">\n\x10\x45valuateResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation2Y\n\x0f\x44\x61taPrepService\x12\x46\n\x07Prepare\x12\x1c.synthtune.v1.PrepareRequest\x1a\x1d.synthtune.v1.PrepareResponse2]\n\x10GeneratorService\x12I\n\x08Generate\x12\x1d.synthtune.v1.GenerateRequest\x1a\x1e.synthtune.v1.GenerateResponse2R\n\x0eTrainerService\x12@\n\x05Train\x12\x1a.synthtune.v1.TrainRequest\x1a\x1b.synthtune.v1.TrainResponse2]\n\x10\x45valuatorService\x12I\n\x08\x45valuate\x12\x1d.synthtune.v1.EvaluateRequest\x1a\x1e.synthtune.v1.EvaluateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19synthtune/v1/stages.proto\x12\x0csynthtune.v1\x1a\x19synthtune/v1/common.proto\x1a\x1dsynthtune/v1/operations.proto\"j\n\x0ePrepareRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\x12\x10\n\x08spec_key\x18\x05 \x01(\t\"=\n\x0fPrepareResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"\xa8\x01\n\x0fGenerateRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12+\n\x08prepared\x18\x06 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12\x10\n\x08spec_key\x18\x07 \x01(\t\">\n\x10GenerateResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"\xd3\x01\n\x0cTrainRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12,\n\tsynthetic\x18\x06 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12+\n\x08prepared\x18\x07 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12\x10\n\x08spec_key\x18\x08 \x01(\t\";\n\rTrainResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation\"\xa3\x02\n\x0f\x45valuateRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x11\n\tstore_uri\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\x12+\n\x08prepared\x18\x05 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12=\n\x08\x61\x64\x61pters\x18\x06 \x03(\x0b\x32+.synthtune.v1.EvaluateRequest.AdaptersEntry\x12\x10\n\x08spec_key\x18\x07 \x01(\t\x1aJ\n\rAdaptersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef:\x02\x38\x01\">\n\x10\x45valuateResponse\x12*\n\toperation\x18\x01 \x01(\x0b\x32\x17.synthtune.v1.Operation2Y\n\x0f\x44\x61taPrepService\x12\x46\n\x07Prepare\x12\x1c.synthtune.v1.PrepareRequest\x1a\x1d.synthtune.v1.PrepareResponse2]\n\x10GeneratorService\x12I\n\x08Generate\x12\x1d.synthtune.v1.GenerateRequest\x1a\x1e.synthtune.v1.GenerateResponse2R\n\x0eTrainerService\x12@\n\x05Train\x12\x1a.synthtune.v1.TrainRequest\x1a\x1b.synthtune.v1.TrainResponse2]\n\x10\x45valuatorService\x12I\n\x08\x45valuate\x12\x1d.synthtune.v1.EvaluateRequest\x1a\x1e.synthtune.v1.EvaluateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEREQUEST_ADAPTERSENTRY']._loaded_options = None
   _globals['_EVALUATEREQUEST_ADAPTERSENTRY']._serialized_options = b'8\001'
   _globals['_PREPAREREQUEST']._serialized_start=101
-  _globals['_PREPAREREQUEST']._serialized_end=189
-  _globals['_PREPARERESPONSE']._serialized_start=191
-  _globals['_PREPARERESPONSE']._serialized_end=252
-  _globals['_GENERATEREQUEST']._serialized_start=255
-  _globals['_GENERATEREQUEST']._serialized_end=405
-  _globals['_GENERATERESPONSE']._serialized_start=407
-  _globals['_GENERATERESPONSE']._serialized_end=469
-  _globals['_TRAINREQUEST']._serialized_start=472
-  _globals['_TRAINREQUEST']._serialized_end=665
-  _globals['_TRAINRESPONSE']._serialized_start=667
-  _globals['_TRAINRESPONSE']._serialized_end=726
-  _globals['_EVALUATEREQUEST']._serialized_start=729
-  _globals['_EVALUATEREQUEST']._serialized_end=1002
-  _globals['_EVALUATEREQUEST_ADAPTERSENTRY']._serialized_start=928
-  _globals['_EVALUATEREQUEST_ADAPTERSENTRY']._serialized_end=1002
-  _globals['_EVALUATERESPONSE']._serialized_start=1004
-  _globals['_EVALUATERESPONSE']._serialized_end=1066
-  _globals['_DATAPREPSERVICE']._serialized_start=1068
-  _globals['_DATAPREPSERVICE']._serialized_end=1157
-  _globals['_GENERATORSERVICE']._serialized_start=1159
-  _globals['_GENERATORSERVICE']._serialized_end=1252
-  _globals['_TRAINERSERVICE']._serialized_start=1254
-  _globals['_TRAINERSERVICE']._serialized_end=1336
-  _globals['_EVALUATORSERVICE']._serialized_start=1338
-  _globals['_EVALUATORSERVICE']._serialized_end=1431
+  _globals['_PREPAREREQUEST']._serialized_end=207
+  _globals['_PREPARERESPONSE']._serialized_start=209
+  _globals['_PREPARERESPONSE']._serialized_end=270
+  _globals['_GENERATEREQUEST']._serialized_start=273
+  _globals['_GENERATEREQUEST']._serialized_end=441
+  _globals['_GENERATERESPONSE']._serialized_start=443
+  _globals['_GENERATERESPONSE']._serialized_end=505
+  _globals['_TRAINREQUEST']._serialized_start=508
+  _globals['_TRAINREQUEST']._serialized_end=719
+  _globals['_TRAINRESPONSE']._serialized_start=721
+  _globals['_TRAINRESPONSE']._serialized_end=780
+  _globals['_EVALUATEREQUEST']._serialized_start=783
+  _globals['_EVALUATEREQUEST']._serialized_end=1074
+  _globals['_EVALUATEREQUEST_ADAPTERSENTRY']._serialized_start=1000
+  _globals['_EVALUATEREQUEST_ADAPTERSENTRY']._serialized_end=1074
+  _globals['_EVALUATERESPONSE']._serialized_start=1076
+  _globals['_EVALUATERESPONSE']._serialized_end=1138
+  _globals['_DATAPREPSERVICE']._serialized_start=1140
+  _globals['_DATAPREPSERVICE']._serialized_end=1229
+  _globals['_GENERATORSERVICE']._serialized_start=1231
+  _globals['_GENERATORSERVICE']._serialized_end=1324
+  _globals['_TRAINERSERVICE']._serialized_start=1326
+  _globals['_TRAINERSERVICE']._serialized_end=1408
+  _globals['_EVALUATORSERVICE']._serialized_start=1410
+  _globals['_EVALUATORSERVICE']._serialized_end=1503
 # @@protoc_insertion_point(module_scope)

@@ -9,16 +9,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PrepareRequest(_message.Message):
-    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir")
+    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir", "spec_key")
     SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
     STORE_URI_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_DIR_FIELD_NUMBER: _ClassVar[int]
+    SPEC_KEY_FIELD_NUMBER: _ClassVar[int]
     spec_yaml: str
     store_uri: str
     run_id: str
     base_dir: str
-    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ...) -> None: ...
+    spec_key: str
+    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ..., spec_key: _Optional[str] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
     __slots__ = ("operation",)
@@ -27,20 +29,22 @@ class PrepareResponse(_message.Message):
     def __init__(self, operation: _Optional[_Union[_operations_pb2.Operation, _Mapping]] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir", "method", "prepared")
+    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir", "method", "prepared", "spec_key")
     SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
     STORE_URI_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     BASE_DIR_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     PREPARED_FIELD_NUMBER: _ClassVar[int]
+    SPEC_KEY_FIELD_NUMBER: _ClassVar[int]
     spec_yaml: str
     store_uri: str
     run_id: str
     base_dir: str
     method: str
     prepared: _common_pb2.ArtifactRef
-    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ..., method: _Optional[str] = ..., prepared: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
+    spec_key: str
+    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ..., method: _Optional[str] = ..., prepared: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., spec_key: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("operation",)
@@ -49,7 +53,7 @@ class GenerateResponse(_message.Message):
     def __init__(self, operation: _Optional[_Union[_operations_pb2.Operation, _Mapping]] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir", "method", "synthetic", "prepared")
+    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir", "method", "synthetic", "prepared", "spec_key")
     SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
     STORE_URI_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +61,7 @@ class TrainRequest(_message.Message):
     METHOD_FIELD_NUMBER: _ClassVar[int]
     SYNTHETIC_FIELD_NUMBER: _ClassVar[int]
     PREPARED_FIELD_NUMBER: _ClassVar[int]
+    SPEC_KEY_FIELD_NUMBER: _ClassVar[int]
     spec_yaml: str
     store_uri: str
     run_id: str
@@ -64,7 +69,8 @@ class TrainRequest(_message.Message):
     method: str
     synthetic: _common_pb2.ArtifactRef
     prepared: _common_pb2.ArtifactRef
-    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ..., method: _Optional[str] = ..., synthetic: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., prepared: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
+    spec_key: str
+    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ..., method: _Optional[str] = ..., synthetic: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., prepared: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., spec_key: _Optional[str] = ...) -> None: ...
 
 class TrainResponse(_message.Message):
     __slots__ = ("operation",)
@@ -73,7 +79,7 @@ class TrainResponse(_message.Message):
     def __init__(self, operation: _Optional[_Union[_operations_pb2.Operation, _Mapping]] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir", "prepared", "adapters")
+    __slots__ = ("spec_yaml", "store_uri", "run_id", "base_dir", "prepared", "adapters", "spec_key")
     class AdaptersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,13 +93,15 @@ class EvaluateRequest(_message.Message):
     BASE_DIR_FIELD_NUMBER: _ClassVar[int]
     PREPARED_FIELD_NUMBER: _ClassVar[int]
     ADAPTERS_FIELD_NUMBER: _ClassVar[int]
+    SPEC_KEY_FIELD_NUMBER: _ClassVar[int]
     spec_yaml: str
     store_uri: str
     run_id: str
     base_dir: str
     prepared: _common_pb2.ArtifactRef
     adapters: _containers.MessageMap[str, _common_pb2.ArtifactRef]
-    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ..., prepared: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., adapters: _Optional[_Mapping[str, _common_pb2.ArtifactRef]] = ...) -> None: ...
+    spec_key: str
+    def __init__(self, spec_yaml: _Optional[str] = ..., store_uri: _Optional[str] = ..., run_id: _Optional[str] = ..., base_dir: _Optional[str] = ..., prepared: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., adapters: _Optional[_Mapping[str, _common_pb2.ArtifactRef]] = ..., spec_key: _Optional[str] = ...) -> None: ...
 
 class EvaluateResponse(_message.Message):
     __slots__ = ("operation",)

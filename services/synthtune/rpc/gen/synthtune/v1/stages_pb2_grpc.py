@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class DataPrepServiceStub:
     """Each stage call starts a long-running operation; follow it with OperationsService.
-    Requests carry the pipeline spec as YAML and artifact references, never bulk data.
+    Requests carry the pipeline spec (as YAML, or the store key of a YAML file) and artifact
+    references, never bulk data.
 
     """
 
@@ -46,7 +47,8 @@ class DataPrepServiceStub:
 
 class DataPrepServiceServicer:
     """Each stage call starts a long-running operation; follow it with OperationsService.
-    Requests carry the pipeline spec as YAML and artifact references, never bulk data.
+    Requests carry the pipeline spec (as YAML, or the store key of a YAML file) and artifact
+    references, never bulk data.
 
     """
 
@@ -75,7 +77,8 @@ def add_DataPrepServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class DataPrepService:
     """Each stage call starts a long-running operation; follow it with OperationsService.
-    Requests carry the pipeline spec as YAML and artifact references, never bulk data.
+    Requests carry the pipeline spec (as YAML, or the store key of a YAML file) and artifact
+    references, never bulk data.
 
     """
 
