@@ -1,0 +1,125 @@
+"""Exact duplicates by normalised content; near duplicates by MinHash LSH over character shingles."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from synthtune.dataprep.rejects import Rejects
+from synthtune.progress import Progress
+from synthtune.records import KNOWN_FIELDS
+
+CONTENT_FIELDS = ("problem", "cause", "solution")
+_BATCH = 4096
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def normalized(value: Any) -> str:
+    """Case-folded words without punctuation: what two copies of one ticket share."""
+    return "" if value is None else _NOT_WORD.sub(" ", str(value).casefold()).strip()
+
+
+def exact_key(record: dict[str, Any]) -> str:
+    fields = record.get("fields") or {}
+    parts = [str(record.get("type")), normalized(record.get("text"))] + [normalized(fields.get(k)) for k in KNOWN_FIELDS]
+    return "\x1f".join(parts)
+
+
+def drop_exact_duplicates(records: list[dict[str, Any]], rejects: Rejects) -> list[dict[str, Any]]:
+    first: dict[str, str] = {}
+    kept = []
+    for record in records:
+        key = exact_key(record)
+        if key in first:
+            rejects.add_record(record, "exact_dedup", "exact_duplicate", f"exact duplicate of {first[key]}", duplicate_of=first[key])
+        else:
+            first[key] = record["id"]
+            kept.append(record)
+    return kept
+
+
+def content_text(record: dict[str, Any]) -> str:
+    """What near-duplicate detection compares: the prompt/answer text, not the machine or hours."""
+    if record.get("type") in ("chunk", "episode"):
+        return normalized(record.get("text"))
+    fields = record.get("fields") or {}
+    return " ".join(normalized(fields.get(k)) for k in CONTENT_FIELDS if fields.get(k))
+
+
+def shingles(text: str, k: int) -> set[bytes]:
+    data = text.encode("utf-8")
+    if len(data) <= k:
+        return {data}
+    return {data[i:i + k] for i in range(len(data) - k + 1)}
+
+
+def near_representatives(
+    ids: Sequence[str],
+    texts: Sequence[str],
+    threshold: float,
+    num_perm: int,
+    shingle_chars: int,
+    progress: Progress,
+    known: dict[str, np.ndarray] | None = None,
+) -> tuple[list[int], dict[str, np.ndarray]]:
+    """For each record, the index of the earlier record it nearly duplicates (itself if none).
+
+    Only representatives enter the LSH index, so its buckets stay small and time grows
+    linearly; ``known`` supplies signatures computed by an earlier pass. Returns the
+    representatives' signatures, keyed by id, for later passes.
+    """
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    reps: list[int] = []
+    rep_sigs: dict[int, np.ndarray] = {}
+    known = known or {}
+    progress.start(len(ids), f"near-duplicates (Jaccard >= {threshold:g})")
+    for start in range(0, len(ids), _BATCH):
+        progress.check_cancelled()
+        batch = range(start, min(start + _BATCH, len(ids)))
+        missing = [i for i in batch if ids[i] not in known]
+        computed = MinHash.bulk([shingles(texts[i], shingle_chars) for i in missing], num_perm=num_perm) if missing else []
+        sigs = {i: m.hashvalues for i, m in zip(missing, computed, strict=True)}
+        for i in batch:
+            sig = sigs[i] if i in sigs else known[ids[i]]
+            best, best_sim = i, -1.0
+            for cand in lsh.query(_AsMinHash(sig)):
+                sim = float(np.mean(rep_sigs[cand] == sig))
+                if sim >= threshold and (sim > best_sim or (sim == best_sim and cand < best)):
+                    best, best_sim = cand, sim
+            if best == i:
+                lsh.insert(i, _AsMinHash(sig), check_duplication=False)
+                rep_sigs[i] = sig
+            reps.append(best)
+        progress.advance(len(batch))
+    return reps, {ids[i]: s for i, s in rep_sigs.items()}
+
+
+class _AsMinHash:
+    """The two attributes MinHashLSH reads, without building a MinHash object per signature."""
+
+    __slots__ = ("hashvalues",)
+
+    def __init__(self, hashvalues: np.ndarray) -> None:
+        self.hashvalues = hashvalues
+
+    def __len__(self) -> int:
+        return len(self.hashvalues)
+
+
+def drop_near_duplicates(
+    records: list[dict[str, Any]], threshold: float, num_perm: int, shingle_chars: int, rejects: Rejects, progress: Progress
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    ids = [r["id"] for r in records]
+    reps, sigs = near_representatives(ids, [content_text(r) for r in records], threshold, num_perm, shingle_chars, progress)
+    kept = []
+    for i, record in enumerate(records):
+        if reps[i] == i:
+            kept.append(record)
+        else:
+            rejects.add_record(record, "near_dedup", "near_duplicate",
+                               f"near duplicate (Jaccard >= {threshold:g}) of {ids[reps[i]]}", duplicate_of=ids[reps[i]])
+    return kept, sigs
