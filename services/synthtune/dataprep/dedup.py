@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,11 +52,26 @@ def content_text(record: dict[str, Any]) -> str:
     return " ".join(normalized(fields.get(k)) for k in CONTENT_FIELDS if fields.get(k))
 
 
-def shingles(text: str, k: int) -> set[bytes]:
+def shingles(text: str, k: int) -> set[int]:
+    """CRC-32 of each k-byte shingle: stable across processes (unlike hash()) and far cheaper than SHA-1."""
     data = text.encode("utf-8")
     if len(data) <= k:
-        return {data}
-    return {data[i:i + k] for i in range(len(data) - k + 1)}
+        return {zlib.crc32(data)}
+    crc = zlib.crc32
+    return {crc(data[i:i + k]) for i in range(len(data) - k + 1)}
+
+
+def signatures(texts: Sequence[str], num_perm: int, k: int) -> list[np.ndarray]:
+    """MinHash signatures (uint32), sharing one set of permutations instead of drawing it per text."""
+    template = _template(num_perm)
+    sketches = MinHash.bulk([shingles(t, k) for t in texts], num_perm=num_perm, hashfunc=int,
+                            permutations=template.permutations, scheme=template.scheme)
+    return [m.hashvalues for m in sketches]
+
+
+@functools.lru_cache(maxsize=4)
+def _template(num_perm: int) -> MinHash:
+    return MinHash(num_perm=num_perm, seed=1)
 
 
 def near_representatives(
@@ -72,7 +89,7 @@ def near_representatives(
     linearly; ``known`` supplies signatures computed by an earlier pass. Returns the
     representatives' signatures, keyed by id, for later passes.
     """
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    lsh = _index(threshold, num_perm)
     reps: list[int] = []
     rep_sigs: dict[int, np.ndarray] = {}
     known = known or {}
@@ -81,8 +98,8 @@ def near_representatives(
         progress.check_cancelled()
         batch = range(start, min(start + _BATCH, len(ids)))
         missing = [i for i in batch if ids[i] not in known]
-        computed = MinHash.bulk([shingles(texts[i], shingle_chars) for i in missing], num_perm=num_perm) if missing else []
-        sigs = {i: m.hashvalues for i, m in zip(missing, computed, strict=True)}
+        computed = signatures([texts[i] for i in missing], num_perm, shingle_chars) if missing else []
+        sigs = dict(zip(missing, computed, strict=True))
         for i in batch:
             sig = sigs[i] if i in sigs else known[ids[i]]
             best, best_sim = i, -1.0
@@ -96,6 +113,15 @@ def near_representatives(
             reps.append(best)
         progress.advance(len(batch))
     return reps, {ids[i]: s for i, s in rep_sigs.items()}
+
+
+def _index(threshold: float, num_perm: int) -> MinHashLSH:
+    """An LSH index tuned a little below ``threshold``: LSH only proposes candidates and every one is
+    verified, so a lower banding threshold buys recall (about 0.9 at the threshold, not 0.3)."""
+    try:
+        return MinHashLSH(threshold=max(0.1, threshold - 0.1), num_perm=num_perm)
+    except ValueError:  # too few permutations for so high a threshold: two bands still find near-copies
+        return MinHashLSH(num_perm=num_perm, params=(2, num_perm // 2))
 
 
 class _AsMinHash:

@@ -13,7 +13,7 @@ from synthtune.spec.prepare import RedactSpec
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 # A phone number: optional +CC or 00CC, an optional (area) code, then digit groups split by
 # spaces, dots or dashes. Dates, costs and part numbers are filtered out in _is_phone.
-PHONE = re.compile(r"(?<![\w+/.-])(?:(?:\+|00)\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{2,5}(?:[\s.-]\d{2,5}){0,5}(?![\w/-]|\.\d)")
+PHONE = re.compile(r"(?<![\w+/.-])(?:(?:\+|00)\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{2,12}(?:[\s.-]\d{2,8}){0,5}(?![\w/-]|\.\d)")
 _DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 
 
@@ -24,7 +24,10 @@ def _is_phone(candidate: str) -> bool:
     # A bare run of digits is a serial or order number unless it is dialled like a phone number.
     if candidate.isdigit():
         return candidate.startswith("0") and digits >= 9
-    return candidate.startswith(("+", "00", "(", "0")) or len(re.findall(r"\d+", candidate)) >= 3
+    if candidate.startswith(("+", "00", "(", "0")):
+        return True
+    # Space-separated numbers are usually sizes or counts ("hoses 12 16 20 24"); 555-123-4567 is dialled.
+    return len(re.findall(r"\d+", candidate)) >= 3 and not re.search(r"\s", candidate)
 
 
 def load_names(spec: RedactSpec, base_dir: str | None) -> list[str]:
