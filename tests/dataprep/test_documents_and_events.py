@@ -27,7 +27,7 @@ def test_chunks_cover_the_text_with_the_asked_overlap(size, overlap):
     text = " ".join(words)
     spans = chunk_spans(text, size, overlap)
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:], strict=False):
+    for (s1, e1), (s2, _) in zip(spans, spans[1:], strict=False):
         assert e1 - s1 <= size and s2 > s1
         assert s2 <= e1, "no gap between chunks"
         assert e1 - s2 <= overlap, "overlap never exceeds the setting"

@@ -7,7 +7,12 @@ from typing import Any
 
 from synthtune.dataprep.abbreviations import load_abbreviations
 from synthtune.dataprep.cleaning import Cleaner, whitespace_record
-from synthtune.dataprep.dedup import content_text, drop_exact_duplicates, drop_near_duplicates, near_representatives
+from synthtune.dataprep.dedup import (
+    content_text,
+    drop_exact_duplicates,
+    drop_near_duplicates,
+    near_representatives,
+)
 from synthtune.dataprep.filters import drop_incomplete, drop_length_outliers
 from synthtune.dataprep.redact import Redactor, load_names
 from synthtune.dataprep.rejects import Rejects

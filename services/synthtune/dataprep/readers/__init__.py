@@ -10,7 +10,7 @@ from typing import Any
 
 from synthtune.dataprep.readers.csvfile import read_csv
 from synthtune.dataprep.readers.documents import read_pdf, read_plain
-from synthtune.dataprep.readers.events import episode_record, events_from_table, group_episodes
+from synthtune.dataprep.readers.events import Event, episode_record, events_from_table, group_episodes
 from synthtune.dataprep.readers.formats import read_json, read_jsonl, read_norm, read_parquet, read_xlsx
 from synthtune.dataprep.readers.mapping import records_from_table
 from synthtune.dataprep.readers.table import Table
@@ -132,7 +132,7 @@ def read_sources(source: SourceSpec, prepare: PrepareSpec, base_dir: str | None,
     """Read every file; unreadable rows/pages go to ``rejects`` and count as input."""
     files = resolve_files(source, base_dir)
     result = ReadResult()
-    events = []
+    events: list[Event] = []
     log_spec = source.event_log or EventLogSource()
     progress.start(len(files), "reading")
     for f in files:
