@@ -89,7 +89,7 @@ def near_representatives(
     linearly; ``known`` supplies signatures computed by an earlier pass. Returns the
     representatives' signatures, keyed by id, for later passes.
     """
-    lsh = _index(threshold, num_perm)
+    index = BandIndex(threshold, num_perm)
     reps: list[int] = []
     rep_sigs: dict[int, np.ndarray] = {}
     known = known or {}
@@ -102,38 +102,65 @@ def near_representatives(
         sigs = dict(zip(missing, computed, strict=True))
         for i in batch:
             sig = sigs[i] if i in sigs else known[ids[i]]
+            keys = index.keys(sig)
             best, best_sim = i, -1.0
-            for cand in lsh.query(_AsMinHash(sig)):
-                sim = float(np.mean(rep_sigs[cand] == sig))
+            for cand in index.query(keys):
+                sim = float(np.count_nonzero(rep_sigs[cand] == sig)) / num_perm
                 if sim >= threshold and (sim > best_sim or (sim == best_sim and cand < best)):
                     best, best_sim = cand, sim
             if best == i:
-                lsh.insert(i, _AsMinHash(sig), check_duplication=False)
+                index.insert(keys, i)
                 rep_sigs[i] = sig
             reps.append(best)
         progress.advance(len(batch))
     return reps, {ids[i]: s for i, s in rep_sigs.items()}
 
 
-def _index(threshold: float, num_perm: int) -> MinHashLSH:
-    """An LSH index tuned a little below ``threshold``: LSH only proposes candidates and every one is
-    verified, so a lower banding threshold buys recall (about 0.9 at the threshold, not 0.3)."""
-    try:
-        return MinHashLSH(threshold=max(0.1, threshold - 0.1), num_perm=num_perm)
-    except ValueError:  # too few permutations for so high a threshold: two bands still find near-copies
-        return MinHashLSH(num_perm=num_perm, params=(2, num_perm // 2))
+class BandIndex:
+    """LSH banding over MinHash signatures, insert and query only.
 
+    datasketch's MinHashLSH chooses the bands (b, r) here, but its storage keeps a set per
+    bucket and every key's band hashes for removal: about 4 KB per record, 4 GB at a million.
+    We never remove, and most buckets hold one record, so a bucket is an int until it
+    holds two; every candidate is verified against the threshold anyway.
+    """
 
-class _AsMinHash:
-    """The two attributes MinHashLSH reads, without building a MinHash object per signature."""
+    def __init__(self, threshold: float, num_perm: int) -> None:
+        # Banding a little below the threshold buys recall (about 0.9 at the threshold, not 0.3);
+        # the verification step drops the extra candidates.
+        try:
+            lsh = MinHashLSH(threshold=max(0.1, threshold - 0.1), num_perm=num_perm)
+            bands, rows = lsh.b, lsh.r
+        except ValueError:  # too few permutations for so high a threshold: two bands still find near-copies
+            bands, rows = 2, num_perm // 2
+        self.ranges = [(b * rows, (b + 1) * rows) for b in range(bands)]
+        self.tables: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
 
-    __slots__ = ("hashvalues",)
+    def keys(self, sig: np.ndarray) -> list[int]:
+        # hash() of the band's bytes: salted per process, but only equality within this run matters.
+        return [hash(sig[s:e].tobytes()) for s, e in self.ranges]
 
-    def __init__(self, hashvalues: np.ndarray) -> None:
-        self.hashvalues = hashvalues
+    def query(self, keys: list[int]) -> set[int]:
+        found: set[int] = set()
+        for table, key in zip(self.tables, keys, strict=True):
+            hit = table.get(key)
+            if hit is None:
+                continue
+            if isinstance(hit, int):
+                found.add(hit)
+            else:
+                found.update(hit)
+        return found
 
-    def __len__(self) -> int:
-        return len(self.hashvalues)
+    def insert(self, keys: list[int], item: int) -> None:
+        for table, key in zip(self.tables, keys, strict=True):
+            hit = table.get(key)
+            if hit is None:
+                table[key] = item
+            elif isinstance(hit, int):
+                table[key] = [hit, item]
+            else:
+                hit.append(item)
 
 
 def drop_near_duplicates(

@@ -92,11 +92,13 @@ def prepare_records(
     _each(records, clean, progress, "expanding abbreviations and normalising case")
     extra["cleaned_records"] = changed[0]
 
+    progress.start(len(records), "dropping incomplete records")
     before, r0 = len(records), len(rejects)
     records = drop_incomplete(records, spec.required, rejects)
     log.log("incomplete", before, len(records), r0, required=spec.required)
 
     if spec.dedup.exact:
+        progress.start(len(records), "dropping exact duplicates")
         before, r0 = len(records), len(rejects)
         records = drop_exact_duplicates(records, rejects)
         log.log("exact_dedup", before, len(records), r0)
@@ -110,6 +112,7 @@ def prepare_records(
         log.log("near_dedup", before, len(records), r0, threshold=spec.dedup.near)
 
     if spec.outliers.method != "none":
+        progress.start(len(records), "dropping length outliers")
         before, r0 = len(records), len(rejects)
         records, fences = drop_length_outliers(records, spec.outliers, rejects)
         log.log("outliers", before, len(records), r0, method=spec.outliers.method, fences=fences)
