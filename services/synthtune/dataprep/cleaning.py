@@ -26,10 +26,10 @@ def normalize_whitespace(text: str) -> str:
 
 def is_shouting(text: str, min_letters: int = 4, share: float = 0.8) -> bool:
     """Mostly upper-case letters: exported shorthand such as ``L/H BUCKET CYL LEAKING``."""
-    letters = [c for c in text if c.isalpha()]
-    if len(letters) < min_letters:
+    letters = sum(map(str.isalpha, text))
+    if letters < min_letters:
         return False
-    return sum(c.isupper() for c in letters) / len(letters) >= share
+    return sum(map(str.isupper, text)) / letters >= share
 
 
 def _keep_token_case(token: str, keep_upper: frozenset[str]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -60,4 +61,5 @@ def drop_length_outliers(records: list[dict[str, Any]], spec: OutlierSpec, rejec
             rejects.add_record(record, "outliers", "too_long", f"combined length {length} chars is above {fence[1]:.0f} ({rule})")
         else:
             kept.append(record)
-    return kept, {t: (None if f is None else [f[0], f[1]]) for t, f in fences.items()}
+    # JSON has no infinity: an open bound is written as null.
+    return kept, {t: None if f is None else [f[0], None if math.isinf(f[1]) else f[1]] for t, f in fences.items()}

@@ -68,8 +68,8 @@ def prepare(spec: PipelineSpec, progress: Progress) -> tuple[Prepared, list[dict
     rejects = Rejects()
     read = read_sources(spec.source, spec.prepare, spec.base_dir, rejects, progress)
     if not read.records:
-        raise InvalidInput(f"no records could be read from {', '.join(f['file'] for f in read.files)} "
-                           f"({len(rejects)} unreadable rows or pages; see the reasons above)",
+        unreadable = f"; all {len(rejects)} rows or pages were unreadable, the first reasons follow" if len(rejects) else " (no data rows)"
+        raise InvalidInput(f"no records could be read from {', '.join(f['file'] for f in read.files)}{unreadable}",
                            [r["reason"] for r in rejects.rows[:10]])
     n_input = len(read.records) + len(rejects)
     translator = None

@@ -48,6 +48,11 @@ def top_failure_modes(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"from": "problem text", "top": [[v, c] for v, c in counts.most_common(TOP_N)]}
 
 
+def _words(record: dict[str, Any]) -> int:
+    fields = record.get("fields") or {}
+    return len(str(record.get("text") or "").split()) + sum(len(str(fields.get(k) or "").split()) for k in KNOWN_FIELDS)
+
+
 def dataset_stats(splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     kept = [r for rows in splits.values() for r in rows]
     return {
@@ -56,8 +61,7 @@ def dataset_stats(splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "field_completeness": field_completeness(kept),
         "length": {"all": length_summary([combined_length(r) for r in kept]),
                    **{name: length_summary([combined_length(r) for r in rows]) for name, rows in splits.items()}},
-        "words": sum(len(" ".join(str(r.get("text") or "").split() + [str((r.get("fields") or {}).get(k) or "") for k in KNOWN_FIELDS]).split())
-                     for r in kept),
+        "words": sum(_words(r) for r in kept),
         "top_machines": top_values(kept, "machine"),
         "top_failure_modes": top_failure_modes(kept),
     }
