@@ -146,10 +146,12 @@ def read_sources(source: SourceSpec, prepare: PrepareSpec, base_dir: str | None,
             records, more = read_plain(f.path, f.label, source.encoding, prepare.chunk_chars, prepare.chunk_overlap)
             info.update(more)
         elif kind == "event_log":
-            records = []
+            records = []  # episodes are formed once every file is read: they may span files
+            before = len(events)
             for table in read_tables(f, source):
                 events.extend(events_from_table(table, log_spec, rejects, len(events)))
-                info.update(table.info, rows=len(table.rows))
+                info.update(table.info)
+            info["events"] = len(events) - before
         else:
             records = _tabular_records(f, source, rejects, info)
         info["records"] = len(records)
