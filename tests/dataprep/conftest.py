@@ -1,23 +1,23 @@
+"""Fixtures for dataprep tests."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from synthtune.progress import Progress
-from synthtune.spec import load_spec_text
-
 
 @pytest.fixture
-def prepare(tmp_path, file_store):
-    """Run the prepare stage on a spec snippet; returns (artifact, stats)."""
-    import synthtune.dataprep as dp
+def write(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write a file under tmp_path: text (utf-8 unless ``encoding``) or bytes."""
 
-    def _run(source_yaml: str, extra: str = "", base: Path | None = None):
-        text = f"version: 1\nname: t\nsource:\n{source_yaml}\n{extra}"
-        spec = load_spec_text(text, "p.yaml", base_dir=str(base or tmp_path))
-        ref = dp.run(spec, {}, file_store, Progress("prepare"))
-        art = file_store.open(ref)
-        return art, art.read_json("stats.json")
+    def _write(name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_bytes(content.encode(encoding))
+        return path
 
-    return _run
+    return _write

@@ -1,136 +1,155 @@
-"""Bad input: a clear error naming file and line, or rejects with a reason; never silent loss."""
+"""Bad input: a clear error naming the file and line, or a reject with a reason. Never a crash or silent loss."""
 
 from __future__ import annotations
 
-import csv
+import os
 
 import pytest
+from dataprep_helpers import assert_counts_add_up, load_artifact, make_spec
+from pdfs import encrypt_pdf, text_pdf
 
-from synthtune.errors import InvalidInput
+from synthtune.dataprep import run
+from synthtune.errors import EXIT_BAD_INPUT, InvalidInput
 
-FIELDS = "  fields: {problem: Problem, solution: Fix}"
-
-
-def _csv(path, rows, header=("Problem", "Fix"), **kw):
-    with open(path, "w", newline="", encoding=kw.pop("encoding", "utf-8")) as f:
-        w = csv.writer(f, **kw)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
+FIELDS = {"problem": "Problem", "machine": "Machine", "solution": "Action"}
+GOOD_ROWS = "".join(f"Hydraulic leak number {i} at boom,EX{i % 3},Replaced seal {i}\n" for i in range(12))
 
 
-def test_empty_file(prepare, tmp_path):
-    (tmp_path / "e.csv").write_text("")
-    with pytest.raises(InvalidInput, match=r"e.csv: the file is empty"):
-        prepare(f"  paths: [e.csv]\n{FIELDS}")
+def prepare(tmp_path, file_store, source, prepare=None):  # type: ignore[no-untyped-def]
+    spec = make_spec(tmp_path, source, prepare or {"outliers": {"method": "none"}})
+    return load_artifact(file_store, run(spec, {}, file_store))
 
 
-def test_missing_mapped_column_lists_columns(prepare, tmp_path):
-    _csv(tmp_path / "a.csv", [["x", "y"]])
-    with pytest.raises(InvalidInput, match=r"a.csv: mapped column\(s\) not found: solution -> 'Action'; the file has: Problem, Fix"):
-        prepare("  paths: [a.csv]\n  fields: {problem: Problem, solution: Action}")
+def test_empty_file(tmp_path, write, file_store):
+    write("empty.csv", "")
+    with pytest.raises(InvalidInput, match=r"empty\.csv: the file is empty \(0 bytes\)") as err:
+        prepare(tmp_path, file_store, {"paths": ["empty.csv"], "fields": FIELDS})
+    assert err.value.exit_code == EXIT_BAD_INPUT
 
 
-def test_wrong_delimiter_is_named(prepare, tmp_path):
-    _csv(tmp_path / "s.csv", [["leak", "replaced seal"], ["noise", "greased"]], delimiter=";")
-    with pytest.raises(InvalidInput, match="s.csv"):
-        prepare(f"  paths: [s.csv]\n{FIELDS}\n  delimiter: ','")
+def test_header_only_file_says_no_records(tmp_path, write, file_store):
+    write("header.csv", "Problem,Machine,Action\n")
+    with pytest.raises(InvalidInput, match=r"no records could be read from header\.csv"):
+        prepare(tmp_path, file_store, {"paths": ["header.csv"], "fields": FIELDS})
 
 
-def test_semicolon_file_is_sniffed(prepare, tmp_path):
-    _csv(tmp_path / "s.csv", [["pump leaking at seal", "replaced the seal kit"], ["conveyor noisy", "greased the bearings"]], delimiter=";")
-    art, stats = prepare(f"  paths: [s.csv]\n{FIELDS}")
-    assert stats["kept"] == 2
+def test_mapped_column_missing_lists_the_columns(tmp_path, write, file_store):
+    write("o.csv", "Problem,Asset,Action\n" + GOOD_ROWS)
+    with pytest.raises(InvalidInput) as err:
+        prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": {**FIELDS, "machine": "Machne"}})
+    message = str(err.value)
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    assert "o.csv:1:" in message
+    assert "'Problem', 'Asset', 'Action'" in message
+    assert "field 'machine' maps to column 'Machne'" in message
 
 
-def test_cp1252_bytes_are_decoded(prepare, tmp_path):
-    _csv(tmp_path / "w.csv", [["Temperatur über 90 °C", "Kühler gereinigt"], ["Geräusch am Lager", "Lager getauscht"]], encoding="cp1252")
-    art, stats = prepare(f"  paths: [w.csv]\n{FIELDS}")
-    texts = [r["fields"]["problem"] for s in ("train", "validation", "test") for r in art.iter_jsonl(f"{s}.jsonl")]
-    assert any("über 90 °C" in t for t in texts)
+def test_wrong_delimiter_points_at_the_right_one(tmp_path, write, file_store):
+    write("o.csv", "Problem;Machine;Action\nLeak;EX1;Fixed\n")
+    with pytest.raises(InvalidInput, match=r"'Problem;Machine;Action'.*looks ';'-separated"):
+        prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS, "delimiter": ","})
 
 
-def test_broken_quoting_goes_to_rejects(prepare, tmp_path):
-    (tmp_path / "q.csv").write_text('Problem,Fix\nbelt slipping,tensioned belt\n"leak at pump,replaced seal\nnoise,greased bearing\n')
-    art, stats = prepare(f"  paths: [q.csv]\n{FIELDS}")
-    assert stats["kept"] + stats["rejected"] == stats["input"]
-    assert stats["kept"] == 1
-    rejects = list(art.iter_jsonl("rejects.jsonl"))
-    assert rejects[0]["id"] == "q.csv:3" and "broken quoting from line 3: lines 3-4 were read as one cell" in rejects[0]["reason"]
+def test_row_with_too_many_cells_is_rejected(tmp_path, write, file_store):
+    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + "Leak, oil everywhere,EX1,Fixed\n")
+    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
+    [bad] = [r for r in result["rejects"] if r["code"] == "bad_row"]
+    assert bad["id"] == "o.csv:14"
+    assert "has 4 cells but the header has 3" in bad["reason"]
+    assert_counts_add_up(result)
 
 
-def test_huge_single_cell_is_rejected_not_crashing(prepare, tmp_path):
-    big = "x" * (50 * 1024 * 1024)
-    _csv(tmp_path / "big.csv", [["leak at the main pump", big], ["noise from gearbox", "replaced the bearing"], ["belt slipping", "tensioned the belt"]])
-    art, stats = prepare(f"  paths: [big.csv]\n{FIELDS}")
-    rejects = list(art.iter_jsonl("rejects.jsonl"))
-    assert any("over 1,000,000 characters" in r["reason"] for r in rejects)
-    assert stats["kept"] == 2
+def test_non_utf8_bytes_are_decoded_or_named(tmp_path, write, file_store):
+    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + "Perdita d’olio dal cilindro,EX1,Sostituita guarnizione\n", encoding="cp1252")
+    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
+    kept = [r for s in ("train", "validation", "test") for r in result[s]]
+    assert any(r["fields"]["problem"] == "Perdita d’olio dal cilindro" for r in kept)
+    assert result["stats"]["files"][0]["encoding"] == "cp1252"
+    with pytest.raises(InvalidInput, match=r"o\.csv:14: byte 0x92 is not valid utf-8"):
+        prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS, "encoding": "utf-8"})
 
 
-def test_binary_garbage_named_csv(prepare, tmp_path):
-    (tmp_path / "g.csv").write_bytes(bytes(range(256)) * 100)
-    with pytest.raises(InvalidInput, match="g.csv: looks like binary data"):
-        prepare(f"  paths: [g.csv]\n{FIELDS}")
+def test_broken_quoting_mid_file_is_a_reject_with_lines(tmp_path, write, file_store):
+    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + '"Leak" at boom,EX1,Fixed\nNoise at swing,EX2,Greased\n')
+    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
+    [bad] = [r for r in result["rejects"] if r["code"] == "bad_quoting"]
+    assert bad["id"] == "o.csv:14"
+    assert "broken quoting on line 14" in bad["reason"]
+    kept = [r["fields"]["problem"] for s in ("train", "validation", "test") for r in result[s]]
+    assert "Noise at swing" in kept
+    assert_counts_add_up(result)
 
 
-def test_no_matching_file(prepare):
-    with pytest.raises(InvalidInput, match="matches no file"):
-        prepare(f"  paths: [missing.csv]\n{FIELDS}")
+def test_unclosed_quote_is_an_error_naming_where_it_opened(tmp_path, write, file_store):
+    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + '"Leak at boom,EX1,Fixed\nNoise,EX2,Greased\n')
+    with pytest.raises(InvalidInput, match=r"o\.csv:14: a quoted cell opened on this line is never closed \(the file ends inside it at line 15\)"):
+        prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
 
 
-def _pdf(path, text=None, encrypt=False):
-    from pypdf import PdfWriter
-    from reportlab.pdfgen import canvas
-
-    c = canvas.Canvas(str(path))
-    if text:
-        for i, para in enumerate(text):
-            c.drawString(72, 720 - 20 * i, para)
-    else:
-        c.rect(100, 100, 200, 200, fill=1)  # an "image-only" page: no text layer
-    c.showPage()
-    c.save()
-    if encrypt:
-        from pypdf import PdfReader
-
-        writer = PdfWriter(clone_from=PdfReader(str(path)))
-        writer.encrypt("owner-and-user-secret")
-        with open(path, "wb") as f:
-            writer.write(f)
+def test_a_50mb_cell_is_rejected_not_crashing(tmp_path, write, file_store):
+    big = "A" * (50 * 1024 * 1024)
+    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + f'"{big}",EX1,Fixed\n' + "Last row,EX2,Done\n")
+    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
+    [bad] = [r for r in result["rejects"] if r["code"] == "cell_too_large"]
+    assert bad["id"] == "o.csv:14"
+    assert "52,428,800 characters" in bad["reason"]
+    assert len(bad["reason"]) < 300
+    assert result["stats"]["counts"]["input"] == 14
+    assert_counts_add_up(result)
 
 
-def test_pdf_text_has_page_numbers(prepare, tmp_path):
-    _pdf(tmp_path / "m.pdf", ["Set capper torque to 2.2 Nm.", "Check removal torque on 10 bottles."])
-    art, stats = prepare("  paths: [m.pdf]", "prepare:\n  required: []\n")
-    chunks = [r for s in ("train", "validation", "test") for r in art.iter_jsonl(f"{s}.jsonl")]
-    assert chunks and chunks[0]["type"] == "chunk" and chunks[0]["source"]["page"] == 1
-    assert "2.2 Nm" in chunks[0]["text"]
+def test_binary_garbage_named_csv(tmp_path, write, file_store):
+    write("garbage.csv", os.urandom(4096) + b"\x00")
+    with pytest.raises(InvalidInput, match=r"garbage\.csv.*binary data"):
+        prepare(tmp_path, file_store, {"paths": ["garbage.csv"], "fields": FIELDS})
+    write("book.csv", b"PK\x03\x04" + os.urandom(200))
+    with pytest.raises(InvalidInput, match=r"book\.csv: this is a ZIP archive"):
+        prepare(tmp_path, file_store, {"paths": ["book.csv"], "fields": FIELDS})
 
 
-def test_image_only_pdf_is_reported(prepare, tmp_path):
-    _pdf(tmp_path / "scan.pdf")
-    with pytest.raises(InvalidInput, match="scan.pdf: the PDF has 1 page\\(s\\) but no text layer"):
-        prepare("  paths: [scan.pdf]")
+def test_image_only_pdf_is_reported(tmp_path, file_store):
+    text_pdf(tmp_path / "scan.pdf", [None, None])
+    with pytest.raises(InvalidInput, match=r"scan\.pdf: none of its 2 page\(s\) has a text layer"):
+        prepare(tmp_path, file_store, {"paths": ["scan.pdf"]})
 
 
-def test_encrypted_pdf_is_reported(prepare, tmp_path):
-    _pdf(tmp_path / "enc.pdf", ["secret manual"], encrypt=True)
-    with pytest.raises(InvalidInput, match="enc.pdf: the PDF is encrypted"):
-        prepare("  paths: [enc.pdf]")
+def test_image_page_inside_a_text_pdf_is_a_reject(tmp_path, file_store):
+    text_pdf(tmp_path / "manual.pdf", ["Check the hydraulic oil level daily before starting the engine."] * 2 + [None])
+    result = prepare(tmp_path, file_store, {"paths": ["manual.pdf"]})
+    assert [(r["id"], r["code"]) for r in result["rejects"] if r["step"] == "read"] == [("manual.pdf:p3", "no_text_layer")]
+    assert_counts_add_up(result)
 
 
-def test_event_log_bad_timestamps_go_to_rejects(prepare, tmp_path):
-    rows = [
-        ["2025-03-03T06:00:00", "capper.jam", "1", ""],
-        ["not-a-time", "capper.jam", "0", ""],
-        ["2025-03-03T06:00:05", "line.speed", "0", "STOP"],
-        ["2025-03-03T07:00:00", "filler.pressure", "2.4", "RAISE"],
-    ]
-    _csv(tmp_path / "ev.csv", rows, header=("timestamp", "signal", "value", "command"))
-    art, stats = prepare("  paths: [ev.csv]\n  kind: event_log\n  event_log: {gap_s: 60}", "prepare:\n  required: []\n")
-    rejects = list(art.iter_jsonl("rejects.jsonl"))
-    assert [r["id"] for r in rejects] == ["ev.csv:3"] and "unparseable timestamp" in rejects[0]["reason"]
-    episodes = [r for s in ("train", "validation", "test") for r in art.iter_jsonl(f"{s}.jsonl")]
-    assert sorted(len(e["events"]) for e in episodes) == [1, 2]
-    assert stats["kept"] + stats["rejected"] == stats["input"] == 4
+def test_encrypted_pdf_is_reported(tmp_path, file_store):
+    plain = text_pdf(tmp_path / "plain.pdf", ["Torque the wheel nuts to 650 Nm in a star pattern."])
+    encrypt_pdf(plain, tmp_path / "locked.pdf")
+    with pytest.raises(InvalidInput, match=r"locked\.pdf: the PDF is encrypted"):
+        prepare(tmp_path, file_store, {"paths": ["locked.pdf"]})
+
+
+def test_not_a_pdf_named_pdf(tmp_path, write, file_store):
+    write("fake.pdf", "just some text\n")
+    with pytest.raises(InvalidInput, match=r"fake\.pdf: not a readable PDF"):
+        prepare(tmp_path, file_store, {"paths": ["fake.pdf"]})
+
+
+def test_event_log_with_unparseable_timestamps(tmp_path, write, file_store):
+    rows = "".join(f"2024-03-01T10:00:{i:02d},pump_pressure,{180 + i},\n" for i in range(10))
+    write("log.csv", "timestamp,signal,value,command\n" + rows + "yesterday at noon,pump_pressure,12,STOP\n")
+    result = prepare(tmp_path, file_store, {"paths": ["log.csv"], "kind": "event_log"})
+    [bad] = [r for r in result["rejects"] if r["code"] == "bad_timestamp"]
+    assert bad["id"] == "log.csv:12"
+    assert "'yesterday at noon' cannot be parsed" in bad["reason"]
+    assert result["stats"]["counts"]["input"] == 2  # one episode + one unreadable row
+
+    write("bad.csv", "timestamp,signal,value\n01/03/2024 10:00,pump,1\n01/03/2024 10:01,pump,2\n")
+    with pytest.raises(InvalidInput, match=r"bad\.csv:2: timestamp '01/03/2024 10:00' in column 'timestamp' cannot be parsed"):
+        prepare(tmp_path, file_store, {"paths": ["bad.csv"], "kind": "event_log"})
+    ok = prepare(tmp_path, file_store, {"paths": ["bad.csv"], "event_log": {"timestamp_format": "%d/%m/%Y %H:%M"}})
+    assert ok["stats"]["counts"]["kept"] == 1
+
+
+def test_required_field_that_nothing_maps_is_an_error(tmp_path, write, file_store):
+    write("o.csv", "Problem,Machine\nLeak,EX1\n")
+    with pytest.raises(InvalidInput, match=r"prepare\.required names 'solution', but source\.fields does not map it"):
+        prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": {"problem": "Problem", "machine": "Machine"}})

@@ -1,80 +1,97 @@
-"""Every shared real dataset goes through prepare, and the counts always add up."""
+"""Every shared real dataset goes through the whole stage; counts add up and ids lead back to the file."""
 
 from __future__ import annotations
 
-import pytest
+import csv
 
-pytestmark = pytest.mark.slow
+from dataprep_helpers import assert_counts_add_up, load_artifact, make_spec
 
-
-def _all(art):
-    return [r for s in ("train", "validation", "test") for r in art.iter_jsonl(f"{s}.jsonl")]
-
-
-def _check_counts(art, stats):
-    kept = _all(art)
-    rejects = list(art.iter_jsonl("rejects.jsonl"))
-    assert stats["kept"] + stats["rejected"] == stats["input"]
-    assert len(rejects) == stats["rejected"]
-    assert all(r["id"] and r["reason"] for r in rejects)
-    assert len({r["id"] for r in kept}) == len(kept)
-    return kept, rejects
+from synthtune.dataprep import run, suggest_fields
+from synthtune.dataprep.abbreviations import load_abbreviations
+from synthtune.dataprep.cleaning import Cleaner, normalize_whitespace
 
 
-def test_excavator_raw(prepare, shared_datasets):
-    art, stats = prepare(
-        f"  paths: [{shared_datasets / 'excavator_work_orders_raw.csv'}]\n"
-        "  fields: {problem: OriginalShorttext, machine: Asset}",
-        "prepare:\n  required: [problem]\n  dedup: {exact: true, near: 0.9}\n",
-    )
-    kept, rejects = _check_counts(art, stats)
-    assert stats["input"] == 5485
-    assert any("exact duplicate" in r["reason"] for r in rejects)
-    # Shorthand expanded and shouting case normalised.
-    texts = [r["fields"]["problem"] for r in kept]
-    assert any("left-hand" in t and "cylinder" in t for t in texts)
-    assert not any(t.isupper() and len(t) > 10 for t in texts)
-    assert set(stats["splits"]) == {"train", "validation", "test"}
+def prepare(shared_datasets, file_store, source, prepare=None):  # type: ignore[no-untyped-def]
+    return load_artifact(file_store, run(make_spec(shared_datasets, source, prepare), {}, file_store))
 
 
-def test_excavator_labelled_with_unnamed_index(prepare, shared_datasets):
-    art, stats = prepare(
-        f"  paths: [{shared_datasets / 'excavator_work_orders_labelled.csv'}]\n"
-        "  fields: {problem: OriginalShorttext, machine: MajorSystem, cause: FM, solution: Action, hours: RunningTime}\n"
-        "  id_column: id",
-        "prepare:\n  required: [problem, solution]\n",
-    )
-    kept, rejects = _check_counts(art, stats)
-    assert stats["input"] == 5485
-    assert any(r["reason"].startswith("incomplete: missing solution") for r in rejects)
-    assert all(r["fields"]["solution"] for r in kept)
+def kept(result):  # type: ignore[no-untyped-def]
+    return [r for s in ("train", "validation", "test") for r in result[s]]
 
 
-def test_fmea_with_empty_cells(prepare, shared_datasets):
-    art, stats = prepare(
-        f"  paths: [{shared_datasets / 'mining_truck_fmea.csv'}]\n"
-        "  fields: {problem: Potential Failure Mode, machine: Component, cause: Potential Cause(s) of Failure, "
-        "solution: Recommended Action, effects: Potential Effect(s) of Failure}",
-    )
-    kept, rejects = _check_counts(art, stats)
-    assert stats["input"] == 330
-    assert sum(1 for r in rejects if "missing solution" in r["reason"]) == 330 - 192
-    assert all("effects" in r["fields"] for r in kept)
+def test_excavator_raw_work_orders(shared_datasets, file_store):
+    source = {"paths": ["excavator_work_orders_raw.csv"], "fields": {"problem": "OriginalShorttext", "machine": "Asset", "cost": "Cost"}}
+    result = prepare(shared_datasets, file_store, source, {"required": ["problem"], "dedup": {"near": 0.9}})
+    assert result["stats"]["counts"]["input"] == 5485
+    assert_counts_add_up(result)
+    assert result["stats"]["rejected_by_code"]["exact_duplicate"] > 500
+    # Each id names the file's line; cleaning that line's text again gives the record's problem.
+    lines = (shared_datasets / "excavator_work_orders_raw.csv").read_text(encoding="utf-8").splitlines()
+    cleaner = Cleaner(load_abbreviations(True), True, ["problem"])
+    for record in kept(result)[:300]:
+        file, line = record["id"].rsplit(":", 1)
+        row = next(csv.reader([lines[int(line) - 1]]))
+        assert file == "excavator_work_orders_raw.csv"
+        assert record["fields"]["machine"] == row[1]
+        assert record["fields"]["problem"] == cleaner.clean_text(normalize_whitespace(row[2]))
+    assert any(r["fields"]["problem"] == "Left hand bucket cylinder leaking." for r in kept(result))
 
 
-def test_maintie_json(prepare, shared_datasets):
-    art, stats = prepare(
-        f"  paths: [{shared_datasets / 'maintie_gold.json'}]\n  fields: {{problem: text}}",
-        "prepare:\n  required: [problem]\n",
-    )
-    _check_counts(art, stats)
-    assert stats["input"] == 1076
+def test_excavator_labelled_work_orders(shared_datasets, file_store):
+    fields = suggest_fields(shared_datasets / "excavator_work_orders_labelled.csv")
+    source = {"paths": ["excavator_work_orders_labelled.csv"], "fields": fields}
+    result = prepare(shared_datasets, file_store, source, {"dedup": {"near": 0.9}})
+    assert result["stats"]["counts"]["input"] == 5485
+    assert_counts_add_up(result)
+    stats = result["stats"]
+    assert stats["top_failure_modes"]["from"] == "field 'failure_mode'"
+    assert dict(stats["top_failure_modes"]["top"])["Leak"] > 100
+    assert {m for m, _ in stats["top_machines"]} == {"A", "B", "C", "D", "E"}
+    assert set(stats["splits"].values()) and stats["splits"]["train"] > 7 * stats["splits"]["test"]
 
 
-def test_maintnorm_tokens(prepare, shared_datasets):
-    art, stats = prepare(
-        f"  paths: [{shared_datasets / 'maintnorm_train.norm'}]\n  fields: {{problem: raw_text, solution: normalised_text}}",
-        "prepare:\n  outliers: {method: none}\n",
-    )
-    kept, _ = _check_counts(art, stats)
-    assert stats["input"] == 9600
+def test_mining_truck_fmea(shared_datasets, file_store):
+    fields = {"problem": "Potential Failure Mode", "cause": "Potential Cause(s) of Failure", "solution": "Recommended Action",
+              "machine": "Component", "effect": "Potential Effect(s) of Failure", "rpn": "RPN"}
+    result = prepare(shared_datasets, file_store, {"paths": ["mining_truck_fmea.csv"], "fields": fields})
+    assert result["stats"]["counts"]["input"] == 330
+    # The README: Recommended Action is filled in 192 of 330 rows.
+    assert result["stats"]["rejected_by_code"]["incomplete"] == 330 - 192
+    assert_counts_add_up(result)
+    record = kept(result)[0]
+    assert record["fields"]["cause"] and record["fields"]["rpn"] and record["fields"]["effect"]
+
+
+def test_maintie_json_array(shared_datasets, file_store):
+    source = {"paths": ["maintie_gold.json"], "fields": {"problem": "text", "entities": "entities"}}
+    result = prepare(shared_datasets, file_store, source, {"required": ["problem"], "dedup": {"near": 0.95}})
+    assert result["stats"]["counts"]["input"] == 1076
+    assert_counts_add_up(result)
+    record = kept(result)[0]
+    assert record["id"].startswith("maintie_gold.json:") and record["fields"]["entities"].startswith("[")
+
+
+def test_maintnorm_raw_and_normalised(shared_datasets, file_store):
+    source = {"paths": ["maintnorm_train.norm"], "fields": {"problem": "raw", "normalised": "normalised"}}
+    result = prepare(shared_datasets, file_store, source, {"required": ["problem"], "text_fields": ["problem"]})
+    assert result["stats"]["counts"]["input"] == 9600
+    assert_counts_add_up(result)
+    lines = (shared_datasets / "maintnorm_train.norm").read_text(encoding="utf-8").splitlines()
+    for record in kept(result)[:200]:
+        start = int(record["id"].rsplit(":", 1)[1])
+        block = []
+        for line in lines[start - 1:]:
+            if not line.strip():
+                break
+            block.append(line.split("\t"))
+        assert record["fields"]["normalised"] == normalize_whitespace(" ".join(norm.strip() for _, norm in block if norm.strip()))
+
+
+def test_field_suggestions_for_the_shared_tables(shared_datasets):
+    assert suggest_fields(shared_datasets / "excavator_work_orders_raw.csv") == {"problem": "OriginalShorttext", "machine": "Asset"}
+    assert suggest_fields(shared_datasets / "excavator_work_orders_labelled.csv") == {
+        "problem": "OriginalShorttext", "solution": "Action", "machine": "Asset", "failure_mode": "FM"}
+    assert suggest_fields(shared_datasets / "mining_truck_fmea.csv") == {
+        "problem": "Potential Failure Mode", "solution": "Recommended Action", "cause": "Potential Cause(s) of Failure",
+        "machine": "Subsystem"}
+    assert suggest_fields(shared_datasets / "maintie_gold.json") == {"problem": "text"}

@@ -1,6 +1,6 @@
-"""Data preparation: raw industrial records to clean, deduplicated, leak-free, length-stratified splits."""
+"""The prepare stage: raw industrial records to clean, deduplicated, length-stratified splits."""
 
-from synthtune.dataprep.stage import run
-from synthtune.dataprep.suggest import suggest_fields
+from synthtune.dataprep.stage import KIND, cache_config, run
+from synthtune.dataprep.suggest import explain_fields, suggest_fields
 
-__all__ = ["run", "suggest_fields"]
+__all__ = ["KIND", "cache_config", "explain_fields", "run", "suggest_fields"]

@@ -1,77 +1,67 @@
-"""Statistics and plots of a prepared dataset (length histogram and box plot, as in the thesis)."""
+"""Statistics of a prepared dataset: counts, completeness, lengths, top machines and failure modes."""
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-from synthtune.records import KNOWN_FIELDS, combined_length, field_text
+import numpy as np
+
+from synthtune.dataprep.dedup import normalized
+from synthtune.records import KNOWN_FIELDS, combined_length
+
+FAILURE_MODE_FIELDS = ("failure_mode", "failure", "fm")
+TOP_N = 10
 
 
-def completeness(records: list[dict[str, Any]]) -> dict[str, float]:
-    rows = [r for r in records if r.get("type") == "record"]
+def field_completeness(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Share of records (of type ``record``) with a non-empty value, per field."""
+    rows = [r.get("fields") or {} for r in records if r.get("type") == "record"]
     if not rows:
         return {}
-    names = sorted({k for r in rows for k in (r.get("fields") or {})})
-    return {n: round(sum(1 for r in rows if field_text(r, n)) / len(rows), 4) for n in names}
+    names = list(dict.fromkeys(n for row in rows for n in row))
+    return {n: round(sum(1 for row in rows if row.get(n) not in (None, "")) / len(rows), 4) for n in names}
 
 
-def top_values(records: list[dict[str, Any]], name: str, k: int = 10) -> list[list[Any]]:
-    counts = Counter(field_text(r, name) for r in records if field_text(r, name))
-    return [[value, n] for value, n in counts.most_common(k)]
-
-
-def length_summary(lengths: list[int]) -> dict[str, float]:
+def length_summary(lengths: list[int]) -> dict[str, float | int]:
     if not lengths:
-        return {}
-    s = sorted(lengths)
-
-    def q(p: float) -> float:
-        idx = (len(s) - 1) * p
-        lo, hi = int(idx), min(int(idx) + 1, len(s) - 1)
-        return s[lo] + (s[hi] - s[lo]) * (idx - lo)
-
-    return {"min": s[0], "q1": q(0.25), "median": q(0.5), "q3": q(0.75), "max": s[-1], "mean": round(sum(s) / len(s), 2)}
+        return {"count": 0}
+    q1, median, q3 = np.percentile(lengths, [25, 50, 75])
+    return {
+        "count": len(lengths), "min": int(min(lengths)), "q1": float(q1), "median": float(median),
+        "mean": round(float(np.mean(lengths)), 2), "q3": float(q3), "max": int(max(lengths)),
+    }
 
 
-def plot_lengths(splits: dict[str, list[dict[str, Any]]], out_dir: Path) -> list[str]:
-    """Write length_histogram.png and length_boxplot.png; return their names."""
-    import matplotlib
+def top_values(records: list[dict[str, Any]], name: str, n: int = TOP_N) -> list[list[Any]]:
+    counts = Counter(str(v) for r in records if (v := (r.get("fields") or {}).get(name)) not in (None, ""))
+    return [[value, count] for value, count in counts.most_common(n)]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    data = {name: [combined_length(r) for r in rows] for name, rows in splits.items() if rows}
-    if not data:
-        return []
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist(list(data.values()), bins=30, label=list(data), stacked=True)
-    ax.set_xlabel("characters (prompt + answer fields)")
-    ax.set_ylabel("records")
-    ax.set_title("Record length by split")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "length_histogram.png", dpi=100)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.boxplot(list(data.values()), tick_labels=list(data), orientation="horizontal")
-    ax.set_xlabel("characters (prompt + answer fields)")
-    ax.set_title("Record length distribution")
-    fig.tight_layout()
-    fig.savefig(out_dir / "length_boxplot.png", dpi=100)
-    plt.close(fig)
-    return ["length_histogram.png", "length_boxplot.png"]
+def top_failure_modes(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """From a failure-mode field where one is mapped, else the commonest problem descriptions."""
+    for name in FAILURE_MODE_FIELDS:
+        values = top_values(records, name)
+        if values:
+            return {"from": f"field {name!r}", "top": values}
+    counts = Counter(normalized(v) for r in records if (v := (r.get("fields") or {}).get("problem")))
+    return {"from": "problem text", "top": [[v, c] for v, c in counts.most_common(TOP_N)]}
+
+
+def _words(record: dict[str, Any]) -> int:
+    fields = record.get("fields") or {}
+    return len(str(record.get("text") or "").split()) + sum(len(str(fields.get(k) or "").split()) for k in KNOWN_FIELDS)
 
 
 def dataset_stats(splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    everything = [r for rows in splits.values() for r in rows]
+    kept = [r for rows in splits.values() for r in rows]
     return {
         "splits": {name: len(rows) for name, rows in splits.items()},
-        "types": dict(Counter(r.get("type", "record") for r in everything)),
-        "completeness": completeness(everything),
-        "length": {name: length_summary([combined_length(r) for r in rows]) for name, rows in splits.items()},
-        "top_machines": top_values(everything, "machine"),
-        "top_failure_modes": top_values(everything, "cause"),
-        "known_fields": list(KNOWN_FIELDS),
+        "types": dict(Counter(r.get("type", "record") for r in kept)),
+        "field_completeness": field_completeness(kept),
+        "length": {"all": length_summary([combined_length(r) for r in kept]),
+                   **{name: length_summary([combined_length(r) for r in rows]) for name, rows in splits.items()}},
+        "words": sum(_words(r) for r in kept),
+        "top_machines": top_values(kept, "machine"),
+        "top_failure_modes": top_failure_modes(kept),
     }

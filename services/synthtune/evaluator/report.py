@@ -32,7 +32,8 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
     if prepared is not None:
         stats = prepared.read_json("stats.json")
         report["datasets"]["prepared"] = {k: int(stats["splits"].get(k, 0)) for k in ("train", "validation", "test")}
-        report["datasets"]["prepared"].update(input=int(stats.get("input", 0)), rejected=int(stats.get("rejected", 0)))
+        counts = stats.get("counts", stats)
+        report["datasets"]["prepared"].update(input=int(counts.get("input", 0)), rejected=int(counts.get("rejected", 0)))
     report["models"].append({"name": "base", "base_model": spec.train.base_model, "method": None, "adapter": None})
     for key in spec.method_keys():
         synthetic = _artifact(store, run, f"generate:{key}")

@@ -15,8 +15,10 @@ class SplitSpec(SpecModel):
     test: float = field(0.1, help="Share of records held out for evaluation.", ge=0, le=1)
     seed: int = field(42, help="Seed that makes the split deterministic.")
     length_bins: int = field(10, help="Quantile bins of combined prompt+answer length used to stratify.", ge=1)
-    group_threshold: float | Literal[False] = field(
-        0.7, help="Records at least this similar (MinHash Jaccard) stay in one split, so none leaks into test; or false."
+    group_near: float | Literal[False] = field(
+        0.8,
+        help="Jaccard threshold (MinHash LSH) at which similar records are grouped so a group never straddles "
+        "two splits, or false to split record by record.",
     )
 
     @model_validator(mode="after")
@@ -26,12 +28,20 @@ class SplitSpec(SpecModel):
             raise ValueError(f"split ratios must sum to 1 (got {total:g})")
         return self
 
+    @model_validator(mode="after")
+    def _group_threshold(self) -> SplitSpec:
+        if self.group_near is not False and not (0.0 < float(self.group_near) <= 1.0):
+            raise ValueError("split.group_near must be a threshold in (0, 1] or false")
+        return self
+
 
 class DedupSpec(SpecModel):
     exact: bool = field(True, help="Drop records whose normalised text is identical to an earlier one.")
     near: float | Literal[False] = field(
-        False, help="Drop near-duplicates at this MinHash LSH Jaccard threshold (e.g. 0.9), or false to keep them."
+        False, help="Near-duplicate Jaccard threshold for MinHash LSH (e.g. 0.9), or false to skip."
     )
+    num_perm: int = field(128, help="MinHash permutations; more is more accurate and slower.", ge=16, le=1024)
+    shingle_chars: int = field(5, help="Character n-gram length of the shingles compared for near-duplicates.", ge=2, le=20)
 
     @model_validator(mode="after")
     def _threshold(self) -> DedupSpec:
@@ -60,6 +70,8 @@ class RedactSpec(SpecModel):
 class TranslateSpec(SpecModel):
     target_language: str = field(help="Language to translate records into, e.g. 'English'.")
     fields: list[str] = field(default_factory=lambda: ["problem", "cause", "solution"], help="Fields to translate.")
+    source_language: str | None = field(None, help="Language the records are written in, if known; the teacher detects it otherwise.")
+    batch_size: int = field(64, help="Texts sent to the teacher per batch (progress and cancellation are checked between batches).", ge=1)
 
 
 class PrepareSpec(SpecModel):
@@ -68,6 +80,10 @@ class PrepareSpec(SpecModel):
         help="Fields a record must have (non-empty) to be kept; incomplete records are rejected.",
     )
     normalize_case: bool = field(True, help="Turn ALL-CAPS shorthand into sentence case.")
+    text_fields: list[str] = field(
+        default_factory=lambda: ["problem", "cause", "solution"],
+        help="Fields that case normalisation and abbreviation expansion rewrite; other fields are only trimmed.",
+    )
     abbreviations: bool | str = field(
         True, help="Expand maintenance abbreviations (L/H, CYL, U/S, ...): true for the shipped list, a file path, or false."
     )
@@ -78,3 +94,9 @@ class PrepareSpec(SpecModel):
     chunk_chars: int = field(1500, help="Document chunk size in characters for document-grounded generation.", ge=100)
     chunk_overlap: int = field(200, help="Characters shared by consecutive document chunks.", ge=0)
     split: SplitSpec = field(default_factory=SplitSpec, help="Train/validation/test split stratified by length.")
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> PrepareSpec:
+        if self.chunk_overlap >= self.chunk_chars:
+            raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_chars ({self.chunk_chars})")
+        return self

@@ -18,6 +18,10 @@ class EventLogSource(SpecModel):
     command: str | None = field("command", help="Column holding the controller command, if logged.")
     gap_s: float = field(300.0, help="A new episode starts after this many seconds without events.", gt=0)
     window_s: float | None = field(None, help="Cut episodes to at most this many seconds (optional).", gt=0)
+    timestamp_format: str | None = field(
+        None, help="strptime format of the timestamp column (e.g. '%d/%m/%Y %H:%M:%S') when it is neither ISO 8601 nor epoch seconds."
+    )
+    machine: str | None = field(None, help="Column naming the machine; episodes are formed per machine across all files.")
 
 
 class SourceSpec(SpecModel):
@@ -38,6 +42,9 @@ class SourceSpec(SpecModel):
     delimiter: str | None = field(None, help="CSV delimiter; sniffed when unset.")
     id_column: str | None = field(None, help="Column holding a stable record id; file:row is used when unset.")
     event_log: EventLogSource | None = field(None, help="Column names and episode rules for machine event logs.")
+    max_cell_chars: int = field(
+        100_000, help="Longest cell kept; a row with a larger cell goes to rejects (guards against runaway quoting).", ge=1
+    )
 
     @field_validator("fields")
     @classmethod

@@ -1,0 +1,179 @@
+"""Readers: resolve ``source.paths``, read every file by its kind, and return prepared-shaped records."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthtune.dataprep.readers.csvfile import read_csv
+from synthtune.dataprep.readers.documents import read_pdf, read_plain
+from synthtune.dataprep.readers.events import Event, episode_record, events_from_table, group_episodes
+from synthtune.dataprep.readers.formats import read_json, read_jsonl, read_norm, read_parquet, read_xlsx
+from synthtune.dataprep.readers.mapping import records_from_table
+from synthtune.dataprep.readers.table import Table
+from synthtune.dataprep.rejects import Rejects
+from synthtune.errors import InvalidInput
+from synthtune.progress import Progress
+from synthtune.spec.prepare import PrepareSpec
+from synthtune.spec.source import EventLogSource, SourceSpec
+
+TableReader = Callable[[Path, str, SourceSpec], Table]
+TABLE_READERS: dict[str, TableReader] = {
+    ".csv": read_csv, ".tsv": read_csv, ".tab": read_csv,
+    ".jsonl": read_jsonl, ".ndjson": read_jsonl, ".json": read_json,
+    ".parquet": read_parquet, ".pq": read_parquet, ".norm": read_norm,
+}
+EXCEL = (".xlsx", ".xlsm")
+DOCUMENTS = (".pdf", ".txt", ".md", ".markdown")
+SUPPORTED = tuple(TABLE_READERS) + EXCEL + DOCUMENTS
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    label: str  # the path as records name it: relative to the pipeline's folder where possible
+
+
+@dataclass
+class ReadResult:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _label(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.name
+
+
+def resolve_files(source: SourceSpec, base_dir: str | None) -> list[SourceFile]:
+    """Every input file, in a stable order: paths, globs and folders resolve against ``base_dir``."""
+    base = Path(base_dir or ".").resolve()
+    found: dict[Path, None] = {}
+    for entry in source.paths:
+        pattern = Path(entry).expanduser()
+        pattern = pattern if pattern.is_absolute() else base / pattern
+        if glob.has_magic(str(pattern)):
+            hits = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+            if not hits:
+                raise InvalidInput(f"source.paths: {entry!r} matches no files (looked in {base})")
+        elif pattern.is_dir():
+            hits = sorted(p for p in pattern.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+            if not hits:
+                raise InvalidInput(f"source.paths: folder {entry!r} holds no readable files ({', '.join(SUPPORTED)})")
+        elif pattern.is_file():
+            hits = [pattern]
+        else:
+            raise InvalidInput(f"source.paths: {entry!r} does not exist (looked for {pattern})")
+        for hit in hits:
+            found.setdefault(hit.resolve(), None)
+    files = [SourceFile(p, _label(p, base)) for p in found]
+    for f in files:
+        if f.path.suffix.lower() not in SUPPORTED:
+            raise InvalidInput(f"{f.label}: unsupported file type {f.path.suffix or '(none)'!r}; readable: {', '.join(SUPPORTED)}")
+    return files
+
+
+def read_tables(f: SourceFile, source: SourceSpec) -> list[Table]:
+    """The tables of one tabular file (one per Excel sheet)."""
+    suffix = f.path.suffix.lower()
+    if suffix in EXCEL:
+        tables = read_xlsx(f.path, f.label, source)
+        if not tables:
+            raise InvalidInput(f"{f.label}: every sheet is empty")
+        return tables
+    return [TABLE_READERS[suffix](f.path, f.label, source)]
+
+
+def _file_kind(f: SourceFile, source: SourceSpec) -> str:
+    suffix = f.path.suffix.lower()
+    document = suffix in DOCUMENTS
+    if source.kind == "documents" and not document:
+        raise InvalidInput(f"{f.label}: source.kind is 'documents' but this is a table; readable documents: {', '.join(DOCUMENTS)}")
+    if source.kind in ("records", "event_log") and document:
+        raise InvalidInput(f"{f.label}: source.kind is {source.kind!r} but this is a document (PDF/TXT/MD)")
+    if document:
+        return "documents"
+    if source.kind == "event_log" or (source.kind == "auto" and source.event_log is not None):
+        return "event_log"
+    return "records"
+
+
+def _tabular_records(f: SourceFile, source: SourceSpec, rejects: Rejects, info: dict[str, Any]) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    tables = read_tables(f, source)
+    skipped = []
+    first_error: InvalidInput | None = None
+    for table in tables:
+        try:
+            records.extend(records_from_table(table, source, rejects))
+        except InvalidInput as exc:
+            # With every sheet read, a sheet without the mapped columns (notes, a legend) is skipped, not fatal.
+            if table.sheet is None or source.sheet is not None or len(tables) == 1:
+                raise
+            skipped.append(table.sheet)
+            first_error = first_error or exc
+    if first_error is not None and len(skipped) == len(tables):
+        raise first_error
+    info.update(tables[0].info, rows=sum(len(t.rows) for t in tables), unreadable_rows=sum(len(t.rejects) for t in tables))
+    if len(tables) > 1 or tables[0].sheet:
+        info["sheets"] = [t.sheet for t in tables if t.sheet not in skipped]
+    if skipped:
+        info["skipped_sheets"] = skipped
+    return records
+
+
+def read_sources(source: SourceSpec, prepare: PrepareSpec, base_dir: str | None, rejects: Rejects,
+                 progress: Progress) -> ReadResult:
+    """Read every file; unreadable rows/pages go to ``rejects`` and count as input."""
+    files = resolve_files(source, base_dir)
+    result = ReadResult()
+    events: list[Event] = []
+    log_spec = source.event_log or EventLogSource()
+    progress.start(len(files), "reading")
+    for f in files:
+        progress.check_cancelled()
+        kind = _file_kind(f, source)
+        info: dict[str, Any] = {"file": f.label, "kind": kind}
+        if kind == "documents" and f.path.suffix.lower() == ".pdf":
+            records, more = read_pdf(f.path, f.label, prepare.chunk_chars, prepare.chunk_overlap, rejects)
+            info.update(more)
+        elif kind == "documents":
+            records, more = read_plain(f.path, f.label, source.encoding, prepare.chunk_chars, prepare.chunk_overlap)
+            info.update(more)
+        elif kind == "event_log":
+            records = []  # episodes are formed once every file is read: they may span files
+            before = len(events)
+            for table in read_tables(f, source):
+                events.extend(events_from_table(table, log_spec, rejects, len(events)))
+                info.update(table.info)
+            info["events"] = len(events) - before
+        else:
+            records = _tabular_records(f, source, rejects, info)
+        info["records"] = len(records)
+        result.records.extend(records)
+        result.files.append(info)
+        progress.advance()
+    if events:
+        result.records.extend(episode_record(ep) for ep in group_episodes(events, log_spec))
+    result.records = _unique_ids(result.records, rejects)
+    return result
+
+
+def _unique_ids(records: list[dict[str, Any]], rejects: Rejects) -> list[dict[str, Any]]:
+    """Ids key the split and the rejects, so a repeated id (``source.id_column`` across files) is rejected."""
+    seen: set[str] = set()
+    kept = []
+    for record in records:
+        if record["id"] in seen:
+            src = record.get("source") or {}
+            where = ":".join(str(src[k]) for k in ("file", "sheet", "row") if src.get(k) is not None)
+            rejects.add(where, "read", "duplicate_id", f"{where}: id {record['id']!r} is used by an earlier record", source=src)
+            continue
+        seen.add(record["id"])
+        kept.append(record)
+    return kept
