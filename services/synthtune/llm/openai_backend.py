@@ -1,0 +1,229 @@
+"""Any OpenAI-compatible endpoint through the official client: async requests under a concurrency limit.
+
+The client's own retries are off: we retry 429/5xx/timeouts/garbage ourselves, honouring
+Retry-After, so one policy (``max_retries``, ``backoff_s``) holds for every server. A bad key or
+an unknown model stops the whole backend (``PermanentError``); an endpoint that stays
+unreachable raises ``TeacherUnavailable``; every other failure is one result with ``error`` set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import re
+import threading
+import time
+from typing import Any
+
+from synthtune.errors import InvalidInput, PermanentError
+from synthtune.llm.backends import TeacherUnavailable, describe, sampling
+from synthtune.llm.chat import ChatRequest, ChatResult
+from synthtune.progress import Progress
+from synthtune.spec.generate import ModelEndpointSpec
+
+MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as down for this attempt
+MAX_BACKOFF_S = 60.0
+
+
+def api_key(spec: ModelEndpointSpec) -> str:
+    """The key from the variable the spec names; local servers without one get a placeholder."""
+    if spec.api_key_env:
+        value = os.environ.get(spec.api_key_env, "")
+        if not value:
+            raise InvalidInput(f"teacher {describe(spec)}: environment variable {spec.api_key_env} (named by api_key_env) is not set")
+        return value
+    if spec.base_url:
+        return "not-needed"  # vLLM, llama.cpp and `transformers serve` accept any key by default
+    value = os.environ.get("OPENAI_API_KEY", "")
+    if not value:
+        raise InvalidInput("teacher backend openai without base_url needs api_key_env (or OPENAI_API_KEY) to be set")
+    return value
+
+
+def retry_after_s(exc: Exception) -> float | None:
+    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if it said."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if not headers:
+        return None
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _short(exc: Exception) -> str:
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    return text[:300]
+
+
+class _Garbage(Exception):
+    """A 200 reply that is not a chat completion."""
+
+
+class OpenAIBackend:
+    """Chat completions against ``spec.base_url`` (or OpenAI) with ``spec.concurrency`` in flight."""
+
+    def __init__(self, spec: ModelEndpointSpec) -> None:
+        import openai
+
+        self.spec, self.model = spec, spec.model
+        self.name = describe(spec)
+        self._openai = openai
+        self._structured = True  # cleared when the server refuses response_format
+        self._max_tokens_param = "max_tokens"  # newer OpenAI models want max_completion_tokens
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
+        self._thread.start()
+        self._client = openai.AsyncOpenAI(api_key=api_key(spec), base_url=spec.base_url, max_retries=0, timeout=spec.timeout_s)
+
+    # public -----------------------------------------------------------------------------
+    def complete(self, requests: list[ChatRequest], progress: Progress | None = None) -> list[ChatResult]:
+        if not requests:
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._complete_all(requests, progress), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    # internals ----------------------------------------------------------------------------
+    async def _complete_all(self, requests: list[ChatRequest], progress: Progress | None) -> list[ChatResult]:
+        gate = asyncio.Semaphore(self.spec.concurrency)
+
+        async def one(request: ChatRequest) -> ChatResult:
+            async with gate:
+                result = await self._one(request)
+            if progress is not None:
+                progress.advance(1)
+            return result
+
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        s = sampling(self.spec, request)
+        params: dict[str, Any] = {
+            "model": self.spec.model,
+            "messages": request.messages,
+            "temperature": s["temperature"],
+            "top_p": s["top_p"],
+            self._max_tokens_param: s["max_tokens"],
+        }
+        if s["seed"] is not None:
+            params["seed"] = s["seed"]
+        if request.json_schema is not None and self._structured:
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", str(request.json_schema.get("title") or "reply"))[:64]
+            params["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": request.json_schema}}
+        if request.tools:
+            params["tools"] = request.tools
+        return params
+
+    async def _one(self, request: ChatRequest) -> ChatResult:
+        o = self._openai
+        params = self._params(request)
+        attempt = 0
+        while True:
+            try:
+                response = await self._client.chat.completions.create(**params)
+                return self._result(response, request)
+            except (o.AuthenticationError, o.PermissionDeniedError) as exc:
+                raise PermanentError(
+                    f"teacher {self.name} refused the API key (HTTP {exc.status_code}); "
+                    f"check the key in {self.spec.api_key_env or 'the environment'}"
+                ) from None
+            except o.NotFoundError:
+                raise PermanentError(
+                    f"teacher {self.name}: HTTP 404 — no model {self.spec.model!r} there, or base_url is wrong (it usually ends in /v1)"
+                ) from None
+            except o.BadRequestError as exc:
+                message = _short(exc)
+                if "max_completion_tokens" in message and "max_tokens" in params:
+                    self._max_tokens_param = "max_completion_tokens"
+                    params["max_completion_tokens"] = params.pop("max_tokens")
+                    continue
+                if "response_format" in params:
+                    # The server does not do structured output: callers fall back to tolerant parsing.
+                    self._structured = False
+                    params.pop("response_format")
+                    continue
+                return ChatResult(finish_reason="error", error=f"HTTP 400: {message}", key=request.key)
+            except (o.APITimeoutError, o.APIConnectionError, o.RateLimitError, o.InternalServerError, o.APIStatusError,
+                    o.APIResponseValidationError, _Garbage, json.JSONDecodeError) as exc:
+                status = getattr(exc, "status_code", None)
+                if isinstance(exc, o.APIStatusError) and status is not None and status < 500 and status not in (408, 409, 429):
+                    return ChatResult(finish_reason="error", error=f"HTTP {status}: {_short(exc)}", key=request.key)
+                attempt += 1
+                if attempt > self.spec.max_retries:
+                    return self._give_up(exc, request)
+                await asyncio.sleep(self._delay(exc, attempt))
+
+    def _delay(self, exc: Exception, attempt: int) -> float:
+        asked = retry_after_s(exc)
+        if asked is not None:
+            return min(asked, MAX_RETRY_AFTER_S)
+        return min(self.spec.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
+
+    def _give_up(self, exc: Exception, request: ChatRequest) -> ChatResult:
+        o = self._openai
+        if isinstance(exc, o.APIConnectionError) and not isinstance(exc, o.APITimeoutError):
+            raise TeacherUnavailable(
+                f"teacher {self.name} is unreachable after {self.spec.max_retries} retries ({_short(exc)}); finished work is saved, run again to resume"
+            ) from None
+        if isinstance(exc, o.APITimeoutError):
+            reason = f"timed out after {self.spec.timeout_s:g} s"
+        elif isinstance(exc, o.APIStatusError):
+            reason = f"HTTP {exc.status_code}: {_short(exc)}"
+        else:
+            reason = f"unreadable reply: {_short(exc)}"
+        return ChatResult(finish_reason="error", error=f"{reason} (after {self.spec.max_retries} retries)", key=request.key)
+
+    def _result(self, response: Any, request: ChatRequest) -> ChatResult:
+        choices = getattr(response, "choices", None)
+        if choices is None:
+            raise _Garbage(f"not a chat completion: {str(response)[:120]!r}")
+        if not choices:
+            return ChatResult(finish_reason="error", error="the reply has no choices", key=request.key)
+        choice = choices[0]
+        message = choice.message
+        tool_calls = [
+            {"id": call.id, "type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}}
+            for call in (message.tool_calls or [])
+            if getattr(call, "function", None) is not None
+        ]
+        usage = response.usage
+        return ChatResult(
+            text=message.content or "",
+            tool_calls=tool_calls,
+            finish_reason=choice.finish_reason or "stop",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            key=request.key,
+        )
