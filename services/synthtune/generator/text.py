@@ -7,9 +7,10 @@ import re
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Labels models put before the text we asked for; the label is dropped, the text kept.
 _LABEL = re.compile(
-    r"^\s*(?:\*\*)?(?:question|answer|rewritten question|evolved question|technician(?:'s question)?|expert(?:'s answer)?|"
-    r"situation|response)(?:\*\*)?\s*:\s*", re.I)
-_PREAMBLE = re.compile(r"^\s*(?:sure|certainly|of course|okay|ok|here(?:'s| is) (?:the|a|my) [\w' ]{0,40})[!,.:]*\s*(?:\n|$)", re.I)
+    r"^\s*\**\s*(?:question|answer|rewritten question|evolved question|technician(?:'s question)?|expert(?:'s answer)?|"
+    r"situation|response)\s*\**\s*:\s*\**\s*", re.I)
+# A first line of pleasantry ("Sure! Here is the question:") before the real text on the next lines.
+_PREAMBLE = re.compile(r"^\s*(?:sure|certainly|of course|okay|ok|absolutely|here(?:'s| is| are))\b[^\n]{0,80}\n", re.I)
 REFUSAL = re.compile(
     r"\b(?:i'?m sorry|i apologi[sz]e|as an ai\b|as a language model|i cannot (?:help|assist|provide|answer)|"
     r"i can'?t (?:help|assist|provide|answer)|i am (?:not able|unable) to|i'?m (?:not able|unable) to|"
@@ -17,7 +18,7 @@ REFUSAL = re.compile(
 GREETING = re.compile(
     r"^\s*(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening)|thanks? (?:you )?for (?:your|the) (?:question|message))\b",
     re.I)
-SIGN_OFF = re.compile(r"\n\s*(?:best regards|kind regards|regards|cheers|sincerely)\b[^\n]*$", re.I)
+SIGN_OFF = re.compile(r"\n\s*(?:best regards|kind regards|regards|cheers|sincerely)\b[\s\S]{0,80}$", re.I)
 
 STOPWORDS = frozenset("""a an the and or but if then else of to in on at by for with from into onto over under is are was were be been
 being am do does did done has have had having it its this that these those there here as not no nor so too very can could
