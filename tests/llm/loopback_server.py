@@ -35,12 +35,15 @@ class LoopbackOpenAI:
     """Serve ``/v1/chat/completions`` and ``/v1/models`` on 127.0.0.1 from a background thread."""
 
     def __init__(self, responder: Responder = echo_responder, latency: float = 0.0, api_key: str | None = None,
-                 port: int = 0) -> None:
+                 port: int = 0, model: str | None = None) -> None:
         self.responder, self.latency, self.api_key, self.port = responder, latency, api_key, port
+        self.model = model  # when set, other model names get 404 like a real server
         self.faults: list[str] = []
         self.fault_for: Callable[[dict[str, Any]], str | None] | None = None
         self.requests: list[dict[str, Any]] = []
         self.served: list[dict[str, Any]] = []  # bodies answered with 200 and a completion
+        self.reject_params: set[str] = set()  # request keys answered with 400, as servers that lack them do
+        self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -68,6 +71,20 @@ class LoopbackOpenAI:
             fault = self.fault_for(body) if self.fault_for else None
             if fault is None and self.faults:
                 fault = self.faults.pop(0)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(body, fault)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    async def _answer(self, body: dict[str, Any], fault: str | None) -> web.StreamResponse:
+        if self.model is not None and body.get("model") != self.model:
+            return web.json_response({"error": {"message": f"The model {body.get('model')} does not exist"}}, status=404)
+        for name in sorted(self.reject_params & set(body)):
+            hint = " Use 'max_completion_tokens' instead." if name == "max_tokens" else ""
+            return web.json_response({"error": {"message": f"Unsupported parameter: '{name}'.{hint}"}}, status=400)
         if self.latency:
             await asyncio.sleep(self.latency)
         if fault:
