@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from gen_fixtures import episodes, excavator_records, fmea_records, make_prepared, manual_chunks, pipeline, read_artifact
+from gen_fixtures import (
+    episodes,
+    excavator_records,
+    fmea_records,
+    make_prepared,
+    manual_chunks,
+    pipeline,
+    read_artifact,
+)
 
 from synthtune.errors import InvalidInput
 from synthtune.generator import run

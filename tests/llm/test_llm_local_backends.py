@@ -16,7 +16,7 @@ def ask(text: str, **extra) -> ChatRequest:  # type: ignore[no-untyped-def]
     return ChatRequest(messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}], key=text, **extra)
 
 
-def test_transformers_batched_left_padded_matches_one_at_a_time(tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_transformers_batched_left_padded_matches_one_at_a_time(tiny_model, one_torch_thread) -> None:  # type: ignore[no-untyped-def]
     prompts = ["Why is the pump loud?", "The bucket cylinder leaks oil at the rod seal, what now?", "Hi"]
     batched = make_backend(ModelEndpointSpec(backend="transformers", model=tiny_model, temperature=0, max_tokens=6, concurrency=3))
     single = make_backend(ModelEndpointSpec(backend="transformers", model=tiny_model, temperature=0, max_tokens=6, concurrency=1))
@@ -30,7 +30,7 @@ def test_transformers_batched_left_padded_matches_one_at_a_time(tiny_model) -> N
     assert batched.tokenizer.padding_side == "left"
 
 
-def test_transformers_sampling_is_seeded_and_groups_settings(tiny_model) -> None:  # type: ignore[no-untyped-def]
+def test_transformers_sampling_is_seeded_and_groups_settings(tiny_model, one_torch_thread) -> None:  # type: ignore[no-untyped-def]
     backend = make_backend(ModelEndpointSpec(backend="transformers", model=tiny_model, temperature=1.0, max_tokens=8, concurrency=4))
     one = backend.complete([ask("x", seed=1), ask("y", seed=2, max_tokens=3), ask("z", seed=1)])
     two = backend.complete([ask("x", seed=1), ask("y", seed=2, max_tokens=3), ask("z", seed=1)])
@@ -39,7 +39,7 @@ def test_transformers_sampling_is_seeded_and_groups_settings(tiny_model) -> None
 
 
 @pytest.mark.slow
-def test_transformers_backend_with_the_embedded_smollm2() -> None:
+def test_transformers_backend_with_the_embedded_smollm2(one_torch_thread) -> None:  # type: ignore[no-untyped-def]
     backend = make_backend(ModelEndpointSpec(backend="transformers", temperature=0, max_tokens=24, concurrency=2))
     results = backend.complete([
         ask("Name one part of a hydraulic excavator."),

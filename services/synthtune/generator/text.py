@@ -20,11 +20,7 @@ GREETING = re.compile(
     re.I)
 SIGN_OFF = re.compile(r"\n\s*(?:best regards|kind regards|regards|cheers|sincerely)\b[\s\S]{0,80}$", re.I)
 
-STOPWORDS = frozenset("""a an the and or but if then else of to in on at by for with from into onto over under is are was were be been
-being am do does did done has have had having it its this that these those there here as not no nor so too very can could
-should would may might must will shall i you he she we they me him her us them my your his our their what which who whom
-whose when where why how all any both each few more most other some such only own same than also just about above below
-again further once out up down off while during before after between through until against because per via""".split())
+STOPWORDS = frozenset(["a", "an", "the", "and", "or", "but", "if", "then", "else", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "over", "under", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "done", "has", "have", "had", "having", "it", "its", "this", "that", "these", "those", "there", "here", "as", "not", "no", "nor", "so", "too", "very", "can", "could", "should", "would", "may", "might", "must", "will", "shall", "i", "you", "he", "she", "we", "they", "me", "him", "her", "us", "them", "my", "your", "his", "our", "their", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "all", "any", "both", "each", "few", "more", "most", "other", "some", "such", "only", "own", "same", "than", "also", "just", "about", "above", "below", "again", "further", "once", "out", "up", "down", "off", "while", "during", "before", "after", "between", "through", "until", "against", "because", "per", "via"])
 
 
 def words(text: str) -> list[str]:

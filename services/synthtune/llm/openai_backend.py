@@ -216,7 +216,7 @@ class OpenAIBackend:
         asked = retry_after_s(exc)
         if asked is not None:
             return min(asked, MAX_RETRY_AFTER_S)
-        return min(self.spec.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S) * random.uniform(0.5, 1.0)
+        return float(min(self.spec.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S) * random.uniform(0.5, 1.0))
 
     def _give_up(self, exc: Exception, request: ChatRequest) -> ChatResult:
         o = self._openai

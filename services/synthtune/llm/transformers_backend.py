@@ -34,7 +34,8 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.lm: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        self.lm = self.lm.to(self.device).eval()
 
     def _prompt(self, request: ChatRequest) -> str:
         kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": True}
@@ -90,7 +91,7 @@ class TransformersBackend:
                 new.pop()
             if ended and eos_ids:
                 new = new[: next((k for k, t in enumerate(new) if t in eos_ids), len(new))]
-            text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+            text = str(self.tokenizer.decode(new, skip_special_tokens=True)).strip()
             calls = parse_tool_calls(text) if request.tools else []
             results.append(ChatResult(
                 text=text,
@@ -110,4 +111,4 @@ class TransformersBackend:
         return found
 
     def close(self) -> None:
-        self.lm = None  # type: ignore[assignment]
+        self.lm = None

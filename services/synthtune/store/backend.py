@@ -39,7 +39,7 @@ class FileBackend:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _atomic_write(self, key: str, writer: "callable[[BinaryIO], None]") -> None:  # type: ignore[valid-type]
+    def _atomic_write(self, key: str, writer: callable[[BinaryIO], None]) -> None:  # type: ignore[valid-type]
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
