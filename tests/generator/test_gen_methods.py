@@ -199,3 +199,33 @@ def test_some_records_missing_a_field_are_rejected_not_fatal(file_store, scripte
     rows, rejects, stats = read_artifact(file_store, run(pipeline(), {"prepared": ref}, file_store, teacher=scripted))
     assert len(rows) == 2 and rejects == [{"id": "r0", "reason": "missing_fields", "score": None, "source_ids": ["r0"],
                                            "detail": "lacks solution"}]
+
+
+def test_limit_samples_by_seed_and_a_larger_limit_reuses_finished_records(shared_datasets, file_store, scripted) -> None:  # type: ignore[no-untyped-def]
+    records = fmea_records(shared_datasets, 10)
+    ref = make_prepared(file_store, records)
+    small = read_artifact(file_store, run(pipeline(limit=3), {"prepared": ref}, file_store, teacher=scripted))
+    again = read_artifact(file_store, run(pipeline(limit=3, filters={"min_chars": 5}), {"prepared": ref}, file_store, teacher=scripted))
+    picked = {r["provenance"]["source_ids"][0] for r in small[0]}
+    assert len(picked) == 3 and picked == {r["provenance"]["source_ids"][0] for r in again[0]}
+    asked = len(scripted.requests)
+    bigger = read_artifact(file_store, run(pipeline(limit=5), {"prepared": ref}, file_store, teacher=scripted))
+    assert picked < {r["provenance"]["source_ids"][0] for r in bigger[0]}
+    assert len(scripted.requests) - asked == 2 * 2 and bigger[2]["resumed_records"] == 3
+
+
+def test_cancel_between_steps_keeps_finished_shards(shared_datasets, file_store, scripted) -> None:  # type: ignore[no-untyped-def]
+    from synthtune.errors import Cancelled
+    from synthtune.progress import Progress
+
+    records = fmea_records(shared_datasets, 12)
+    ref = make_prepared(file_store, records)
+    progress = Progress("generate")
+    progress.add_listener(lambda e: progress.cancel() if "records:" in e.message else None)
+    spec = pipeline(shard_size=4, teacher={"concurrency": 1})
+    with pytest.raises(Cancelled):
+        run(spec, {"prepared": ref}, file_store, progress=progress, teacher=scripted)
+    asked = len(scripted.requests)
+    assert asked == 4 * 2  # one shard of four records, question and answer each
+    rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=scripted))
+    assert stats["resumed_records"] == 4 and len(scripted.requests) - asked == 8 * 2
