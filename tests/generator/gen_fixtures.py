@@ -88,11 +88,3 @@ def pipeline(**generate: Any):  # type: ignore[no-untyped-def]
 def read_artifact(store, ref):  # type: ignore[no-untyped-def]
     art = store.open(ref)
     return list(art.iter_jsonl("data.jsonl")), list(art.iter_jsonl("rejects.jsonl")), art.stats
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

@@ -125,7 +125,7 @@ def test_wrong_key_is_a_clear_permanent_error_and_keeps_nothing_secret(shared_da
 
 
 def test_unreachable_teacher_exits_1_with_a_clear_message(shared_datasets, file_store) -> None:  # type: ignore[no-untyped-def]
-    from gen_fixtures import free_port
+    from gen_port import free_port
 
     ref = make_prepared(file_store, excavator_records(shared_datasets, 2))
     spec = pipeline(teacher={"backend": "openai", "model": "m", "base_url": f"http://127.0.0.1:{free_port()}/v1",
