@@ -229,3 +229,15 @@ def test_cancel_between_steps_keeps_finished_shards(shared_datasets, file_store,
     assert asked == 4 * 2  # one shard of four records, question and answer each
     rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=scripted))
     assert stats["resumed_records"] == 4 and len(scripted.requests) - asked == 8 * 2
+
+
+def test_token_counts_and_cost_from_a_price_table(shared_datasets, file_store, scripted) -> None:  # type: ignore[no-untyped-def]
+    ref = make_prepared(file_store, fmea_records(shared_datasets, 4))
+    free = read_artifact(file_store, run(pipeline(), {"prepared": ref}, file_store, teacher=scripted))[2]
+    asked = len(scripted.requests)
+    priced = pipeline(teacher={"price_per_1k_input": 0.5, "price_per_1k_output": 2.0})
+    stats = read_artifact(file_store, run(priced, {"prepared": ref}, file_store, teacher=scripted))[2]
+    assert len(scripted.requests) == asked  # a price is not a reason to ask again
+    tokens = stats["tokens"]
+    assert free["cost"] is None and tokens == free["tokens"] and tokens["prompt"] > 0 and tokens["completion"] > 0
+    assert stats["cost"] == round(tokens["prompt"] / 1000 * 0.5 + tokens["completion"] / 1000 * 2.0, 6)

@@ -27,8 +27,8 @@ from synthtune.store import ArtifactRef, Store
 from synthtune.store.artifacts import canonical_json
 
 WORK_PREFIX = "work/generate"
-# Endpoint settings that change how we talk to the teacher, not what it writes.
-_OPERATIONAL = {"concurrency", "timeout_s", "max_retries", "backoff_s", "api_key_env"}
+# Endpoint settings that change how we talk to the teacher (or what it costs), not what it writes.
+_OPERATIONAL = {"concurrency", "timeout_s", "max_retries", "backoff_s", "api_key_env", "price_per_1k_input", "price_per_1k_output"}
 
 
 def _digest(obj: Any) -> str:
@@ -95,7 +95,7 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
     work = {"method": [method_spec.name, method_spec.pairs_per_record, method_spec.options, prompts.version],
             "teacher": teacher_spec, "seed": gen.seed, "judge": judge_prompts.version if judge_prompts else None}
     config = {**work, "label": method_spec.key, "filters": gen.filters.model_dump(), "limit": gen.limit,
-              "system_prompt": gen.system_prompt}
+              "system_prompt": gen.system_prompt, "price": [gen.teacher.price_per_1k_input, gen.teacher.price_per_1k_output]}
     art_id = store.artifact_id("synthetic", [prepared.id], config)
     if found := store.find(art_id):
         progress.note(f"generate {method_spec.key}: reusing {art_id}")
