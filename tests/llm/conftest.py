@@ -11,6 +11,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from torch_threads import one_torch_thread  # noqa: E402,F401  (a fixture)
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
@@ -31,14 +33,3 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
-
-
-@pytest.fixture
-def one_torch_thread():  # type: ignore[no-untyped-def]
-    """Real-model tests on a shared 2-core machine: one thread avoids OpenMP spin contention (6x faster there)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
