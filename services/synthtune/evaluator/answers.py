@@ -21,40 +21,41 @@ def check_adapter_base(adapter: Artifact, base_model: str) -> None:
 
 def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[str, Artifact], prompts: list[list[dict[str, Any]]],
                           temperature: float, samples: int, progress: Progress) -> dict[str, list[list[tuple[str, str]]]]:
-    """{model name: per prompt, per sample (text, finish_reason)}; the base model is loaded once."""
-    from synthtune.llm.hf_backend import generate_batch, load_causal_lm
+    """{model name: per prompt, per sample (text, finish_reason)}; the base model is loaded once, adapters switched by PEFT."""
+    from synthtune.llm.chat import ChatRequest
+    from synthtune.llm.transformers_backend import TransformersBackend
+    from synthtune.spec.generate import ModelEndpointSpec
 
-    tokenizer, base = load_causal_lm(model_path)
     ev = spec.evaluate
+    backend = TransformersBackend(ModelEndpointSpec(backend="transformers", model=model_path, temperature=temperature,
+                                                    max_tokens=ev.max_new_tokens, concurrency=ev.batch_size, seed=ev.seed))
     names = ["base", *[f"tuned:{k}" for k in adapters]]
     out: dict[str, list[list[tuple[str, str]]]] = {n: [[] for _ in prompts] for n in names}
-    model: Any = base
+    peft_model: Any = None
     if adapters:
         from peft import PeftModel
 
         first = next(iter(adapters))
-        model = PeftModel.from_pretrained(base, str(adapters[first].download()), adapter_name=first)
+        peft_model = PeftModel.from_pretrained(backend.lm, str(adapters[first].download()), adapter_name=first)
         for key, art in list(adapters.items())[1:]:
-            model.load_adapter(str(art.download()), adapter_name=key)
-        model.eval()
-    for name in names:
-        for s in range(samples):
-            seed = spec.evaluate.seed + s
-            for start in range(0, len(prompts), ev.batch_size):
+            peft_model.load_adapter(str(art.download()), adapter_name=key)
+        backend.lm = peft_model.eval()
+    try:
+        for name in names:
+            for s in range(samples):
                 progress.check_cancelled()
-                batch = prompts[start : start + ev.batch_size]
-                if name == "base" and adapters:
-                    with model.disable_adapter():
-                        results = generate_batch(tokenizer, model, batch, temperature, ev.max_new_tokens, 1.0, seed)
+                requests = [ChatRequest(messages=p, seed=ev.seed + s) for p in prompts]
+                if peft_model is not None and name == "base":
+                    with peft_model.disable_adapter():
+                        results = backend.complete(requests, progress)
                 else:
-                    if adapters:
-                        model.set_adapter(name.split(":", 1)[1])
-                    results = generate_batch(tokenizer, model, batch, temperature, ev.max_new_tokens, 1.0, seed)
-                for i, (text, _p, _c, finish) in enumerate(results):
-                    out[name][start + i].append((text, finish))
-                progress.advance(len(batch))
-    if adapters:
-        model.unload()  # leave the cached base model clean for the next user in this process
+                    if peft_model is not None:
+                        peft_model.set_adapter(name.split(":", 1)[1])
+                    results = backend.complete(requests, progress)
+                for i, r in enumerate(results):
+                    out[name][i].append((r.text, r.finish_reason))
+    finally:
+        backend.close()
     return out
 
 
@@ -81,22 +82,24 @@ def generate_openai(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: 
 
 def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[list[dict[str, Any]]], temperature: float,
                   samples: int, progress: Progress) -> dict[str, list[list[tuple[str, str]]]]:
-    """vLLM with one LoRARequest per adapter (GPU)."""
-    from synthtune.llm.chat import ChatRequest
-    from synthtune.llm.vllm_backend import VLLMBackend, import_vllm
-    from synthtune.spec.generate import ModelEndpointSpec
+    """vLLM's offline engine with one LoRARequest per adapter (GPU only)."""
+    from synthtune.llm.models import resolve_model
+    from synthtune.llm.vllm_backend import import_vllm
 
-    vllm_lora = import_vllm().lora.request.LoRARequest
+    vllm = import_vllm()
     ev = spec.evaluate
-    backend = VLLMBackend(ModelEndpointSpec(backend="vllm", model=spec.train.base_model, temperature=temperature,
-                                            max_tokens=ev.max_new_tokens, seed=ev.seed), spec.base_dir, enable_lora=bool(adapters))
+    llm = vllm.LLM(model=resolve_model(spec.train.base_model, spec.base_dir), enable_lora=bool(adapters), seed=ev.seed,
+                   max_lora_rank=max([spec.train.lora.r, 16]))
     out: dict[str, list[list[tuple[str, str]]]] = {}
     for i, name in enumerate(["base", *[f"tuned:{k}" for k in adapters]]):
-        lora = None if name == "base" else vllm_lora(name, i, str(adapters[name.split(":", 1)[1]].download()))
+        lora = None if name == "base" else vllm.lora.request.LoRARequest(name, i, str(adapters[name.split(":", 1)[1]].download()))
         out[name] = [[] for _ in prompts]
         for s in range(samples):
-            for j, r in enumerate(backend.complete([ChatRequest(messages=p, seed=ev.seed + s) for p in prompts], progress, lora=lora)):
-                out[name][j].append((r.text, r.finish_reason))
+            params = vllm.SamplingParams(temperature=temperature, max_tokens=ev.max_new_tokens, seed=ev.seed + s)
+            for j, result in enumerate(llm.chat(prompts, params, lora_request=lora, use_tqdm=False)):
+                comp = result.outputs[0]
+                out[name][j].append((comp.text.strip(), comp.finish_reason or "stop"))
+            progress.advance(len(prompts))
     return out
 
 

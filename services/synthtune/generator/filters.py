@@ -1,72 +1,84 @@
-"""Quality filters on generated examples: length, refusals, prompt copies, dedup, decontamination, judge."""
+"""Quality filters over every method's candidates; each reject carries id, reason and score.
+
+Order: the method's own verdict, length, refusal, greeting, language, judge score, then
+decontamination and dedup across the corpus (so a contaminated example never claims a
+dedup slot). Filters run on saved candidates, so changing a threshold re-asks nothing.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
+from synthtune.generator.decontam import Decontaminator
+from synthtune.generator.dedup import Deduplicator
+from synthtune.generator.methods.base import Candidate
+from synthtune.generator.text import GREETING, REFUSAL
+from synthtune.llm.language import detect_language, language_code
 from synthtune.spec.generate import FilterSpec
 
-REFUSAL = re.compile(
-    r"\b(?:i(?:'m| am) (?:sorry|unable|not able)|i can(?:no|')t (?:help|assist|provide)|as an ai\b|as a language model)", re.I
-)
-GREETING = re.compile(r"^\s*(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening))\b[\s,!]", re.I)
-_WORD = re.compile(r"\w+")
+
+@dataclass
+class Verdict:
+    reason: str
+    score: float | None = None
+    detail: str = ""
 
 
-def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    words = _WORD.findall(text.lower())
-    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+@dataclass
+class FilterResult:
+    kept: list[Candidate] = field(default_factory=list)
+    rejected: list[tuple[Candidate, Verdict]] = field(default_factory=list)
 
 
-class Decontaminator:
-    """Flags text sharing any n-gram with the held-out test records (questions or references)."""
-
-    def __init__(self, test_texts: Iterable[str], n: int) -> None:
-        self.n = n
-        self.index: set[tuple[str, ...]] = set()
-        for text in test_texts:
-            self.index |= ngrams(text, n)
-
-    def overlap(self, text: str) -> int:
-        return len(ngrams(text, self.n) & self.index)
-
-
-def _texts(example: dict[str, Any]) -> tuple[str, str]:
-    msgs = example["messages"]
-    user = next((m["content"] for m in msgs if m["role"] == "user"), "")
-    answer = next((m.get("content") or "" for m in reversed(msgs) if m["role"] == "assistant"), "")
-    return user, answer
-
-
-def check_example(example: dict[str, Any], spec: FilterSpec, prompt_texts: list[str], decon: Decontaminator | None) -> str | None:
-    """The reason to reject ``example``, or None to keep it."""
-    question, answer = _texts(example)
-    has_call = any(m.get("tool_calls") for m in example["messages"])
-    if not has_call and len(answer) < spec.min_chars:
-        return f"answer too short ({len(answer)} < {spec.min_chars} characters)"
+def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str | None) -> Verdict | None:
+    """The first per-example filter this candidate fails, or None."""
+    if c.reject:
+        return Verdict(c.reject, c.score, c.detail)
+    answer = c.answer
+    if len(answer) < spec.min_chars:
+        return Verdict("too_short", len(answer), f"answer has {len(answer)} characters, min_chars is {spec.min_chars}")
     if len(answer) > spec.max_chars:
-        return f"answer too long ({len(answer)} > {spec.max_chars} characters)"
-    if len(question) < 8:
-        return "question too short"
+        return Verdict("too_long", len(answer), f"answer has {len(answer)} characters, max_chars is {spec.max_chars}")
     if spec.refusals:
-        for label, text in (("question", question), ("answer", answer)):
-            if REFUSAL.search(text):
-                return f"refusal in the {label}"
-            if GREETING.search(text):
-                return f"greeting in the {label}"
-    for prompt in prompt_texts:
-        if len(answer) > 40 and answer.strip() in prompt:
-            return "answer copies the prompt"
-    if decon is not None:
-        hits = decon.overlap(question + " " + answer)
-        if hits:
-            return f"contaminated: shares {hits} {decon.n}-gram(s) with the test split"
+        if match := REFUSAL.search(answer):
+            return Verdict("refusal", None, match.group(0))
+        for text in (c.question, answer):
+            if match := GREETING.search(text):
+                return Verdict("greeting", None, match.group(0))
+    expected = c.language or default_language
+    if expected:
+        for text in (c.question, answer):
+            found = detect_language(text)
+            if found and found[0].split("-")[0] != expected.split("-")[0] and found[1] >= 0.8:
+                return Verdict("wrong_language", round(found[1], 3), f"expected {expected}, detected {found[0]}")
+    if judge:
+        if c.score is None:
+            return Verdict("judge_no_score", None, "the judge's reply had no score, even after one repair")
+        if c.score < spec.min_score:
+            return Verdict("judge_score_below_min", c.score, c.detail)
     return None
 
 
-def near_duplicate_questions(questions: list[str], threshold: float) -> list[int]:
-    from synthtune.llm.similarity import minhash_groups
-
-    return minhash_groups(questions, threshold)
+def apply_filters(candidates: list[Candidate], spec: FilterSpec, judge: bool, test_records: list[dict[str, Any]]) -> tuple[FilterResult, dict[str, Any]]:
+    """Kept and rejected candidates, in input order, plus filter statistics."""
+    default_language = language_code(spec.language) if spec.language else None
+    decontam = Decontaminator(test_records, spec.ngram, spec.ngram_min) if spec.decontaminate else None
+    dedup = Deduplicator(spec.dedup_near)
+    out = FilterResult()
+    for c in candidates:
+        verdict = check_one(c, spec, judge, default_language)
+        if verdict is None and decontam is not None:
+            hit = decontam.match(c.question + "\n" + c.answer)
+            if hit:
+                verdict = Verdict("test_overlap", hit[1], f"shares {spec.ngram}-grams with test record {hit[0]}")
+        if verdict is None:
+            dup = dedup.check(c.id, c.question, c.answer)
+            if dup:
+                verdict = Verdict(dup[0], dup[1], f"same as {dup[2]}")
+        if verdict is None:
+            out.kept.append(c)
+        else:
+            out.rejected.append((c, verdict))
+    stats = {"decontam_test_texts_too_short": decontam.skipped_short if decontam else 0}
+    return out, stats

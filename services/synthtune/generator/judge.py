@@ -1,32 +1,69 @@
-"""LLM-judge quality score (1-10) against a rubric, for the generation filter."""
+"""The LLM-judge filter's scoring step: a rubric score 1-10 per candidate, with one repair retry."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from synthtune.llm.chat import ChatBackend, ChatRequest
+from synthtune.generator.methods.base import Candidate, Plan, RecordFailed
+from synthtune.generator.templates import PromptSet
+from synthtune.llm.chat import ChatRequest, ChatResult
+from synthtune.llm.structured import parse_json, repair_request
+from synthtune.records import reference_for_record
 
-RUBRIC = (
-    "Rate the answer to the maintenance question from 1 (useless or wrong) to 10 (correct, specific, "
-    "safe, actionable steps). Consider correctness, specificity, safety and clarity. "
-    "Reply with the number only."
-)
-_SCORE = re.compile(r"\b(10|[1-9])(?:\.\d+)?\b")
-
-
-def parse_score(text: str) -> float | None:
-    match = _SCORE.search(text)
-    return float(match.group(1)) if match else None
+_SCORE = re.compile(r"\bscore\b\W{0,5}(\d{1,2}(?:\.\d+)?)|(\d{1,2}(?:\.\d+)?)\s*/\s*10\b", re.I)
 
 
-def score_examples(backend: ChatBackend, examples: list[dict[str, Any]]) -> list[float | None]:
-    requests = []
-    for ex in examples:
-        user = next((m["content"] for m in ex["messages"] if m["role"] == "user"), "")
-        answer = next((m.get("content") or "" for m in reversed(ex["messages"]) if m["role"] == "assistant"), "")
-        requests.append(ChatRequest(messages=[
-            {"role": "system", "content": RUBRIC},
-            {"role": "user", "content": f"Question:\n{user}\n\nAnswer:\n{answer}\n\nScore (1-10):"},
-        ], temperature=0.0, max_tokens=8))
-    return [parse_score(r.text) if r.ok else None for r in backend.complete(requests)]
+def parse_score(text: str) -> tuple[float | None, str]:
+    """(score in 1..10 or None, reason) from a judge reply, JSON or prose."""
+    value = parse_json(text)
+    if isinstance(value, dict) and isinstance(value.get("score"), int | float | str):
+        try:
+            score = float(value["score"])
+        except ValueError:
+            score = None
+        if score is not None and 1 <= score <= 10:
+            return score, str(value.get("reason") or "")
+    match = _SCORE.search(text or "")
+    if match:
+        score = float(match.group(1) or match.group(2))
+        if 1 <= score <= 10:
+            return score, ""
+    return None, ""
+
+
+def source_facts(record: dict[str, Any]) -> str:
+    if record.get("type") in ("chunk", "episode"):
+        return str(record.get("text") or "")[:3000]
+    return reference_for_record(record)
+
+
+def judge_plan(prompts: PromptSet, candidates: list[Candidate], record: dict[str, Any]) -> Plan:
+    """Score every candidate the method kept; scores land on the candidates, rejects happen later."""
+    todo = [c for c in candidates if c.reject is None]
+    if not todo:
+        return candidates
+    schema = prompts.get("schema")
+    asks = [ChatRequest(messages=[{"role": "user", "content": prompts.render(
+                "judge", source=source_facts(record), question=c.question, answer=c.answer)}],
+                        temperature=0.0, max_tokens=200, seed=0, json_schema=schema, key=f"{c.id}.judge")
+            for c in todo]
+    results: list[ChatResult] = yield asks
+    _fail_on_error(results)
+    parsed = [parse_score(r.text) for r in results]
+    retry = [i for i, (score, _) in enumerate(parsed) if score is None]
+    if retry:
+        again: list[ChatResult] = yield [repair_request(asks[i], results[i].text, schema) for i in retry]
+        _fail_on_error(again)
+        for i, result in zip(retry, again, strict=True):
+            parsed[i] = parse_score(result.text)
+    for c, (score, reason) in zip(todo, parsed, strict=True):
+        c.score = score
+        c.detail = reason or c.detail
+    return candidates
+
+
+def _fail_on_error(results: list[ChatResult]) -> None:
+    for result in results:
+        if not result.ok:
+            raise RecordFailed(f"judge: {result.error}")

@@ -1,208 +1,229 @@
-"""The generate stage: prepared records -> teacher rounds -> filters -> a `synthetic` artifact."""
+"""The generate stage: prepared training records -> one method's synthetic chat dataset (kind ``synthetic``).
+
+Reads top to bottom: pick the method and records, reuse what earlier runs finished, ask the
+teacher for the rest shard by shard, filter, write ``data.jsonl``, ``rejects.jsonl`` and
+``stats.json``. Every input record ends generated, filtered with a reason, or failed with a reason.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import random
+import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
-from synthtune.errors import InvalidInput
-from synthtune.generator.filters import Decontaminator, check_example, near_duplicate_questions
-from synthtune.generator.methods import REGISTRY, Item, Method
-from synthtune.generator.shards import ShardLog
+from synthtune.errors import InvalidInput, RetryableError
+from synthtune.generator.driver import run_plans
+from synthtune.generator.filters import apply_filters
+from synthtune.generator.judge import judge_plan
+from synthtune.generator.methods import Candidate, GenContext, Method, Plan, get_method
+from synthtune.generator.shards import Outcome, ShardCache
+from synthtune.generator.templates import PromptSet, load_prompts
+from synthtune.llm.backends import describe
 from synthtune.llm.chat import ChatBackend, make_backend
-from synthtune.progress import Progress
-from synthtune.records import field_text, question_for_record, reference_for_record
-from synthtune.spec.generate import MethodSpec, ModelEndpointSpec
-from synthtune.spec.pipeline import PipelineSpec
-from synthtune.store import Artifact, ArtifactRef, Store
+from synthtune.progress import NULL_PROGRESS, Progress
+from synthtune.spec import GenerateSpec, MethodSpec, PipelineSpec
+from synthtune.store import ArtifactRef, Store
+from synthtune.store.artifacts import canonical_json
 
-PRODUCER = "synthtune.generator"
-CHUNK = 32
-
-
-def teacher_signature(t: ModelEndpointSpec) -> dict[str, Any]:
-    """What makes two teachers' answers differ (never the key itself)."""
-    return {k: getattr(t, k) for k in ("backend", "model", "base_url", "temperature", "top_p", "max_tokens", "seed")}
+WORK_PREFIX = "work/generate"
+# Endpoint settings that change how we talk to the teacher (or what it costs), not what it writes.
+_OPERATIONAL = {"concurrency", "timeout_s", "max_retries", "backoff_s", "api_key_env", "price_per_1k_input", "price_per_1k_output"}
 
 
-def find_method(spec: PipelineSpec, key: str) -> MethodSpec:
-    for m in spec.generate.methods:
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:20]
+
+
+def pick_method(gen: GenerateSpec, key: str | None) -> MethodSpec:
+    if key is None:
+        return gen.methods[0]
+    for m in gen.methods:
         if m.key == key:
             return m
-    raise InvalidInput(f"generate: no method {key!r} in the spec (methods: {', '.join(spec.method_keys())})")
+    raise InvalidInput(f"generate: no method {key!r} in the pipeline (methods: {', '.join(m.key for m in gen.methods)})")
 
 
-def select_records(prepared: Artifact, method: Method, mspec: MethodSpec, limit: int | None, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Train records this method can use, and rejects for those missing its required fields."""
-    rows = [r for r in prepared.iter_jsonl("train.jsonl") if r.get("type", "record") in method.record_types]
-    if not rows:
-        raise InvalidInput(
-            f"method {mspec.key!r} ({method.name}) needs records of type {', '.join(method.record_types)}; "
-            f"the prepared train split has none (check source.paths and source.kind)"
-        )
-    usable, rejects = [], []
-    for r in rows:
-        missing = [f for f in method.required_fields if not field_text(r, f)]
-        (rejects.append({"id": r["id"], "reason": f"missing field(s) {', '.join(missing)} needed by {method.name}"}) if missing else usable.append(r))
-    if not usable:
-        raise InvalidInput(f"method {mspec.key!r} ({method.name}) needs fields {', '.join(method.required_fields)}; no train record has them all")
-    if limit is not None and len(usable) > limit:
-        rng = random.Random(seed)
-        usable = sorted(rng.sample(usable, limit), key=lambda r: r["id"])
-    return usable, rejects
+def select_records(rows: list[dict[str, Any]], method: Method, gen: GenerateSpec) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """This method's record type, at most ``limit`` of them, sampled by seed (stable across runs)."""
+    mine = [r for r in rows if (r.get("type") or "record") == method.record_type]
+    others = Counter(str(r.get("type") or "record") for r in rows if (r.get("type") or "record") != method.record_type)
+    if gen.limit is not None and len(mine) > gen.limit:
+        chosen = set(sorted(range(len(mine)), key=lambda i: _digest([gen.seed, mine[i].get("id")]))[: gen.limit])
+        mine = [r for i, r in enumerate(mine) if i in chosen]
+    return mine, dict(others)
 
 
-def _item_key(record: dict[str, Any], mspec: MethodSpec, version: str, teacher: dict[str, Any], variant: dict[str, Any]) -> str:
-    payload = [record["id"], record.get("fields"), record.get("text"), mspec.name, mspec.options, version, teacher, variant]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+def check_fields(method: Method, records: list[dict[str, Any]], prepared_id: str, other_types: dict[str, int]) -> dict[str, list[str]]:
+    """Missing inputs per record id; bad input (exit 2) when no record has what the method needs."""
+    if not records:
+        found = ", ".join(f"{n} {t!r}" for t, n in other_types.items()) or "no records"
+        raise InvalidInput(f"method {method.name} needs prepared records of type {method.record_type!r}, "
+                           f"but {prepared_id}/train.jsonl has {found}")
+    missing = {r["id"]: gaps for r in records if (gaps := method.missing(r))}
+    absent = sorted({g for gaps in missing.values() for g in gaps if all(g in missing.get(r["id"], []) for r in records)})
+    if absent:
+        examples = [f"record {rid}: lacks {', '.join(g)}" for rid, g in list(missing.items())[:5]]
+        raise InvalidInput(f"method {method.name} needs the fields {', '.join(absent)}, which no record in "
+                           f"{prepared_id}/train.jsonl has (map them under source.fields)", examples)
+    return missing
 
 
-def _generate_chunk(items: list[Item], method: Method, backend: ChatBackend, system_prompt: str, progress: Progress) -> list[dict[str, Any]]:
-    for round_name in method.rounds:
-        live = [it for it in items if it.error is None]
-        if not live:
-            break
-        requests = [method.request(round_name, it) for it in live]
-        for it, res in zip(live, backend.complete(requests), strict=True):
-            it.prompt_tokens += res.prompt_tokens
-            it.completion_tokens += res.completion_tokens
-            if not res.ok:
-                it.error = f"{round_name}: teacher failed: {res.error}"
-            else:
-                method.accept(round_name, it, res)
-        progress.check_cancelled()
-    entries = []
-    for it in items:
-        entry: dict[str, Any] = {"key": it.key, "record_id": it.record["id"], "variant": it.variant,
-                                 "tokens": [it.prompt_tokens, it.completion_tokens]}
-        if it.error is None:
-            entry.update(status="ok", messages=method.messages(it, system_prompt), outputs=it.outputs)
-        else:
-            entry.update(status="failed", reason=it.error)
-        entries.append(entry)
-    return entries
+def record_plan(method: Method, judge: PromptSet | None, record: dict[str, Any]) -> Plan:
+    candidates = yield from method.plan(record)
+    if judge is not None:
+        candidates = yield from judge_plan(judge, candidates, record)
+    return candidates
 
 
-def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: Progress, method: str) -> ArtifactRef:
-    """Generate one method's synthetic chat examples from the prepared train split."""
-    mspec = find_method(spec, method)
-    if inputs.get("prepared") is None:
-        raise InvalidInput("generate needs the prepared artifact (run prepare first)")
-    prepared = store.open(inputs["prepared"])
-    impl = REGISTRY[mspec.name](mspec.options)
+def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, progress: Progress = NULL_PROGRESS,
+        method: str | None = None, teacher: ChatBackend | None = None) -> ArtifactRef:
+    """Generate one method's synthetic dataset from ``inputs["prepared"]``; ``teacher`` overrides the spec's."""
     gen = spec.generate
-    teacher = teacher_signature(gen.teacher)
-    config = {"method": mspec.model_dump(), "prompt_version": impl.version, "teacher": teacher, "filters": gen.filters.model_dump(),
-              "limit": gen.limit, "system_prompt": gen.system_prompt, "seed": gen.seed}
+    method_spec = pick_method(gen, method)
+    if "prepared" not in inputs:
+        raise InvalidInput("generate needs inputs['prepared'], a prepared artifact")
+    prepared = store.open(inputs["prepared"])
+    if prepared.kind != "prepared":
+        raise InvalidInput(f"generate: {prepared.id} is a {prepared.kind!r} artifact, not 'prepared'")
+    prompts = load_prompts(method_spec.name, method_spec.prompt_version)
+    judge_prompts = load_prompts("judge") if gen.filters.judge else None
+    impl = get_method(method_spec.name)(GenContext(gen, method_spec, prompts))
+    teacher_spec = gen.teacher.model_dump(exclude=_OPERATIONAL)
+    teacher_name = getattr(teacher, "name", None) or describe(gen.teacher)
+    # What the teacher is asked depends on these alone; filters and limit only decide what is kept.
+    work = {"method": [method_spec.name, method_spec.pairs_per_record, method_spec.options, prompts.version],
+            "teacher": teacher_spec, "seed": gen.seed, "judge": judge_prompts.version if judge_prompts else None}
+    config = {**work, "label": method_spec.key, "filters": gen.filters.model_dump(), "limit": gen.limit,
+              "system_prompt": gen.system_prompt, "price": [gen.teacher.price_per_1k_input, gen.teacher.price_per_1k_output]}
     art_id = store.artifact_id("synthetic", [prepared.id], config)
-    if (cached := store.find(art_id)) is not None:
-        progress.note(f"reusing cached {art_id}")
-        return cached
+    if found := store.find(art_id):
+        progress.note(f"generate {method_spec.key}: reusing {art_id}")
+        return found
 
-    records, rejects = select_records(prepared, impl, mspec, gen.limit, gen.seed)
-    rng = random.Random(gen.seed)
-    items = [Item(_item_key(r, mspec, impl.version, teacher, v), r, v) for r in records for v in impl.variants(r, mspec.pairs_per_record, rng)]
-    log = ShardLog(store, art_id)
-    done = {k: e for k, e in log.load().items() if e["status"] == "ok"}
-    pending = [it for it in items if it.key not in done]
-    progress.start(len(items), f"generating {mspec.key} with {gen.teacher.model}")
-    progress.advance(len(items) - len(pending))
-    if done:
-        progress.note(f"resuming: {len(done)} of {len(items)} examples already generated")
-    results: dict[str, dict[str, Any]] = dict(done)
-    if pending:
-        backend = make_backend(gen.teacher, spec.base_dir)
-        try:
-            for start in range(0, len(pending), CHUNK):
-                chunk = pending[start:start + CHUNK]
-                entries = _generate_chunk(chunk, impl, backend, gen.system_prompt, progress)
-                log.append(entries)  # durable before counting: a kill now loses nothing finished
-                results.update({e["key"]: e for e in entries})
-                ok = sum(1 for e in results.values() if e["status"] == "ok")
-                progress.advance(len(chunk))
-                progress.note(f"{ok} ok, {sum(1 for e in results.values() if e['status'] != 'ok')} failed")
-        finally:
+    records, other_types = select_records(list(prepared.iter_jsonl("train.jsonl")), impl, gen)
+    missing = check_fields(impl, records, prepared.id, other_types)
+    work_key = _digest(work)
+    shards = ShardCache(store, f"{WORK_PREFIX}/{work_key}")
+    record_key = {r["id"]: _digest([work_key, r]) for r in records}
+    outcomes: dict[str, Outcome] = {}
+    saved = shards.load()
+    for r in records:
+        if record_key[r["id"]] in saved:
+            outcomes[record_key[r["id"]]] = saved[record_key[r["id"]]]
+    todo = [r for r in records if r["id"] not in missing and record_key[r["id"]] not in outcomes]
+
+    progress.start(len(records), f"generate {method_spec.key}")
+    progress.advance(len(records) - len(todo))
+    if len(records) > len(todo):
+        progress.note(f"resuming: {len(records) - len(todo)} of {len(records)} records already finished or unusable")
+    started, asked = time.monotonic(), 0
+    backend = teacher
+    try:
+        size = gen.shard_size or 4 * gen.teacher.concurrency
+        for start in range(0, len(todo), size):
+            progress.check_cancelled()
+            if backend is None:
+                backend = make_backend(gen.teacher, spec.base_dir)
+            chunk = todo[start : start + size]
+            finished: dict[str, Outcome] = {}
+            plans = {record_key[r["id"]]: (r["id"], record_plan(impl, judge_prompts, r)) for r in chunk}
+            try:
+                run_plans(backend, plans, finished, on_step=progress.check_cancelled)
+            finally:
+                shards.append(list(finished.values()))  # what finished is kept even when the teacher stops
+                outcomes.update(finished)
+            asked += len(chunk)
+            progress.advance(len(chunk))
+            progress.note(_status(outcomes, len(records), asked, len(todo), time.monotonic() - started))
+    finally:
+        if backend is not None and teacher is None:
             backend.close()
 
-    ordered = [results[it.key] for it in items]
-    examples, more_rejects = _filter(spec, prepared, impl, mspec, ordered, teacher)
-    rejects += more_rejects
-    if not examples:
-        progress.note(f"method {mspec.key} produced no usable example ({len(rejects)} rejected); see rejects.jsonl")
-    tokens_in = sum(e["tokens"][0] for e in ordered)
-    tokens_out = sum(e["tokens"][1] for e in ordered)
+    failed = [o for o in outcomes.values() if o.status == "failed"]
+    if failed and len(failed) > gen.max_failed_fraction * len(records):
+        raise RetryableError(
+            f"generate {method_spec.key}: {len(failed)} of {len(records)} records failed at the teacher "
+            f"(first: {failed[0].id}: {failed[0].error}); finished records are saved under {WORK_PREFIX}/{work_key}/, run again to resume"
+        )
+    return _write(store, art_id, prepared.id, config, spec, method_spec, impl, records, record_key, outcomes, missing,
+                  other_types, teacher_name, prompts.version, progress)
+
+
+def _status(outcomes: dict[str, Outcome], total: int, asked: int, todo: int, elapsed: float) -> str:
+    ok = sum(1 for o in outcomes.values() if o.status == "done")
+    failed = sum(1 for o in outcomes.values() if o.status == "failed")
+    rate = asked / elapsed if elapsed > 0 else 0.0
+    eta = f"{(todo - asked) / rate:.0f} s" if rate > 0 else "?"
+    return f"{ok + failed}/{total} records: ok {ok}, failed {failed}, {rate:.2f} records/s, ETA {eta}"
+
+
+def _write(store: Store, art_id: str, prepared_id: str, config: dict[str, Any], spec: PipelineSpec, method_spec: MethodSpec,
+           impl: Method, records: list[dict[str, Any]], record_key: dict[str, str], outcomes: dict[str, Outcome],
+           missing: dict[str, list[str]], other_types: dict[str, int], teacher_name: str, prompt_version: str,
+           progress: Progress) -> ArtifactRef:
+    gen = spec.generate
+    prepared = store.open(prepared_id)
+    tests = list(prepared.iter_jsonl("test.jsonl")) if "test.jsonl" in prepared.files else []
+    candidates: list[Candidate] = []
+    rejects: list[dict[str, Any]] = []
+    for r in records:
+        if r["id"] in missing:
+            rejects.append({"id": r["id"], "reason": "missing_fields", "score": None, "source_ids": [r["id"]],
+                            "detail": f"lacks {', '.join(missing[r['id']])}"})
+            continue
+        outcome = outcomes.get(record_key[r["id"]])
+        if outcome is None or outcome.status == "failed":
+            rejects.append({"id": r["id"], "reason": "teacher_failed", "score": None, "source_ids": [r["id"]],
+                            "detail": outcome.error if outcome else "not generated"})
+            continue
+        if not outcome.candidates:
+            rejects.append({"id": r["id"], "reason": "no_output", "score": None, "source_ids": [r["id"]],
+                            "detail": "the method produced nothing for this record"})
+        candidates.extend(outcome.candidates)
+    result, filter_stats = apply_filters(candidates, gen.filters, gen.filters.judge, tests)
+    for c, verdict in result.rejected:
+        rejects.append({"id": c.id, "reason": verdict.reason, "score": verdict.score, "source_ids": c.source_ids,
+                        "detail": verdict.detail, "messages": c.messages})
+    provenance = {"method": method_spec.name, "label": method_spec.key, "teacher": teacher_name,
+                  "prompt_version": prompt_version, "temperature": gen.teacher.temperature, "seed": gen.seed}
+    rows = [_example(c, gen.system_prompt, provenance) for c in result.kept]
+
+    kept_ids = {sid for c in result.kept for sid in c.source_ids}
+    done = [o for o in outcomes.values() if o.status == "done"]
+    tokens_in = sum(o.prompt_tokens for o in done)
+    tokens_out = sum(o.completion_tokens for o in done)
     t = gen.teacher
     cost = None
-    if t.price_per_1k_input is not None and t.price_per_1k_output is not None:
-        cost = round(tokens_in / 1000 * t.price_per_1k_input + tokens_out / 1000 * t.price_per_1k_output, 4)
+    if t.price_per_1k_input is not None or t.price_per_1k_output is not None:
+        cost = round(tokens_in / 1000 * (t.price_per_1k_input or 0) + tokens_out / 1000 * (t.price_per_1k_output or 0), 6)
+    failed = sum(1 for r in rejects if r["reason"] == "teacher_failed")
     stats = {
-        "method": mspec.key, "generator": mspec.name, "records": len(examples), "rejected": len(rejects),
-        "input_records": len(records), "items": len(items), "reasons": dict(Counter(r["reason"].split(":")[0] for r in rejects)),
-        "prompt_tokens": tokens_in, "completion_tokens": tokens_out, "cost": cost, "teacher": t.model, "prompt_version": impl.version,
+        "method": method_spec.key, "teacher": teacher_name, "prompt_version": prompt_version,
+        "records": len(rows), "rejected": len(rejects), "input_records": len(records),
+        "candidates": len(candidates), "generated_records": len(kept_ids), "failed_records": failed,
+        "filtered_records": len(records) - len(kept_ids) - failed,
+        "resumed_records": sum(1 for o in done if o.cached), "skipped_other_types": other_types,
+        "reasons": dict(Counter(r["reason"] for r in rejects)),
+        "tokens": {"prompt": tokens_in, "completion": tokens_out, "total": tokens_in + tokens_out},
+        "cost": cost, "empty": not rows, **filter_stats,
     }
-    with store.create("synthetic", [prepared.id], config, PRODUCER, art_id) as w:
-        w.write_jsonl("data.jsonl", examples)
-        w.write_jsonl("rejects.jsonl", rejects)
-        w.write_json("stats.json", stats)
-        if impl.name == "event_scenario":
-            w.write_json("tools.json", impl.tools())  # type: ignore[attr-defined]
-        w.stats.update(stats)
-        ref = w.commit()
-    log.clear()
-    progress.note(f"{mspec.key}: {len(examples)} examples, {len(rejects)} rejected")
-    return ref
+    if not rows:
+        progress.note(f"generate {method_spec.key}: no example survived ({stats['reasons']}); the artifact is empty")
+    writer = store.create("synthetic", [prepared_id], config, producer="synthtune.generator", art_id=art_id)
+    with writer:
+        writer.write_jsonl("data.jsonl", rows)
+        writer.write_jsonl("rejects.jsonl", rejects)
+        writer.write_json("stats.json", stats)
+        writer.stats = stats
+        return writer.commit()
 
 
-def _filter(spec: PipelineSpec, prepared: Artifact, impl: Method, mspec: MethodSpec, entries: list[dict[str, Any]],
-            teacher: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    f = spec.generate.filters
-    decon = None
-    if f.decontaminate:
-        test = list(prepared.iter_jsonl("test.jsonl"))
-        decon = Decontaminator([question_for_record(r) + " " + reference_for_record(r) + " " + (r.get("text") or "") for r in test], f.ngram)
-    examples: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    for e in entries:
-        if e["status"] != "ok":
-            rejects.append({"id": e["key"], "record_id": e["record_id"], "reason": e["reason"]})
-            continue
-        example = {"messages": e["messages"], "provenance": {
-            "source_ids": [e["record_id"]], "method": mspec.key, "generator": impl.name, "teacher": teacher["model"],
-            "teacher_backend": teacher["backend"], "prompt_version": impl.version, "temperature": teacher["temperature"],
-            "seed": spec.generate.seed, "variant": e["variant"], "key": e["key"]}}
-        prompts = [m["content"] for m in e["messages"] if m["role"] in ("system",)]
-        reason = check_example(example, f, prompts, decon)
-        if reason:
-            rejects.append({"id": e["key"], "record_id": e["record_id"], "reason": reason})
-        else:
-            examples.append(example)
-    if f.dedup_near is not False and len(examples) > 1:
-        questions = [next(m["content"] for m in ex["messages"] if m["role"] == "user") for ex in examples]
-        groups = near_duplicate_questions(questions, float(f.dedup_near))
-        keep = []
-        for i, ex in enumerate(examples):
-            if groups[i] != i:
-                rejects.append({"id": ex["provenance"]["key"], "record_id": ex["provenance"]["source_ids"][0],
-                                "reason": f"near duplicate question of {examples[groups[i]]['provenance']['key']}"})
-            else:
-                keep.append(ex)
-        examples = keep
-    if f.judge and examples:
-        from synthtune.generator.judge import score_examples
-
-        backend = make_backend(spec.generate.teacher, spec.base_dir)
-        scores = score_examples(backend, examples)
-        keep = []
-        for ex, score in zip(examples, scores, strict=True):
-            if score is None or score < f.min_score:
-                rejects.append({"id": ex["provenance"]["key"], "record_id": ex["provenance"]["source_ids"][0], "score": score,
-                                "reason": "judge score unreadable" if score is None else f"judge score {score:g} below {f.min_score:g}"})
-            else:
-                ex["provenance"]["judge_score"] = score
-                keep.append(ex)
-        examples = keep
-    return examples, rejects
+def _example(c: Candidate, system_prompt: str, provenance: dict[str, Any]) -> dict[str, Any]:
+    messages = c.messages if c.messages[0]["role"] == "system" else [{"role": "system", "content": system_prompt}, *c.messages]
+    row: dict[str, Any] = {"id": c.id, "messages": messages}
+    if c.tools:
+        row["tools"] = c.tools
+    row["provenance"] = {"source_ids": c.source_ids, **provenance, "variant": c.variant,
+                         **({"score": c.score} if c.score is not None else {})}
+    return row

@@ -60,6 +60,8 @@ def _convert_gguf(gguf: Path, target: Path) -> Path:
         config = model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
+        # GGUF-loaded configs lack `architectures`; tools such as `transformers serve` need it.
+        config.architectures = config.architectures or [type(model).__name__]
         config.save_pretrained(tmp)
         model.generation_config.save_pretrained(tmp)
         save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt"})

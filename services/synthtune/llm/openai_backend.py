@@ -1,162 +1,257 @@
-"""Any OpenAI-compatible endpoint: async requests under a concurrency limit, backoff honouring Retry-After."""
+"""Any OpenAI-compatible endpoint through the official client: async requests under a concurrency limit.
+
+The client's own retries are off: we retry 429/5xx/timeouts/garbage ourselves, honouring
+Retry-After, so one policy (``max_retries``, ``backoff_s``) holds for every server. A bad key or
+an unknown model stops the whole backend (``PermanentError``); an endpoint that stays
+unreachable raises ``TeacherUnavailable``; every other failure is one result with ``error`` set.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
-import logging
 import os
 import random
+import re
 import threading
+import time
 from typing import Any
 
-from synthtune.errors import InvalidInput, PermanentError, RetryableError
+from synthtune.errors import InvalidInput, PermanentError
+from synthtune.llm.backends import TeacherUnavailable, describe, sampling
 from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.progress import Progress
 from synthtune.spec.generate import ModelEndpointSpec
 
-log = logging.getLogger("synthtune.llm")
+MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as down for this attempt
+MAX_BACKOFF_S = 60.0
 
 
-def _retry_after(exc: Any) -> float | None:
+def api_key(spec: ModelEndpointSpec) -> str:
+    """The key from the variable the spec names; local servers without one get a placeholder."""
+    if spec.api_key_env:
+        value = os.environ.get(spec.api_key_env, "")
+        if not value:
+            raise InvalidInput(f"teacher {describe(spec)}: environment variable {spec.api_key_env} (named by api_key_env) is not set")
+        return value
+    if spec.base_url:
+        return "not-needed"  # vLLM, llama.cpp and `transformers serve` accept any key by default
+    value = os.environ.get("OPENAI_API_KEY", "")
+    if not value:
+        raise InvalidInput("teacher backend openai without base_url needs api_key_env (or OPENAI_API_KEY) to be set")
+    return value
+
+
+def retry_after_s(exc: Exception) -> float | None:
+    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if it said."""
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    headers = getattr(response, "headers", None)
+    if not headers:
         return None
+    if ms := headers.get("retry-after-ms"):
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _short(exc: Exception) -> str:
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    return text[:300]
+
+
+def cannot_connect(exc: BaseException) -> bool:
+    """True when the request never reached a server (refused, DNS, no route), whatever the transport called it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        # aiohttp's transport maps a refused connection to ConnectTimeout, so look at the causes.
+        if isinstance(seen, ConnectionError | OSError) and not isinstance(seen, TimeoutError):
+            return True
+        if type(seen).__name__ in ("ConnectError", "ClientConnectorError"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class _Garbage(Exception):
+    """A 200 reply that is not a chat completion."""
 
 
 class OpenAIBackend:
+    """Chat completions against ``spec.base_url`` (or OpenAI) with ``spec.concurrency`` in flight."""
+
     def __init__(self, spec: ModelEndpointSpec) -> None:
         import openai
 
-        self.spec = spec
-        self.model = spec.model
-        key = "not-needed"
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env, "")
-            if not key:
-                raise InvalidInput(f"teacher: environment variable {spec.api_key_env} (api_key_env) is not set")
-        elif os.environ.get("OPENAI_API_KEY"):
-            key = os.environ["OPENAI_API_KEY"]
+        self.spec, self.model = spec, spec.model
+        self.name = describe(spec)
         self._openai = openai
-        self._client_args = {"api_key": key, "base_url": spec.base_url, "timeout": spec.timeout_s, "max_retries": 0}
-        self._fatal: BaseException | None = None
+        self._structured = True  # cleared when the server refuses response_format
+        self._max_tokens_param = "max_tokens"  # newer OpenAI models want max_completion_tokens
+        key = api_key(spec)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
+        self._thread.start()
+        self._client = asyncio.run_coroutine_threadsafe(self._make_client(key), self._loop).result()
 
-    async def _one(self, client: Any, sem: asyncio.Semaphore, req: ChatRequest) -> ChatResult:
-        openai = self._openai
-        spec = self.spec
-        body: dict[str, Any] = {
-            "model": spec.model,
-            "messages": req.messages,
-            "temperature": spec.temperature if req.temperature is None else req.temperature,
-            "top_p": spec.top_p,
-            "max_tokens": req.max_tokens or spec.max_tokens,
-        }
-        seed = req.seed if req.seed is not None else spec.seed
-        if seed is not None:
-            body["seed"] = seed
-        if req.tools:
-            body["tools"] = req.tools
-        if req.json_schema:
-            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": req.json_schema}}
-        last = ""
-        for attempt in range(spec.max_retries + 1):
-            if self._fatal is not None:
-                return ChatResult(finish_reason="error", error=str(self._fatal), key=req.key)
-            async with sem:
-                try:
-                    resp = await client.chat.completions.create(**body)
-                except openai.AuthenticationError as exc:
-                    self._fatal = PermanentError(f"teacher at {spec.base_url or 'api.openai.com'} refused the API key ({exc.status_code}); check {spec.api_key_env or 'OPENAI_API_KEY'}")
-                    return ChatResult(finish_reason="error", error=str(self._fatal), key=req.key)
-                except openai.BadRequestError as exc:
-                    if req.json_schema and "response_format" in body:
-                        body.pop("response_format")  # the endpoint lacks structured output: parse leniently
-                        continue
-                    return ChatResult(finish_reason="error", error=f"rejected by the endpoint: {exc.message}", key=req.key)
-                except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError) as exc:
-                    last = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"
-                    delay = _retry_after(exc)
-                    if delay is None:
-                        delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
-                    if attempt < spec.max_retries:
-                        await asyncio.sleep(delay)
-                    continue
-                except openai.APIStatusError as exc:
-                    return ChatResult(finish_reason="error", error=f"HTTP {exc.status_code}: {exc.message}", key=req.key)
-            return self._result(resp, req)
-        return ChatResult(finish_reason="error", error=f"gave up after {spec.max_retries + 1} attempts: {last}", key=req.key)
-
-    def _result(self, resp: Any, req: ChatRequest) -> ChatResult:
+    async def _make_client(self, key: str) -> Any:
+        """The client, built on the backend's loop; aiohttp's transport costs about half the CPU of httpx's."""
         try:
-            choice = resp.choices[0]
-            msg = choice.message
-        except (AttributeError, IndexError, TypeError):
-            return ChatResult(finish_reason="error", error="malformed response: no choices", key=req.key)
-        calls = []
-        for call in getattr(msg, "tool_calls", None) or []:
-            calls.append({"type": "function", "function": {"name": call.function.name, "arguments": call.function.arguments}})
-        usage = getattr(resp, "usage", None)
-        return ChatResult(
-            text=(msg.content or "").strip(),
-            tool_calls=calls,
-            finish_reason=choice.finish_reason or "stop",
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            key=req.key,
-        )
+            http_client = self._openai.DefaultAioHttpClient(timeout=self.spec.timeout_s)
+        except RuntimeError:  # the aiohttp extra is missing: the default transport works too
+            http_client = None
+        return self._openai.AsyncOpenAI(api_key=key, base_url=self.spec.base_url, max_retries=0,
+                                        timeout=self.spec.timeout_s, http_client=http_client)
 
-    async def _all(self, requests: list[ChatRequest], progress: Progress | None) -> list[ChatResult]:
-        client = self._openai.AsyncOpenAI(**self._client_args)
-        sem = asyncio.Semaphore(self.spec.concurrency)
+    # public -----------------------------------------------------------------------------
+    def complete(self, requests: list[ChatRequest], progress: Progress | None = None) -> list[ChatResult]:
+        if not requests:
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._complete_all(requests, progress), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
 
-        async def tracked(req: ChatRequest) -> ChatResult:
-            if progress is not None and progress.cancelled:
-                return ChatResult(finish_reason="error", error="cancelled", key=req.key)
-            result = await self._one(client, sem, req)
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    # internals ----------------------------------------------------------------------------
+    async def _complete_all(self, requests: list[ChatRequest], progress: Progress | None) -> list[ChatResult]:
+        gate = asyncio.Semaphore(self.spec.concurrency)
+
+        async def one(request: ChatRequest) -> ChatResult:
+            async with gate:
+                result = await self._one(request)
             if progress is not None:
                 progress.advance(1)
             return result
 
+        tasks = [asyncio.ensure_future(one(r)) for r in requests]
         try:
-            return list(await asyncio.gather(*(tracked(r) for r in requests)))
-        finally:
-            await client.close()
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
-    def complete(self, requests: list[ChatRequest], progress: Progress | None = None) -> list[ChatResult]:
-        results: list[ChatResult] = []
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        s = sampling(self.spec, request)
+        params: dict[str, Any] = {
+            "model": self.spec.model,
+            "messages": request.messages,
+            "temperature": s["temperature"],
+            "top_p": s["top_p"],
+            self._max_tokens_param: s["max_tokens"],
+        }
+        if s["seed"] is not None:
+            params["seed"] = s["seed"]
+        if request.json_schema is not None and self._structured:
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", str(request.json_schema.get("title") or "reply"))[:64]
+            params["response_format"] = {"type": "json_schema", "json_schema": {"name": name, "schema": request.json_schema}}
+        if request.tools:
+            params["tools"] = request.tools
+        return params
 
-        def runner() -> None:  # own loop, so callers inside a running loop (servers) work too
-            results.extend(asyncio.run(self._all(requests, progress)))
-
-        thread = threading.Thread(target=runner, name="synthtune-openai")
-        thread.start()
-        thread.join()
-        if self._fatal is not None:
-            raise self._fatal
-        if requests and all(r.error and ("APIConnectionError" in r.error or "APITimeoutError" in r.error) for r in results):
-            raise RetryableError(f"teacher at {self.spec.base_url or 'api.openai.com'} is unreachable: {results[0].error}")
-        return results
-
-    def close(self) -> None:
-        pass
-
-
-def parse_json_loose(text: str) -> Any:
-    """The first JSON object or array in ``text`` (models wrap JSON in prose or code fences)."""
-    text = text.strip()
-    if text.startswith("```"):
-        text = text.strip("`")
-        text = text.split("\n", 1)[1] if "\n" in text else text
-    for opener, closer in (("{", "}"), ("[", "]")):
-        start = text.find(opener)
-        end = text.rfind(closer)
-        if start != -1 and end > start:
+    async def _one(self, request: ChatRequest) -> ChatResult:
+        o = self._openai
+        params = self._params(request)
+        attempt = 0
+        while True:
             try:
-                return json.loads(text[start:end + 1])
-            except json.JSONDecodeError:
-                continue
-    raise ValueError("no JSON object found")
+                # The generic post skips the typed create()'s per-request transform of the messages
+                # (our params are already wire format) and returns the JSON as a dict: less CPU per record.
+                response = await self._client.post("/chat/completions", body=params, cast_to=object)
+                return self._result(response, request)
+            except (o.AuthenticationError, o.PermissionDeniedError) as exc:
+                raise PermanentError(
+                    f"teacher {self.name} refused the API key (HTTP {exc.status_code}); "
+                    f"check the key in {self.spec.api_key_env or 'the environment'}"
+                ) from None
+            except o.NotFoundError:
+                raise PermanentError(
+                    f"teacher {self.name}: HTTP 404 — no model {self.spec.model!r} there, or base_url is wrong (it usually ends in /v1)"
+                ) from None
+            except o.BadRequestError as exc:
+                message = _short(exc)
+                if "max_completion_tokens" in message and "max_tokens" in params:
+                    self._max_tokens_param = "max_completion_tokens"
+                    params["max_completion_tokens"] = params.pop("max_tokens")
+                    continue
+                if "response_format" in params:
+                    # The server does not do structured output: callers fall back to tolerant parsing.
+                    self._structured = False
+                    params.pop("response_format")
+                    continue
+                return ChatResult(finish_reason="error", error=f"HTTP 400: {message}", key=request.key)
+            except (o.APITimeoutError, o.APIConnectionError, o.RateLimitError, o.InternalServerError, o.APIStatusError,
+                    o.APIResponseValidationError, _Garbage, json.JSONDecodeError) as exc:
+                status = getattr(exc, "status_code", None)
+                if isinstance(exc, o.APIStatusError) and status is not None and status < 500 and status not in (408, 409, 429):
+                    return ChatResult(finish_reason="error", error=f"HTTP {status}: {_short(exc)}", key=request.key)
+                attempt += 1
+                if attempt > self.spec.max_retries:
+                    return self._give_up(exc, request)
+                await asyncio.sleep(self._delay(exc, attempt))
+
+    def _delay(self, exc: Exception, attempt: int) -> float:
+        asked = retry_after_s(exc)
+        if asked is not None:
+            return min(asked, MAX_RETRY_AFTER_S)
+        return float(min(self.spec.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S) * random.uniform(0.5, 1.0))
+
+    def _give_up(self, exc: Exception, request: ChatRequest) -> ChatResult:
+        o = self._openai
+        if isinstance(exc, o.APIConnectionError) and (not isinstance(exc, o.APITimeoutError) or cannot_connect(exc)):
+            raise TeacherUnavailable(
+                f"teacher {self.name} is unreachable after {self.spec.max_retries} retries ({_short(exc)}); finished work is saved, run again to resume"
+            ) from None
+        if isinstance(exc, o.APITimeoutError):
+            reason = f"timed out after {self.spec.timeout_s:g} s"
+        elif isinstance(exc, o.APIStatusError):
+            reason = f"HTTP {exc.status_code}: {_short(exc)}"
+        else:
+            reason = f"unreadable reply: {_short(exc)}"
+        return ChatResult(finish_reason="error", error=f"{reason} (after {self.spec.max_retries} retries)", key=request.key)
+
+    def _result(self, response: Any, request: ChatRequest) -> ChatResult:
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if not isinstance(choices, list):
+            raise _Garbage(f"not a chat completion: {str(response)[:120]!r}")
+        if not choices:
+            return ChatResult(finish_reason="error", error="the reply has no choices", key=request.key)
+        choice = choices[0] if isinstance(choices[0], dict) else {}
+        message = choice.get("message") or {}
+        tool_calls = [
+            {"id": call.get("id") or f"call_{i}", "type": "function",
+             "function": {"name": call["function"].get("name"), "arguments": call["function"].get("arguments") or "{}"}}
+            for i, call in enumerate(message.get("tool_calls") or [])
+            if isinstance(call, dict) and isinstance(call.get("function"), dict)
+        ]
+        usage = response.get("usage") or {}
+        return ChatResult(
+            text=message.get("content") or "",
+            tool_calls=tool_calls,
+            finish_reason=choice.get("finish_reason") or "stop",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            key=request.key,
+        )

@@ -23,6 +23,7 @@ class ModelEndpointSpec(SpecModel):
     concurrency: int = field(8, help="Requests in flight at once (openai) or batch size (in-process).", ge=1)
     timeout_s: float = field(120.0, help="Per-request timeout in seconds.", gt=0)
     max_retries: int = field(5, help="Retries on 429/5xx/timeouts, with backoff honouring Retry-After.", ge=0)
+    backoff_s: float = field(1.0, help="First retry delay in seconds; it doubles per retry (with jitter) unless the server sends Retry-After.", ge=0)
     price_per_1k_input: float | None = field(None, help="Price per 1,000 prompt tokens, for the cost estimate.", ge=0)
     price_per_1k_output: float | None = field(None, help="Price per 1,000 completion tokens, for the cost estimate.", ge=0)
 
@@ -50,6 +51,12 @@ class FilterSpec(SpecModel):
     dedup_near: float | Literal[False] = field(0.9, help="Near-duplicate threshold among generated questions, or false.")
     decontaminate: bool = field(True, help="Reject examples whose n-grams overlap the prepared test split.")
     ngram: int = field(8, help="n for the decontamination n-gram overlap.", ge=3)
+    ngram_min: int = field(
+        4, help="Test texts shorter than `ngram` words but at least this long are matched whole; shorter ones are too generic to prove contamination.", ge=1
+    )
+    language: str | None = field(
+        None, help="Expected language of generated examples (ISO 639-1 code such as 'en', or a name such as 'English'); others are rejected. Persona languages set their own."
+    )
 
 
 class GenerateSpec(SpecModel):
@@ -64,3 +71,9 @@ class GenerateSpec(SpecModel):
         help="System message placed in every generated chat example.",
     )
     seed: int = field(42, help="Seed for sampling records and prompt variations.")
+    shard_size: int | None = field(
+        None, help="Records finished per shard saved under the store's work/ prefix, so a killed run resumes where it stopped; default 4 x teacher.concurrency.", ge=1
+    )
+    max_failed_fraction: float = field(
+        0.5, help="If more than this share of records fail at the teacher (after retries), the stage fails as retryable instead of writing a partial dataset; finished records stay saved for the resume.", ge=0, le=1
+    )

@@ -1,0 +1,61 @@
+"""Run many per-record plans together: their requests go to the backend in one batch per step."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from synthtune.errors import SynthtuneError
+from synthtune.generator.methods.base import Plan, RecordFailed
+from synthtune.generator.shards import Outcome
+from synthtune.llm.chat import ChatBackend, ChatRequest, ChatResult
+
+log = logging.getLogger(__name__)
+
+
+def run_plans(backend: ChatBackend, plans: dict[str, tuple[str, Plan]], outcomes: dict[str, Outcome],
+              on_step: Callable[[], None] | None = None) -> None:
+    """Drive ``plans`` (cache key -> (record id, plan)) to the end, filling ``outcomes`` as they finish.
+
+    A backend error that stops everything propagates, and ``outcomes`` keeps what finished before.
+    """
+    active: dict[str, tuple[Plan, list[ChatRequest]]] = {}
+    tokens: dict[str, list[int]] = {key: [0, 0] for key in plans}
+
+    def advance(key: str, plan: Plan, sent: list[ChatResult] | None) -> None:
+        record_id = plans[key][0]
+        try:
+            asks = next(plan) if sent is None else plan.send(sent)
+            while not asks:  # a step with nothing to ask gets an empty answer at once
+                asks = plan.send([])
+            active[key] = (plan, asks)
+            return
+        except StopIteration as stop:
+            outcomes[key] = Outcome(key, record_id, "done", candidates=list(stop.value or []))
+        except RecordFailed as exc:
+            outcomes[key] = Outcome(key, record_id, "failed", error=str(exc))
+        except SynthtuneError:
+            raise
+        except Exception as exc:  # a bug for one record must not sink the batch; it is reported as failed
+            log.exception("generation plan for %s failed", record_id)
+            outcomes[key] = Outcome(key, record_id, "failed", error=f"internal error: {type(exc).__name__}: {exc}")
+        outcomes[key].prompt_tokens, outcomes[key].completion_tokens = tokens[key]
+        active.pop(key, None)
+
+    for key, (_, plan) in plans.items():
+        advance(key, plan, None)
+    while active:
+        order = list(active)
+        flat = [(key, request) for key in order for request in active[key][1]]
+        results = backend.complete([request for _, request in flat])
+        if len(results) != len(flat):
+            raise RuntimeError(f"backend returned {len(results)} results for {len(flat)} requests")
+        by_key: dict[str, list[ChatResult]] = {key: [] for key in order}
+        for (key, _), result in zip(flat, results, strict=True):
+            by_key[key].append(result)
+            tokens[key][0] += result.prompt_tokens
+            tokens[key][1] += result.completion_tokens
+        for key in order:
+            advance(key, active[key][0], by_key[key])
+        if on_step is not None:
+            on_step()

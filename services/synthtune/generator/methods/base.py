@@ -1,0 +1,134 @@
+"""What every generation method shares: candidates, the per-record plan protocol, reply checks.
+
+A method turns one prepared record into a *plan*: a generator that yields lists of
+``ChatRequest`` and receives their ``ChatResult`` lists, and finally returns its candidates.
+The driver batches the requests of many plans into one ``backend.complete`` call, so methods
+read as plain step-by-step code while the backend still sees full batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from synthtune.generator.templates import PromptSet
+from synthtune.generator.text import clean_reply, copies_prompt
+from synthtune.llm.chat import ChatRequest, ChatResult
+from synthtune.records import field_text
+from synthtune.spec.generate import GenerateSpec, MethodSpec
+
+
+class RecordFailed(Exception):
+    """A teacher request for this record failed after retries: the record is retried on resume."""
+
+
+@dataclass
+class Candidate:
+    """One generated example before the corpus filters; ``reject`` is set when the method refused it."""
+
+    id: str
+    source_ids: list[str]
+    messages: list[dict[str, Any]]
+    variant: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    reject: str | None = None
+    score: float | None = None
+    detail: str = ""
+    language: str | None = None  # expected ISO code when the method asked for a language
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Candidate:
+        return cls(**data)
+
+    @property
+    def question(self) -> str:
+        users = [m for m in self.messages if m["role"] == "user"]
+        return str(users[0].get("content") or "") if users else ""
+
+    @property
+    def answer(self) -> str:
+        """The last assistant turn's text, with its tool calls written out."""
+        turns = [m for m in self.messages if m["role"] == "assistant"]
+        if not turns:
+            return ""
+        last = turns[-1]
+        calls = " ".join(f"{c['function']['name']}({c['function']['arguments']})" for c in last.get("tool_calls") or [])
+        return " ".join(p for p in (str(last.get("content") or ""), calls) if p)
+
+
+Plan = Generator[list[ChatRequest], list[ChatResult], list[Candidate]]
+
+
+@dataclass
+class GenContext:
+    generate: GenerateSpec
+    method: MethodSpec
+    prompts: PromptSet
+
+    def seed_for(self, record_id: str, variant: str) -> int:
+        """A stable per-request seed, distinct per record and variant, from the generate seed."""
+        digest = hashlib.sha256(f"{self.generate.seed}|{record_id}|{variant}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+class Method:
+    """Base of the registered methods; subclasses set the class attributes and write ``plan``."""
+
+    name: ClassVar[str]
+    record_type: ClassVar[str] = "record"  # the prepared records this method reads
+    required_fields: ClassVar[tuple[str, ...]] = ()  # record fields that must be non-empty
+    needs_text: ClassVar[bool] = False  # chunks and episodes carry their content in "text"
+
+    def __init__(self, ctx: GenContext) -> None:
+        self.ctx = ctx
+        self.prompts = ctx.prompts
+        self.options = dict(ctx.method.options)
+        self.pairs = ctx.method.pairs_per_record
+
+    def missing(self, record: dict[str, Any]) -> list[str]:
+        """Names of the required inputs this record lacks."""
+        gaps = [f for f in self.required_fields if not field_text(record, f)]
+        if self.needs_text and not str(record.get("text") or "").strip():
+            gaps.append("text")
+        return gaps
+
+    def plan(self, record: dict[str, Any]) -> Plan:
+        raise NotImplementedError
+
+    # helpers for subclasses ---------------------------------------------------------------
+    def ask(self, record: dict[str, Any], variant: str, prompt: str | list[dict[str, Any]], *,
+            tools: list[dict[str, Any]] | None = None, temperature: float | None = None) -> ChatRequest:
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return ChatRequest(messages=messages, seed=self.ctx.seed_for(record["id"], variant), tools=tools,
+                           temperature=temperature, key=f"{record['id']}#{variant}")
+
+    @staticmethod
+    def reply(result: ChatResult, request: ChatRequest) -> tuple[str, str | None]:
+        """(cleaned text, reject reason or None); a failed request fails the whole record."""
+        if not result.ok:
+            raise RecordFailed(result.error or "request failed")
+        text = clean_reply(result.text)
+        if not text:
+            return "", "empty"
+        if result.finish_reason == "length":
+            return text, "truncated"
+        prompt = "\n".join(str(m.get("content") or "") for m in request.messages if m["role"] == "user")
+        if copies_prompt(text, prompt):
+            return text, "copies_prompt"
+        return text, None
+
+    def candidate(self, record: dict[str, Any], variant: str, question: str, answer: str, *,
+                  reject: str | None = None, info: dict[str, Any] | None = None, language: str | None = None) -> Candidate:
+        messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
+        if answer:
+            messages.append({"role": "assistant", "content": answer})
+        return Candidate(id=f"{record['id']}#{variant}", source_ids=[record["id"]], messages=messages,
+                         variant={"name": variant, **(info or {})}, reject=reject, language=language)
+
+    def record_facts(self, record: dict[str, Any]) -> dict[str, str]:
+        return {name: field_text(record, name) for name in ("machine", "problem", "cause", "solution", "hours")}
