@@ -106,10 +106,10 @@ source:
   paths: [{REPO / 'examples' / 'quickstart' / 'work_orders.csv'}]
   fields: {{problem: Title, machine: MachineType, cause: ConditionFound, solution: WorkPerformed, hours: Hours}}
 generate:
-  teacher: {{backend: transformers, max_tokens: 24, concurrency: 4}}
+  teacher: {{backend: transformers, max_tokens: 96, concurrency: 4}}
   methods: [{{name: record_qa}}]
   limit: 3
-  filters: {{min_chars: 1, decontaminate: false, dedup_near: false}}
+  filters: {{min_chars: 1, decontaminate: false, dedup_near: false, keep_truncated: true}}
 train: {{method: lora, max_steps: 2, batch_size: 2, max_seq_len: 160, warmup_steps: 0, learning_rate: 0.001}}
 evaluate: {{metrics: [rouge, bleu], limit: 2, max_new_tokens: 12, forgetting_probe: false, bootstrap: 50}}
 """)

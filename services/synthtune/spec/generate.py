@@ -48,6 +48,10 @@ class FilterSpec(SpecModel):
     min_chars: int = field(20, help="Shortest assistant answer kept.", ge=0)
     max_chars: int = field(4000, help="Longest assistant answer kept.", ge=1)
     refusals: bool = field(True, help="Reject refusals and greetings.")
+    keep_truncated: bool = field(
+        False, help="Keep replies cut off at max_tokens, trimmed to their last complete sentence (small CPU teachers ramble); "
+        "false rejects them."
+    )
     dedup_near: float | Literal[False] = field(0.9, help="Near-duplicate threshold among generated questions, or false.")
     decontaminate: bool = field(True, help="Reject examples whose n-grams overlap the prepared test split.")
     ngram: int = field(8, help="n for the decontamination n-gram overlap.", ge=3)

@@ -61,6 +61,14 @@ class Candidate:
         return " ".join(p for p in (str(last.get("content") or ""), calls) if p)
 
 
+def trim_to_sentence(text: str) -> str:
+    """Text cut back to its last complete sentence or line (for replies cut off at max_tokens)."""
+    cut = max(text.rfind(". "), text.rfind(".\n"), text.rfind("\n"), text.rfind("! "), text.rfind("? "))
+    if text.endswith((".", "!", "?")):
+        return text
+    return text[: cut + 1].strip() if cut > 0 else ""
+
+
 Plan = Generator[list[ChatRequest], list[ChatResult], list[Candidate]]
 
 
@@ -107,8 +115,7 @@ class Method:
         return ChatRequest(messages=messages, seed=self.ctx.seed_for(record["id"], variant), tools=tools,
                            temperature=temperature, key=f"{record['id']}#{variant}")
 
-    @staticmethod
-    def reply(result: ChatResult, request: ChatRequest) -> tuple[str, str | None]:
+    def reply(self, result: ChatResult, request: ChatRequest) -> tuple[str, str | None]:
         """(cleaned text, reject reason or None); a failed request fails the whole record."""
         if not result.ok:
             raise RecordFailed(result.error or "request failed")
@@ -116,7 +123,10 @@ class Method:
         if not text:
             return "", "empty"
         if result.finish_reason == "length":
-            return text, "truncated"
+            trimmed = trim_to_sentence(text) if self.ctx.generate.filters.keep_truncated else ""
+            if len(trimmed) < 20:
+                return text, "truncated"
+            text = trimmed
         prompt = "\n".join(str(m.get("content") or "") for m in request.messages if m["role"] == "user")
         if copies_prompt(text, prompt):
             return text, "copies_prompt"
