@@ -9,6 +9,7 @@ read as plain step-by-step code while the backend still sees full batches.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -62,11 +63,14 @@ class Candidate:
 
 
 def trim_to_sentence(text: str) -> str:
-    """Text cut back to its last complete sentence or line (for replies cut off at max_tokens)."""
-    cut = max(text.rfind(". "), text.rfind(".\n"), text.rfind("\n"), text.rfind("! "), text.rfind("? "))
+    """Text cut back to its last complete line or sentence (for replies cut off at max_tokens)."""
+    text = text.strip()
     if text.endswith((".", "!", "?")):
         return text
-    return text[: cut + 1].strip() if cut > 0 else ""
+    if "\n" in text:  # step lists: drop the unfinished last line
+        return text.rsplit("\n", 1)[0].strip()
+    ends = [m.end() for m in re.finditer(r"(?<!\d)[.!?](?=\s)", text)]  # "3. " is a list number, not an end
+    return text[: ends[-1]].strip() if ends else ""
 
 
 Plan = Generator[list[ChatRequest], list[ChatResult], list[Candidate]]
