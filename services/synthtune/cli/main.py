@@ -13,7 +13,6 @@ from synthtune import __version__
 from synthtune.cli.progress import StageBars, stderr
 from synthtune.errors import (
     EXIT_BAD_INPUT,
-    EXIT_FAILURE,
     EXIT_INTERRUPTED,
     Cancelled,
     InvalidInput,
@@ -287,21 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except (KeyboardInterrupt, Cancelled) as exc:
-        stderr.print(f"[yellow]interrupted[/yellow] {exc}")
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except InvalidInput as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except NotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except NotBuiltYet as exc:
-        print(f"not built yet: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except SynthtuneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    except SynthtuneError as exc:  # each domain error carries its exit code: 2 bad input, 130 cancelled, 1 other
+        prefix = {Cancelled: "interrupted", NotBuiltYet: "not built yet"}.get(type(exc), "error")
+        print(f"{prefix}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:  # click usage errors and anything unexpected
         import click
 
