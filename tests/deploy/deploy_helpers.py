@@ -83,3 +83,26 @@ def pod_specs(objects: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]
 def controller_config(objects: list[dict[str, Any]]) -> dict[str, Any]:
     cm = named(objects, "ConfigMap", "-config")
     return yaml.safe_load(cm["data"]["controller.yaml"])
+
+
+def assert_pod_secure(where: str, spec: dict[str, Any]) -> None:
+    """The security defaults every pod we ship keeps: non-root, RuntimeDefault seccomp, read-only root,
+    no privilege escalation, every capability dropped, a writable /tmp on an emptyDir, limits set."""
+    psc = spec["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc.get("runAsUser", 1) != 0, where
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, where
+    assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), where
+    writable = {v["name"] for v in spec.get("volumes", []) if "emptyDir" in v}
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, (where, c["name"])
+        assert sc["allowPrivilegeEscalation"] is False, (where, c["name"])
+        assert sc["capabilities"] == {"drop": ["ALL"]}, (where, c["name"])
+        assert sc.get("privileged") is not True, (where, c["name"])
+        assert c["resources"]["limits"]["memory"] and c["resources"]["requests"], (where, c["name"])
+        mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+        assert mounts.get("/tmp") in writable, (where, c["name"], mounts)
+        assert ":" in c["image"] and not c["image"].endswith(":latest"), (where, c["image"])
+        for e in c.get("env", []):
+            sensitive = any(w in e["name"] for w in ("SECRET", "PASSWORD", "TOKEN", "API_KEY", "ACCESS_KEY"))
+            assert not (sensitive and "value" in e), (where, e["name"], "secrets come from Secrets, never values")
