@@ -49,7 +49,7 @@ def render(values: dict[str, Any]) -> list[dict[str, Any]]:
     return docs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rendered_variant(name: str) -> tuple[str, ...]:
     return tuple(yaml.safe_dump(o) for o in render(variant_values(name)))
 
