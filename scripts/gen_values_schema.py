@@ -1,6 +1,9 @@
 """Write helm/synthtune/values.schema.json from values.yaml: types inferred, unknown keys refused.
 
-Run after changing values.yaml (`make chart-schema`); tests/deploy checks the file is current.
+Kubernetes-shaped values (resources, tolerations, ...) and enumerations get hand-written shapes
+below; `pipelineDefaults` is checked against the pipeline spec's own schema
+(schemas/pipeline.schema.json). Run after changing values.yaml or the spec:
+`python scripts/gen_values_schema.py`; tests/deploy checks the file is current.
 """
 
 from __future__ import annotations
@@ -12,18 +15,79 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-CHART = Path(__file__).resolve().parents[1] / "helm" / "synthtune"
-# Kubernetes-shaped values passed through as they are: any keys are fine.
-FREE_FORM = {"nodeSelector", "resources", "commonLabels", "pipelineDefaults", "podSecurityContext", "securityContext"}
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "helm" / "synthtune"
+PIPELINE_SCHEMA = REPO / "schemas" / "pipeline.schema.json"
+
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+QUANTITIES = {"type": "object", "additionalProperties": {"type": ["string", "integer", "number"]}}
+RESOURCES = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"requests": QUANTITIES, "limits": QUANTITIES},
+}
+TOLERATIONS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "key": {"type": "string"},
+            "operator": {"enum": ["Exists", "Equal"]},
+            "value": {"type": "string"},
+            "effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+            "tolerationSeconds": {"type": "integer"},
+        },
+    },
+}
+RUNNER = {"enum": ["inprocess", "grpc", "kubernetes", "rayjob"]}
+PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+# Kubernetes validates these itself; the chart's tests validate the defaults strictly.
+SECURITY = {"type": "object"}
+
+# Shapes by key name anywhere in the tree, then by full dotted path (which wins).
+BY_KEY: dict[str, dict[str, Any]] = {
+    "resources": RESOURCES,
+    "nodeSelector": STRING_MAP,
+    "tolerations": TOLERATIONS,
+    "commonLabels": STRING_MAP,
+    "podAnnotations": STRING_MAP,
+    "podSecurityContext": SECURITY,
+    "securityContext": SECURITY,
+    "pullSecrets": STRINGS,
+    "extraArgs": STRINGS,
+}
+BY_PATH: dict[str, dict[str, Any]] = {
+    "image.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    "ports.grpc": PORT,
+    "ports.metrics": PORT,
+    "controller.replicas": {"type": "integer", "minimum": 1},
+    "controller.maxConcurrentRuns": {"type": "integer", "minimum": 1},
+    "controller.maxParallelStages": {"type": "integer", "minimum": 1},
+    "controller.retryMaxAttempts": {"type": "integer", "minimum": 1},
+    "runners.prepare": RUNNER,
+    "runners.generate": RUNNER,
+    "runners.train": RUNNER,
+    "runners.evaluate": RUNNER,
+    "gpuJobs.activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+    "gpuJobs.scheduleTimeoutSeconds": {"type": "integer", "minimum": 1},
+    "vllmTeacher.gpus": {"type": "integer", "minimum": 1},
+    "vllmTeacher.maxLoras": {"type": "integer", "minimum": 1},
+    "pipelineDefaults": {"$ref": "#/$defs/PipelineDefaults"},
+}
 
 
-def schema_for(value: Any, key: str = "") -> dict[str, Any]:
-    if key in FREE_FORM:
-        return {"type": "object"}
-    if key == "tolerations" or key == "pullSecrets":
-        return {"type": "array", "items": {"type": "object" if key == "tolerations" else "string"}}
+def schema_for(value: Any, path: str = "") -> dict[str, Any]:
+    """The schema of one value, from its path, its key name, or its type in values.yaml."""
+    key = path.rsplit(".", 1)[-1]
+    if path in BY_PATH:
+        return dict(BY_PATH[path])
+    if key in BY_KEY:
+        return dict(BY_KEY[key])
     if isinstance(value, dict):
-        return {"type": "object", "additionalProperties": False, "properties": {k: schema_for(v, k) for k, v in value.items()}}
+        props = {k: schema_for(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+        return {"type": "object", "additionalProperties": False, "properties": props}
     if isinstance(value, bool):
         return {"type": "boolean"}
     if isinstance(value, int):
@@ -35,9 +99,23 @@ def schema_for(value: Any, key: str = "") -> dict[str, Any]:
     return {"type": "string"}
 
 
+def pipeline_defaults_defs() -> dict[str, Any]:
+    """The pipeline spec's definitions plus PipelineDefaults: its sections that have defaults, none required."""
+    spec = json.loads(PIPELINE_SCHEMA.read_text())
+    sections = {k: v for k, v in spec["properties"].items() if k in ("prepare", "generate", "train", "evaluate")}
+    defaults = {"type": "object", "additionalProperties": False, "properties": sections,
+                "description": "Pipeline sections (version 1) this cluster's pipelines start from."}
+    return {**spec["$defs"], "PipelineDefaults": defaults}
+
+
 def build() -> str:
     values = YAML(typ="safe").load((CHART / "values.yaml").read_text())
-    schema = {"$schema": "https://json-schema.org/draft-07/schema#", "title": "synthtune chart values", **schema_for(values)}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "synthtune chart values",
+        **schema_for(values),
+        "$defs": pipeline_defaults_defs(),
+    }
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 

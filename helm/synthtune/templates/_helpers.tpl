@@ -1,37 +1,102 @@
+{{/* Names */}}
+{{- define "synthtune.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "synthtune.fullname" -}}
-{{- printf "%s-synthtune" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "synthtune.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "synthtune.serviceAccount" -}}
+{{- default (printf "%s-controller" (include "synthtune.fullname" .)) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "synthtune.jobServiceAccount" -}}
+{{- printf "%s-job" (include "synthtune.fullname" .) -}}
+{{- end -}}
+
+{{/* Labels: the full set on objects, the stable pair (plus component) in selectors. */}}
+{{- define "synthtune.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "synthtune.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "synthtune.labels" -}}
-app.kubernetes.io/name: synthtune
-app.kubernetes.io/instance: {{ .Release.Name }}
+{{ include "synthtune.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
 
+{{/* An image of ours: (dict "root" $ "name" "generator"|"trainer"|"evaluator"). */}}
 {{- define "synthtune.image" -}}
 {{- printf "%s/synthtune-%s:%s" .root.Values.image.repository .name (default .root.Chart.AppVersion .root.Values.image.tag) -}}
 {{- end -}}
 
-{{- define "synthtune.serviceAccount" -}}
-{{- default (include "synthtune.fullname" .) .Values.serviceAccount.name -}}
+{{/* Which image serves each service. */}}
+{{- define "synthtune.serviceImage" -}}
+{{- $images := dict "controller" "generator" "dataprep" "generator" "generator" "generator" "trainer" "trainer" "evaluator" "evaluator" -}}
+{{- get $images . -}}
 {{- end -}}
 
-{{/* Fail at install, not at runtime, when the store or secrets are missing. */}}
+{{/* gRPC service name each server reports healthy (grpc.health.v1), used by probes and helm test. */}}
+{{- define "synthtune.healthService" -}}
+{{- $names := dict "controller" "synthtune.v1.PipelineService" "dataprep" "synthtune.v1.DataPrepService" "generator" "synthtune.v1.GeneratorService" "trainer" "synthtune.v1.TrainerService" "evaluator" "synthtune.v1.EvaluatorService" -}}
+{{- get $names . -}}
+{{- end -}}
+
+{{/* Stage kind -> the service that runs it with the grpc runner. */}}
+{{- define "synthtune.stageService" -}}
+{{- $services := dict "prepare" "dataprep" "generate" "generator" "train" "trainer" "evaluate" "evaluator" -}}
+{{- get $services . -}}
+{{- end -}}
+
+{{/* Fail at install, not at runtime, when the store, its endpoint or a Secret is missing. */}}
 {{- define "synthtune.validate" -}}
-{{- $uri := required "store.uri is required (s3://bucket/prefix)" .Values.store.uri -}}
-{{- if not (hasPrefix "s3://" $uri) -}}
-{{- fail (printf "store.uri must be an s3:// URI, got %q" $uri) -}}
+{{- $uri := required "store.uri is required: the artifact store, s3://bucket/prefix" .Values.store.uri -}}
+{{- if not (regexMatch "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$" $uri) -}}
+{{- fail (printf "store.uri must be s3://bucket/prefix with a valid bucket name, got %q" $uri) -}}
 {{- end -}}
-{{- if not .Values.minio.enabled -}}
-{{- $_ := required "store.s3.endpoint is required (or enable minio for a dev cluster)" .Values.store.s3.endpoint -}}
+{{- if .Values.minio.enabled -}}
+{{- if not (hasPrefix (printf "s3://%s" .Values.minio.bucket) $uri) -}}
+{{- fail (printf "store.uri %q must use the dev MinIO's bucket %q (minio.bucket)" $uri .Values.minio.bucket) -}}
 {{- end -}}
-{{- $_ := required "store.s3.existingSecret is required: a Secret with the S3 access key id and secret" .Values.store.s3.existingSecret -}}
-{{- $_ := required "auth.existingSecret is required: a Secret with SYNTHTUNE_AUTH_TOKEN" .Values.auth.existingSecret -}}
+{{- else -}}
+{{- $endpoint := required "store.s3.endpoint is required: the S3 endpoint URL, e.g. https://s3.eu-central-1.amazonaws.com (or set minio.enabled=true on a dev cluster)" .Values.store.s3.endpoint -}}
+{{- if not (regexMatch "^https?://[^/\\s]+" $endpoint) -}}
+{{- fail (printf "store.s3.endpoint must be an http(s):// URL, got %q" $endpoint) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := required "store.s3.existingSecret is required: a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" .Values.store.s3.existingSecret -}}
+{{- $_ := required "auth.existingSecret is required: a Secret with SYNTHTUNE_AUTH_TOKEN, the gRPC bearer token" .Values.auth.existingSecret -}}
+{{- with .Values.vllmTeacher -}}
+{{- if and .enabled (hasPrefix "/models" .model) (not .modelsClaim) -}}
+{{- fail (printf "vllmTeacher.modelsClaim is required: vllmTeacher.model %q is a folder under /models, where that claim is mounted" .model) -}}
+{{- end -}}
+{{- if and .enabled .offline (not (hasPrefix "/" .model)) -}}
+{{- fail (printf "vllmTeacher.model %q is not a folder but vllmTeacher.offline is true: put the weights on vllmTeacher.modelsClaim, or set offline=false to download" .model) -}}
+{{- end -}}
+{{- end -}}
+{{- range $kind, $runner := .Values.runners -}}
+{{- if eq $runner "grpc" -}}
+{{- $service := include "synthtune.stageService" $kind -}}
+{{- if not (index $.Values.stages $service).enabled -}}
+{{- fail (printf "runners.%s is grpc but stages.%s.enabled is false: enable the service or pick another runner" $kind $service) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "synthtune.s3Endpoint" -}}
@@ -42,45 +107,56 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{- define "synthtune.env" -}}
-- name: SYNTHTUNE_STORE
-  value: {{ .Values.store.uri | quote }}
-- name: SYNTHTUNE_S3_ENDPOINT
-  value: {{ include "synthtune.s3Endpoint" . | quote }}
-- name: AWS_ACCESS_KEY_ID
-  valueFrom:
-    secretKeyRef: {name: {{ .Values.store.s3.existingSecret }}, key: {{ .Values.store.s3.accessKeyIdKey }}}
-- name: AWS_SECRET_ACCESS_KEY
-  valueFrom:
-    secretKeyRef: {name: {{ .Values.store.s3.existingSecret }}, key: {{ .Values.store.s3.secretAccessKeyKey }}}
-{{- with .Values.store.s3.region }}
-- name: AWS_DEFAULT_REGION
-  value: {{ . | quote }}
-{{- end }}
-- name: SYNTHTUNE_AUTH_TOKEN
-  valueFrom:
-    secretKeyRef: {name: {{ .Values.auth.existingSecret }}, key: {{ .Values.auth.tokenKey }}}
-{{- if .Values.teacher.existingSecret }}
-- name: {{ .Values.teacher.envName }}
-  valueFrom:
-    secretKeyRef: {name: {{ .Values.teacher.existingSecret }}, key: {{ .Values.teacher.apiKeyKey }}}
-{{- end }}
-- name: SYNTHTUNE_CACHE
-  value: /cache
-- name: HF_HUB_OFFLINE
-  value: "1"
+{{/* Writable places under a read-only root filesystem: /tmp and /cache are emptyDirs. */}}
+{{- define "synthtune.cacheEnv" -}}
+- {name: SYNTHTUNE_CACHE, value: /cache}
+- {name: SYNTHTUNE_MODEL_CACHE, value: /cache/models}
+- {name: HF_HOME, value: /cache/huggingface}
+- {name: XDG_CACHE_HOME, value: /cache}
+- {name: MPLCONFIGDIR, value: /tmp/matplotlib}
+- {name: HF_HUB_OFFLINE, value: {{ ternary "1" "0" .Values.models.hubOffline | quote }}}
 {{- end -}}
 
+{{/* Environment of every synthtune service container. */}}
+{{- define "synthtune.env" -}}
+- {name: SYNTHTUNE_STORE, value: {{ .Values.store.uri | quote }}}
+- {name: SYNTHTUNE_S3_ENDPOINT, value: {{ include "synthtune.s3Endpoint" . | quote }}}
+{{- with .Values.store.s3.region }}
+- {name: AWS_DEFAULT_REGION, value: {{ . | quote }}}
+{{- end }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ .Values.store.s3.existingSecret }}, key: AWS_ACCESS_KEY_ID}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ .Values.store.s3.existingSecret }}, key: AWS_SECRET_ACCESS_KEY}}
+- name: SYNTHTUNE_AUTH_TOKEN
+  valueFrom: {secretKeyRef: {name: {{ .Values.auth.existingSecret }}, key: SYNTHTUNE_AUTH_TOKEN}}
+{{ include "synthtune.cacheEnv" . }}
+{{- end -}}
+
+{{- define "synthtune.podAnnotations" -}}
+{{- if .root.Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .root.Values.ports.metrics | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .root.Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Native gRPC probes against grpc.health.v1 (Kubernetes >= 1.27): (dict "root" $ "name" "controller"). */}}
 {{- define "synthtune.probes" -}}
 startupProbe:
-  grpc: {port: {{ .Values.ports.grpc }}}
+  grpc: {port: {{ .root.Values.ports.grpc }}, service: {{ include "synthtune.healthService" .name }}}
   periodSeconds: 5
-  failureThreshold: 24
+  failureThreshold: 36
 readinessProbe:
-  grpc: {port: {{ .Values.ports.grpc }}}
+  grpc: {port: {{ .root.Values.ports.grpc }}, service: {{ include "synthtune.healthService" .name }}}
   periodSeconds: 10
+  timeoutSeconds: 3
 livenessProbe:
-  grpc: {port: {{ .Values.ports.grpc }}}
+  grpc: {port: {{ .root.Values.ports.grpc }}}
   periodSeconds: 20
+  timeoutSeconds: 5
   failureThreshold: 3
 {{- end -}}
