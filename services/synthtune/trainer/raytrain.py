@@ -28,8 +28,16 @@ def run_with_ray(config: dict[str, Any], scaling: ScalingSpec) -> None:
     started_here = False
     if not ray.is_initialized():
         cpus = max(2, int(scaling.workers * scaling.cpus_per_worker) + 1)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HF_HUB_OFFLINE", "SYNTHTUNE_CACHE", "SYNTHTUNE_MODEL_CACHE")}})
+        env = {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HF_HUB_OFFLINE", "SYNTHTUNE_CACHE", "SYNTHTUNE_MODEL_CACHE")}
+        for attempt in (1, 2):  # a loaded machine can miss Ray's node start-up timeout once
+            try:
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         runtime_env={"env_vars": env})
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
         started_here = True
     try:
         trainer = TorchTrainer(
