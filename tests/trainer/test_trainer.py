@@ -202,7 +202,9 @@ def test_killed_job_resumes_from_the_latest_s3_checkpoint(tmp_path, s3_store_uri
     out = subprocess.run([sys.executable, "-c", KILLABLE, s3_store_uri, spec_text, ref.id], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     log = json.loads(out.stdout.split("DONE ", 1)[1])
-    assert log["resumed_from_step"] == 10 and log["steps"] == 40
+    resumed = log["resumed_from_step"]
+    # The latest complete checkpoint at the kill: one of every 5 steps, at least the one at 10.
+    assert resumed is not None and resumed >= 10 and resumed % 5 == 0 and log["steps"] == 40
     assert log["train_steps"] == list(range(1, 41))  # the restored history plus the rest, each step once
     resumed_steps = [int(line.split()[1].rstrip(":")) for line in out.stdout.splitlines() if line.startswith("step ")]
-    assert resumed_steps and min(resumed_steps) > 10  # the resumed process never ran a step before the checkpoint
+    assert resumed_steps and min(resumed_steps) > resumed  # the resumed process never ran a step before its checkpoint
