@@ -60,7 +60,7 @@ def main() -> None:
         model = AutoModelForCausalLM.from_pretrained(path)
         cfg = SFTConfig(output_dir=str(work / "trl"), per_device_train_batch_size=4, max_steps=args.steps, learning_rate=1e-4,
                         logging_steps=1, save_strategy="no", report_to=[], max_length=128, seed=42, disable_tqdm=True,
-                        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0)
+                        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, bf16=False, fp16=False)
         trainer = SFTTrainer(model=model, args=cfg, processing_class=tok, train_dataset=Dataset.from_list(data.train),
                              peft_config=LoraConfig(r=16, lora_alpha=8, lora_dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
                                                     task_type="CAUSAL_LM"))
