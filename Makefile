@@ -29,7 +29,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 typecheck: setup
-	$(VENV)/bin/mypy services/synthtune/spec services/synthtune/store services/synthtune/rpc
+	$(VENV)/bin/mypy services/synthtune/spec services/synthtune/store services/synthtune/rpc services/synthtune/controller
 
 importlint: setup
 	$(VENV)/bin/lint-imports

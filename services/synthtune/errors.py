@@ -64,5 +64,9 @@ class Cancelled(SynthtuneError):
     exit_code = EXIT_INTERRUPTED
 
 
+class StageSkipped(SynthtuneError):
+    """The stage has nothing to do (e.g. a method generated no usable data); the run goes on without it."""
+
+
 class NotBuiltYet(SynthtuneError):
     """A documented command whose stage is not implemented in this version."""

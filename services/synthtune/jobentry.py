@@ -1,7 +1,9 @@
 """Shared body of the Job entry points: read the request, run the stage, exit with a Job-friendly code.
 
 Exit codes: 0 done; 2 bad request or input (permanent: a podFailurePolicy fails the Job);
-75 retryable fault (the Job's backoffLimit retries it); 1 anything else.
+75 retryable fault (the Job's backoffLimit retries it); 1 anything else. How it ended is also
+written beside the request (``requests/<name>.result.json``: the artifact, or the error and
+its kind), which is how the controller learns the result of a Job it submitted.
 """
 
 from __future__ import annotations
@@ -30,31 +32,51 @@ def _log(ev: ProgressEvent) -> None:
         print(json.dumps({"stage": ev.stage, "message": ev.message, "completed": ev.completed, "total": ev.total}), flush=True)
 
 
+def _outcome(exc: BaseException) -> tuple[int, str, str]:
+    """(exit code, error kind, message) of a failure."""
+    if isinstance(exc, NotFound):
+        return EXIT_BAD_INPUT, "not_found", str(exc)
+    if isinstance(exc, InvalidInput):
+        return EXIT_BAD_INPUT, "invalid_input", str(exc)
+    if isinstance(exc, RetryableError):
+        return EXIT_RETRYABLE, "retryable", str(exc)
+    if isinstance(exc, PermanentError):
+        return EXIT_BAD_INPUT, "failed", str(exc)
+    return EXIT_FAILURE, "failed", f"{type(exc).__name__}: {exc}"
+
+
 def main(stage: str, call: Callable[[Any, dict[str, Any], Any, Progress, dict[str, Any]], Any], argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m synthtune.{stage}.job", description=f"Run the {stage} stage from a request in the store.")
     parser.add_argument("--request", required=True, help="URI of the request JSON, e.g. s3://bucket/synthtune/requests/train-1.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    store, key = None, ""
     try:
         from synthtune.spec import load_spec_text
         from synthtune.store import ArtifactRef
-        from synthtune.store.requests import read_request
+        from synthtune.store.requests import read_request, split_request_uri
 
+        key = split_request_uri(args.request)[1]
         store, request = read_request(args.request)
         spec = load_spec_text(request["spec_yaml"], f"{args.request}#spec_yaml", base_dir=request.get("base_dir"))
         inputs = {k: ArtifactRef(**v) if v else None for k, v in (request.get("inputs") or {}).items()}
         ref = call(spec, inputs, store, Progress(stage, [_log]), request)
+        _write_result(store, key, {"result": ref.to_dict()})
         print(json.dumps({"result": ref.to_dict()}), flush=True)
         return 0
-    except (InvalidInput, NotFound) as exc:
-        print(f"bad request: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except RetryableError as exc:
-        print(f"retryable: {exc}", file=sys.stderr)
-        return EXIT_RETRYABLE
-    except PermanentError as exc:
-        print(f"failed: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except Exception as exc:  # noqa: BLE001 - reported, and the Job's retries decide
-        print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - reported, and the Job's policy decides on the exit code
+        code, kind, message = _outcome(exc)
+        prefix = {EXIT_BAD_INPUT: "bad request", EXIT_RETRYABLE: "retryable"}.get(code, "failed")
+        print(f"{prefix}: {message}", file=sys.stderr)
+        if store is not None:
+            _write_result(store, key, {"error": message, "error_kind": kind, "exit_code": code})
+        return code
+
+
+def _write_result(store: Any, request_key: str, outcome: dict[str, Any]) -> None:
+    from synthtune.store.requests import result_key
+
+    try:
+        store.put_json(result_key(request_key), outcome)
+    except Exception as exc:  # noqa: BLE001 - the exit code still tells the outcome
+        print(f"could not write the result of {request_key}: {exc}", file=sys.stderr)

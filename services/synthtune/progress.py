@@ -64,6 +64,12 @@ class Progress:
             self.completed += n
         self._emit()
 
+    def update(self, completed: float, total: float | None, description: str) -> None:
+        """Set the state at once (progress relayed from another process)."""
+        with self._lock:
+            self.completed, self.total, self.description = completed, total, description
+        self._emit()
+
     def note(self, message: str) -> None:
         self._emit(message)
 
@@ -73,6 +79,10 @@ class Progress:
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    def wait_cancelled(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True as soon as the work is cancelled."""
+        return self._cancel.wait(seconds)
 
     def check_cancelled(self) -> None:
         if self._cancel.is_set():

@@ -62,13 +62,7 @@ def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resu
     book = RunBook(store)
     if resume:
         record = book.load(resume)
-        if record["status"] in ("failed", "cancelled"):
-            record["status"] = "pending"
-            record["cancel_requested"] = False
-            for info in record["stages"].values():
-                if info["state"] not in ("succeeded", "cached"):
-                    info.update(state="pending", attempts=0)
-            book.save(record)
+        book.reopen(record)
     else:
         record = book.create(spec, pipeline.read_text(encoding="utf-8"), until)
     stderr.print(f"[bold]run[/bold] {record['run_id']} · store {store.uri}")
@@ -82,10 +76,8 @@ def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resu
     if record["status"] != "succeeded":
         failed = [f"{name}: {info['message']}" for name, info in record["stages"].items() if info["state"] == "failed"]
         message = record.get("error") or "; ".join(failed) or record["status"]
-        if record["status"] == "cancelled":
-            raise Cancelled(message)
-        bad_input = "problem(s) in" in message or any(s in message for s in (": no such", "not found", "needs fields", "needs records"))
-        raise (InvalidInput(message) if bad_input else SynthtuneError(message))
+        error = {"cancelled": Cancelled, "invalid_input": InvalidInput, "not_found": NotFound}.get(record.get("error_kind") or "", SynthtuneError)
+        raise error(message)
     return record
 
 
@@ -219,15 +211,21 @@ def serve(
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus metrics port.")] = None,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Controller config YAML: runners, stage services, GPU Jobs, leader election "
+                                                     "(default: $SYNTHTUNE_CONTROLLER_CONFIG, else every stage in process).")] = None,
+    stage_workers: Annotated[int, typer.Option(min=1, help="Stage operations a stage service runs at once.")] = 2,
 ) -> None:
     """Serve gRPC services (SYNTHTUNE_AUTH_TOKEN required unless --insecure)."""
+    from synthtune.controller.config import load_config
     from synthtune.controller.server import serve_forever
+    from synthtune.rpc.server import ServerOptions
 
     names = ["controller", "dataprep", "generator", "trainer", "evaluator"] if service == "all" else [service]
     bad = [n for n in names if n not in ("controller", "dataprep", "generator", "trainer", "evaluator")]
     if bad:
         raise InvalidInput(f"unknown service {bad[0]!r}: choose controller, dataprep, generator, trainer, evaluator or all")
-    serve_forever(names, port=port, host=host, store_uri=store, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key)
+    options = ServerOptions(port=port, host=host, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key)
+    serve_forever(names, options, store, load_config(config), stage_workers)
 
 
 ControllerOpt = Annotated[str, typer.Option("--controller", help="Controller address host:port.")]

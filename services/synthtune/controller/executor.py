@@ -1,97 +1,161 @@
-"""Runs a pipeline's stage graph: skip what is done, retry retryable faults, stop on permanent ones."""
+"""Runs a pipeline's stage graph: skip what is done, retry retryable faults, stop on permanent ones.
+
+Stages run as soon as the stages they read from are done, up to ``max_parallel_stages`` at
+once (the generate and train stages of different methods are independent). Each stage runs
+on the runner its kind is configured for: in process, a stage service over gRPC, or a
+Kubernetes Job.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from typing import Any
 
-from synthtune.controller.runs import RunBook
-from synthtune.errors import Cancelled, InvalidInput, RetryableError, SynthtuneError
+from synthtune.controller.config import ControllerConfig
+from synthtune.controller.runner import InProcessRunner, Runner, StageFn, StageTask, default_stages
+from synthtune.controller.runs import DONE, FINAL, RunBook
+from synthtune.errors import Cancelled, NotFound, PermanentError, RetryableError, StageSkipped, SynthtuneError
 from synthtune.progress import Progress, ProgressEvent
 from synthtune.spec import PipelineSpec, load_spec_text
 from synthtune.store import ArtifactRef, Store
 
 log = logging.getLogger("synthtune.controller")
-StageFn = Callable[..., Any]
 
 
-def default_stages() -> dict[str, StageFn]:
-    """The real stage entry points, imported on first use."""
+def error_kind(exc: BaseException) -> str:
+    """How a failure is reported (and which exit code the CLI gives it)."""
+    if isinstance(exc, Cancelled):
+        return "cancelled"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, SynthtuneError) and exc.exit_code == 2:
+        return "invalid_input"
+    if isinstance(exc, RetryableError):
+        return "retryable"
+    return "failed"
 
-    def lazy(module: str, attr: str = "run") -> StageFn:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            import importlib
 
-            return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+def dependencies(stage: str, names: list[str]) -> list[str]:
+    """The stages ``stage`` reads from, among ``names``."""
+    kind, _, method = stage.partition(":")
+    if kind == "generate":
+        deps = ["prepare"]
+    elif kind == "train":
+        deps = [f"generate:{method}"]
+    elif kind == "evaluate":
+        deps = ["prepare"] + [n for n in names if n.startswith("train:")]
+    elif kind == "report":
+        deps = ["evaluate"]
+    else:
+        deps = []
+    return [d for d in deps if d in names]
 
-        return call
 
-    return {"prepare": lazy("synthtune.dataprep"), "generate": lazy("synthtune.generator"), "train": lazy("synthtune.trainer"),
-            "evaluate": lazy("synthtune.evaluator"), "report": lazy("synthtune.evaluator.report", "write_report")}
+def _created_before(store: Store, ref: ArtifactRef, started: float) -> bool:
+    try:
+        created = dt.datetime.fromisoformat(store.open(ref).created_at).timestamp()
+    except (SynthtuneError, ValueError):
+        return False
+    return created < started
 
 
 class Executor:
-    """Executes runs against a store with injectable stage functions (real ones by default)."""
+    """Executes runs against a store with injectable stage functions and runners."""
 
     def __init__(self, store: Store, runbook: RunBook | None = None, stages: dict[str, StageFn] | None = None,
-                 max_attempts: int = 3, backoff_s: float = 2.0) -> None:
+                 max_attempts: int | None = None, backoff_s: float | None = None, config: ControllerConfig | None = None,
+                 runners: dict[str, Runner] | None = None) -> None:
         self.store = store
         self.runbook = runbook or RunBook(store)
+        self.config = config or ControllerConfig()
         self.stages = {**default_stages(), **(stages or {})}
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
+        self.max_attempts = max_attempts if max_attempts is not None else self.config.retry.max_attempts
+        self.backoff_s = backoff_s if backoff_s is not None else self.config.retry.backoff_s
+        self.runners: dict[str, Runner] = {"inprocess": InProcessRunner(self.stages), **(runners or {})}
         self._progress: dict[str, Progress] = {}
         self._lock = threading.Lock()
 
+    # runners ------------------------------------------------------------------------------
+    def runner(self, kind: str) -> Runner:
+        name = self.config.runner(kind)
+        with self._lock:
+            if name not in self.runners:
+                if name == "grpc":
+                    from synthtune.controller.grpc_runner import GrpcRunner
+
+                    self.runners[name] = GrpcRunner(self.config.services)
+                else:
+                    from synthtune.controller.kube import KubernetesRunner
+
+                    self.runners[name] = KubernetesRunner(self.config.kubernetes)
+            return self.runners[name]
+
+    # control ------------------------------------------------------------------------------
+    def running(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._progress
+
     def cancel(self, run_id: str) -> dict[str, Any]:
+        """Ask a run to stop; a run that no controller executes is marked cancelled at once."""
         record = self.runbook.load(run_id)
-        if record["status"] in ("succeeded", "failed", "cancelled"):
+        if record["status"] in FINAL:
             return record
-        record["cancel_requested"] = True
-        self.runbook.save(record)
+        self.runbook.request_cancel(run_id)
         with self._lock:
             progress = self._progress.get(run_id)
         if progress is not None:
             progress.cancel()
-        else:  # not executing here: mark it directly
-            self._finish(record, "cancelled", "cancelled by the user")
+        elif record["status"] == "pending":
+            self._finish(record, "cancelled", "cancelled by the user", "cancelled")
         return self.runbook.load(run_id)
 
-    def _inputs(self, record: dict[str, Any], stage: str) -> dict[str, Any]:
-        def ref(name: str) -> ArtifactRef | None:
-            art = record["stages"].get(name, {}).get("artifact")
-            return ArtifactRef(**art) if art else None
+    def resume_unfinished(self) -> list[str]:
+        """Run ids of every pending or running run in the store (to continue after a restart)."""
+        return [r["run_id"] for r in self.runbook.list() if r.get("status") in ("pending", "running")]
 
-        if stage.startswith("generate:"):
-            return {"prepared": ref("prepare")}
-        if stage.startswith("train:"):
-            return {"prepared": ref("prepare"), "synthetic": ref(f"generate:{stage.split(':', 1)[1]}")}
-        if stage == "evaluate":
-            adapters = {f"adapter:{n.split(':', 1)[1]}": ref(n) for n in record["stages"] if n.startswith("train:")}
-            return {"prepared": ref("prepare"), **adapters}
-        return {}
-
-    def _call(self, spec: PipelineSpec, record: dict[str, Any], stage: str, progress: Progress) -> ArtifactRef | None:
-        kind, _, method = stage.partition(":")
-        if kind == "report":
-            record["status"] = "succeeded"  # the report describes the finished run
-            self.stages["report"](self.store, record, spec)
-            return None
-        kwargs = {"method": method} if method else {}
-        return self.stages[kind](spec, self._inputs(record, stage), self.store, progress, **kwargs)  # type: ignore[no-any-return]
-
+    # execution ----------------------------------------------------------------------------
     def execute(self, run_id: str, listener: Callable[[ProgressEvent], None] | None = None) -> dict[str, Any]:
-        """Run every unfinished stage of ``run_id`` in order; returns the final record."""
+        """Run every unfinished stage of ``run_id``; returns the final record."""
         record = self.runbook.load(run_id)
-        if record["status"] in ("succeeded", "failed", "cancelled"):
+        if record["status"] in FINAL:
             return record
-        spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=record.get("base_dir"))
         progress = Progress(run_id)
         if listener is not None:
             progress.add_listener(listener)
+        progress.add_listener(self._forwarder(record))
+        with self._lock:
+            if run_id in self._progress:
+                raise SynthtuneError(f"run {run_id} is already executing in this controller")
+            self._progress[run_id] = progress
+        try:
+            if self.runbook.cancel_requested(run_id):
+                raise Cancelled("cancelled by the user")
+            spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=self._base_dir(record))
+            record["status"] = "running"
+            self.runbook.event(record, "run_started")
+            self._run_graph(spec, record, progress)
+            self._finish(record, "succeeded", "", "")
+        except Exception as exc:  # noqa: BLE001 - any failure ends the run with its message
+            if not isinstance(exc, SynthtuneError):
+                log.exception("run %s failed", run_id)
+            kind = error_kind(exc)
+            message = str(exc) if isinstance(exc, SynthtuneError) else f"{type(exc).__name__}: {exc}"
+            self._finish(record, "cancelled" if kind == "cancelled" else "failed", message, kind)
+        finally:
+            with self._lock:
+                self._progress.pop(run_id, None)
+        return record
+
+    def _base_dir(self, record: dict[str, Any]) -> str | None:
+        # In a cluster the records live on a volume mounted at the same place in every service.
+        return self.config.service_base_dir or record.get("base_dir")
+
+    def _forwarder(self, record: dict[str, Any]) -> Callable[[ProgressEvent], None]:
         last_emit = [0.0]
 
         def forward(ev: ProgressEvent) -> None:
@@ -101,73 +165,133 @@ class Executor:
                 self.runbook.event(record, "progress", ev.stage, persist=bool(ev.message), description=ev.description,
                                    completed=ev.completed, total=ev.total, message=ev.message)
 
-        progress.add_listener(forward)
-        with self._lock:
-            self._progress[run_id] = progress
-        try:
-            record["status"] = "running"
-            self.runbook.event(record, "run_started")
-            for stage, info in record["stages"].items():
-                if info["state"] in ("succeeded", "cached"):
-                    continue
-                if record.get("cancel_requested") or progress.cancelled:
-                    raise Cancelled("cancelled by the user")
-                self._run_stage(spec, record, stage, progress.child(stage))
-            self._finish(record, "succeeded", "")
-        except Cancelled as exc:
-            self._finish(record, "cancelled", str(exc))
-        except SynthtuneError as exc:
-            self._finish(record, "failed", str(exc))
-        except Exception as exc:  # noqa: BLE001 - any failure ends the run with its message, logged in full
-            log.exception("run %s failed", run_id)
-            self._finish(record, "failed", f"{type(exc).__name__}: {exc}")
-        finally:
-            with self._lock:
-                self._progress.pop(run_id, None)
-        return record
+        return forward
+
+    def _run_graph(self, spec: PipelineSpec, record: dict[str, Any], progress: Progress) -> None:
+        names = list(record["stages"])
+        todo = [n for n in names if record["stages"][n]["state"] not in DONE]
+        parallel = max(1, self.config.max_parallel_stages)
+        failure: BaseException | None = None
+        running: dict[futures.Future[None], str] = {}
+        with futures.ThreadPoolExecutor(parallel, thread_name_prefix=f"stage-{record['run_id'][:20]}") as pool:
+            while todo or running:
+                if failure is None and not progress.cancelled:
+                    for stage in [s for s in todo if all(record["stages"][d]["state"] in DONE for d in dependencies(s, names))]:
+                        if len(running) >= parallel:
+                            break
+                        todo.remove(stage)
+                        running[pool.submit(self._run_stage, spec, record, stage, progress.child(stage))] = stage
+                if not running:
+                    break
+                finished, _ = futures.wait(running, timeout=self.config.poll_s, return_when=futures.FIRST_COMPLETED)
+                if not progress.cancelled and self.runbook.cancel_requested(record["run_id"]):
+                    progress.cancel()
+                for fut in finished:
+                    running.pop(fut)
+                    exc = fut.exception()
+                    if exc is not None and (failure is None or isinstance(failure, Cancelled)):
+                        failure = exc
+                        if not isinstance(exc, Cancelled):
+                            progress.cancel()  # siblings stop: the run has failed
+        if failure is not None:
+            raise failure
+        if progress.cancelled or todo:
+            raise Cancelled("cancelled by the user")
+
+    def _task(self, spec: PipelineSpec, record: dict[str, Any], stage: str) -> StageTask:
+        stages = record["stages"]
+
+        def ref(name: str) -> ArtifactRef | None:
+            art = stages.get(name, {}).get("artifact")
+            return ArtifactRef(**art) if art else None
+
+        kind, _, method = stage.partition(":")
+        inputs: dict[str, ArtifactRef | None] = {}
+        if kind == "generate":
+            inputs = {"prepared": ref("prepare")}
+        elif kind == "train":
+            inputs = {"prepared": ref("prepare"), "synthetic": ref(f"generate:{method}")}
+        elif kind == "evaluate":
+            inputs = {"prepared": ref("prepare"), **{f"adapter:{n.split(':', 1)[1]}": ref(n) for n in stages
+                                                     if n.startswith("train:") and stages[n].get("artifact")}}
+        info = stages[stage]
+        return StageTask(run_id=record["run_id"], stage=stage, spec=spec, spec_yaml=record["spec_yaml"], base_dir=self._base_dir(record),
+                         inputs=inputs, attempt=info["attempts"], handle=info.setdefault("handle", {}),
+                         save=lambda: self.runbook.save(record))
+
+    def _attempt(self, spec: PipelineSpec, record: dict[str, Any], stage: str, progress: Progress) -> ArtifactRef | None:
+        if stage == "report":
+            with self.runbook.lock:
+                record["status"] = "succeeded"  # the report describes the finished run
+            self.stages["report"](self.store, record, spec)
+            return None
+        task = self._task(spec, record, stage)
+        return self.runner(task.kind).run(task, self.store, progress)
 
     def _run_stage(self, spec: PipelineSpec, record: dict[str, Any], stage: str, progress: Progress) -> None:
         info = record["stages"][stage]
+        book = self.runbook
         while True:
-            info.update(state="running", attempts=info["attempts"] + 1, message="", started_at=time.time())
-            self.runbook.event(record, "stage_started", stage)
-            started = time.perf_counter()
+            started = time.time()
+            with book.lock:
+                info.update(state="running", attempts=info["attempts"] + 1, message="", started_at=started)
+            book.event(record, "stage_started", stage)
             try:
-                ref = self._call(spec, record, stage, progress)
+                progress.check_cancelled()
+                ref = self._attempt(spec, record, stage, progress)
             except RetryableError as exc:
-                if info["attempts"] >= self.max_attempts:
-                    info.update(state="failed", message=str(exc))
-                    self.runbook.event(record, "stage_failed", stage, message=str(exc))
+                if info["attempts"] >= self.max_attempts or progress.cancelled:
+                    self._stage_failed(record, stage, exc)
                     raise
-                delay = max(exc.delay, self.backoff_s * 2 ** (info["attempts"] - 1))
-                info.update(state="pending", message=f"retrying in {delay:.0f}s: {exc}")
-                self.runbook.event(record, "stage_retry", stage, message=info["message"])
-                if progress.cancelled:
+                delay = min(max(exc.delay, self.backoff_s * 2 ** (info["attempts"] - 1)), self.config.retry.max_backoff_s)
+                with book.lock:
+                    info.update(state="pending", message=f"retrying in {delay:.0f}s: {exc}")
+                book.event(record, "stage_retry", stage, message=info["message"])
+                if progress.wait_cancelled(delay):
+                    self._stage_failed(record, stage, Cancelled("cancelled by the user"))
                     raise Cancelled("cancelled by the user") from None
-                time.sleep(delay)
                 continue
-            except Cancelled:
-                info.update(state="cancelled", message="cancelled")
+            except StageSkipped as exc:  # nothing to do: later stages go on without its artifact
+                with book.lock:
+                    info.update(state="skipped", artifact=None, message=str(exc), seconds=round(time.time() - started, 3))
+                    info.pop("handle", None)
+                book.event(record, "stage_skipped", stage, message=str(exc))
+                return
+            except BaseException as exc:
+                self._stage_failed(record, stage, exc)
                 raise
-            except InvalidInput as exc:
-                info.update(state="failed", message=str(exc))
-                self.runbook.event(record, "stage_failed", stage, message=str(exc))
-                raise
-            except Exception as exc:
-                info.update(state="failed", message=f"{type(exc).__name__}: {exc}")
-                self.runbook.event(record, "stage_failed", stage, message=info["message"])
-                raise
-            info.update(state="succeeded", artifact=ref.to_dict() if ref else None, seconds=round(time.perf_counter() - started, 3))
-            self.runbook.event(record, "stage_finished", stage, artifact=info["artifact"])
+            cached = ref is not None and _created_before(self.store, ref, started)
+            with book.lock:
+                info.update(state="cached" if cached else "succeeded", artifact=ref.to_dict() if ref else None,
+                            seconds=round(time.time() - started, 3))
+                info.pop("handle", None)
+            book.event(record, "stage_finished", stage, artifact=info["artifact"], message="reused from the cache" if cached else "")
             return
 
-    def _finish(self, record: dict[str, Any], status: str, error: str) -> None:
-        record["status"] = status
-        record["error"] = error or None
-        if status == "succeeded":
-            record["report"] = f"runs/{record['run_id']}/report.html" if "report" in record["stages"] else None
-        self.runbook.event(record, "run_finished", message=error or status)
+    def _stage_failed(self, record: dict[str, Any], stage: str, exc: BaseException) -> None:
+        info = record["stages"][stage]
+        if isinstance(exc, Cancelled):
+            with self.runbook.lock:
+                info.update(state="cancelled", message="cancelled")
+            self.runbook.event(record, "stage_cancelled", stage, message="cancelled")
+            return
+        message = str(exc) if isinstance(exc, SynthtuneError) else f"{type(exc).__name__}: {exc}"
+        with self.runbook.lock:
+            info.update(state="failed", message=message, error_kind=error_kind(exc),
+                        permanent=isinstance(exc, PermanentError))
+        self.runbook.event(record, "stage_failed", stage, message=message)
 
-    def resume_unfinished(self) -> list[str]:
-        """Run ids of every pending or running run in the store (to continue after a restart)."""
-        return [r["run_id"] for r in self.runbook.list() if r.get("status") in ("pending", "running")]
+    def _finish(self, record: dict[str, Any], status: str, error: str, kind: str) -> None:
+        with self.runbook.lock:
+            record["status"] = status
+            record["error"] = error or None
+            record["error_kind"] = kind or None
+            if status == "succeeded":
+                record["report"] = f"runs/{record['run_id']}/report.html" if "report" in record["stages"] else None
+        self.runbook.event(record, "run_finished", message=error or status)
+        self.runbook.clear_cancel(record["run_id"])
+        if status != "succeeded":  # no Job of a run that ended may keep a GPU
+            for kind in {k for k in ("prepare", "generate", "train", "evaluate") if self.config.runner(k) == "kubernetes"}:
+                cleanup = getattr(self.runner(kind), "cleanup", None)
+                if cleanup is not None:
+                    cleanup(record["run_id"])

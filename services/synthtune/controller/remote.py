@@ -9,8 +9,9 @@ from typing import Any
 
 import grpc
 
-from synthtune.errors import InvalidInput, NotFound, RetryableError, SynthtuneError
+from synthtune.errors import InvalidInput, SynthtuneError
 from synthtune.rpc.client import channel
+from synthtune.rpc.client import domain_error as rpc_domain_error
 from synthtune.rpc.gen.synthtune.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 STATE_NAMES = {v: k for k, v in {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}.items()}
@@ -29,15 +30,7 @@ def _stub(target: str) -> Any:
 
 
 def domain_error(exc: grpc.RpcError) -> SynthtuneError:
-    """The domain error for a gRPC status, so the CLI maps it to the right exit code."""
-    code, details = exc.code(), exc.details()
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidInput(details)
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(details)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return RetryableError(f"controller unreachable: {details}")
-    return SynthtuneError(f"{code.name}: {details}")
+    return rpc_domain_error(exc, "controller")
 
 
 def _call(fn: Callable[[], Any]) -> Any:

@@ -14,6 +14,7 @@ from synthtune.store import Store
 
 ACTIVE = ("pending", "running")
 FINAL = ("succeeded", "failed", "cancelled")
+DONE = ("succeeded", "cached", "skipped")  # stage states that need no more work
 MAX_EVENTS = 2000  # progress events are thinned; transitions are always kept
 
 
@@ -46,19 +47,45 @@ class RunBook:
         self._lock = threading.RLock()
         self._watchers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while a record is changed or saved (stages of one run change it from several threads)."""
+        return self._lock
+
     def key(self, run_id: str) -> str:
         return f"runs/{run_id}/run.json"
 
+    # A cancel request is its own small object, so a controller that does not execute the run
+    # (a standby replica, a restarted pod) never races the executing one on run.json.
+    def request_cancel(self, run_id: str) -> None:
+        self.store.put_json(f"runs/{run_id}/cancel.json", {"run_id": run_id, "requested_at": now()})
+
+    def cancel_requested(self, run_id: str) -> bool:
+        return self.store.exists(f"runs/{run_id}/cancel.json")
+
+    def clear_cancel(self, run_id: str) -> None:
+        self.store.delete(f"runs/{run_id}/cancel.json")
+
     def create(self, spec: PipelineSpec, spec_yaml: str, until: str | None, run_id: str | None = None) -> dict[str, Any]:
         run_id = run_id or new_run_id(spec.name)
-        record = {
+        record: dict[str, Any] = {
             "run_id": run_id, "name": spec.name, "status": "pending", "spec_yaml": spec_yaml, "base_dir": spec.base_dir,
             "store": self.store.uri, "until": until, "created_at": now(), "updated_at": now(), "error": None,
             "stages": {name: {"state": "pending", "artifact": None, "attempts": 0, "message": ""} for name in stage_names(spec, until)},
-            "events": [], "seq": 0, "cancel_requested": False,
+            "events": [], "seq": 0,
         }
         self.event(record, "run_created", message=f"run {run_id} created")
         return record
+
+    def reopen(self, record: dict[str, Any]) -> None:
+        """Make a failed or cancelled run pending again; finished stages stay finished."""
+        if record["status"] in ("failed", "cancelled"):
+            record.update(status="pending", error=None, error_kind=None)
+            for info in record["stages"].values():
+                if info["state"] not in DONE:
+                    info.update(state="pending", attempts=0)
+            self.clear_cancel(record["run_id"])
+            self.save(record)
 
     def load(self, run_id: str) -> dict[str, Any]:
         try:
@@ -71,10 +98,11 @@ class RunBook:
             record["updated_at"] = now()
             self.store.put_json(self.key(record["run_id"]), record)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, skip: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """Every run record, newest first; ``skip`` run ids are not read."""
         runs = []
         for key in self.store.list_keys("runs/"):
-            if key.endswith("/run.json"):
+            if key.endswith("/run.json") and key.split("/")[1] not in skip:
                 try:
                     runs.append(self.store.get_json(key))
                 except Exception:  # noqa: BLE001 - a damaged record must not hide the others

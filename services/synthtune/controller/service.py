@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -16,8 +17,9 @@ from synthtune.errors import InvalidInput, NotFound
 from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
 from synthtune.spec import load_spec_text
 
+log = logging.getLogger("synthtune.controller")
 RUN_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}
-STAGE_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5, "cached": 6}
+STAGE_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5, "cached": 6, "skipped": 7}
 
 
 def _ts(text: str | None) -> Timestamp:
@@ -59,37 +61,63 @@ def event_message(run_id: str, ev: dict[str, Any]) -> pipeline_pb2.RunEvent:
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: ignore[misc]
-    def __init__(self, executor: Executor, max_concurrent_runs: int = 4) -> None:
+    """Runs execute in this controller's pool while it leads; every replica answers reads and submits."""
+
+    def __init__(self, executor: Executor, max_concurrent_runs: int = 4, leading: bool = True) -> None:
         self.executor = executor
         self.book = executor.runbook
         self.pool = futures.ThreadPoolExecutor(max_workers=max_concurrent_runs, thread_name_prefix="synthtune-run")
+        self.leading = threading.Event()
+        if leading:
+            self.leading.set()
         self._active: set[str] = set()
+        self._final: set[str] = set()  # runs seen finished: never looked at again by the scheduler
         self._lock = threading.Lock()
 
-    def start(self, run_id: str) -> None:
+    def start(self, run_id: str) -> bool:
+        """Execute ``run_id`` here unless another replica leads or it already executes here."""
+        if not self.leading.is_set():
+            return False
         with self._lock:
             if run_id in self._active:
-                return
+                return False
             self._active.add(run_id)
 
         def work() -> None:
             try:
-                self.executor.execute(run_id)
+                if self.leading.is_set():
+                    self.executor.execute(run_id)
             finally:
                 with self._lock:
                     self._active.discard(run_id)
 
         self.pool.submit(work)
+        return True
 
     def resume_all(self) -> list[str]:
-        ids = self.executor.resume_unfinished()
-        for run_id in ids:
-            self.start(run_id)
-        return ids
+        """Start every unfinished run in the store (after a restart, or on becoming the leader)."""
+        started = []
+        for record in self.book.list(skip=self._final):
+            if record.get("status") in ("pending", "running"):
+                if self.start(record["run_id"]):
+                    started.append(record["run_id"])
+            else:
+                self._final.add(record["run_id"])
+        return started
+
+    def schedule_forever(self, stop: threading.Event, poll_s: float) -> None:
+        """Pick up runs that other replicas accepted, and runs left by a controller that died."""
+        while not stop.wait(poll_s):
+            if self.leading.is_set():
+                try:
+                    self.resume_all()
+                except Exception:  # noqa: BLE001 - a store hiccup must not stop the scheduler
+                    log.exception("scheduling pass failed")
 
     def SubmitRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         if request.resume_run_id:
             record = self.book.load(request.resume_run_id)
+            self.book.reopen(record)
         else:
             spec = load_spec_text(request.spec_yaml, "spec_yaml", base_dir=request.base_dir or None)
             if request.until and request.until not in ("prepare", "generate", "train", "evaluate"):
@@ -124,7 +152,12 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
                 try:
                     ev = events.get(timeout=1.0)
                 except queue.Empty:
-                    status = self.book.load(request.run_id)["status"]  # another controller may be running it
+                    record = self.book.load(request.run_id)  # another replica may be executing it
+                    status = record["status"]
+                    for ev in record["events"]:
+                        if ev["seq"] > last:
+                            last = ev["seq"]
+                            yield pipeline_pb2.WatchRunResponse(event=event_message(request.run_id, ev))
                     continue
                 if ev["seq"] <= last:
                     continue

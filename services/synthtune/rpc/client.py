@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, SynthtuneError
 from synthtune.rpc.server import TOKEN_ENV
 
 
@@ -63,3 +64,19 @@ def channel(target: str, token: str | None = None, tls_ca: str | None = None) ->
     else:
         base = grpc.insecure_channel(target)
     return grpc.intercept_channel(base, _AuthInterceptor(token))
+
+
+def domain_error(exc: grpc.RpcError, peer: str) -> SynthtuneError:
+    """The domain error for a failed call to ``peer``, so it keeps its meaning (and exit code) here."""
+    code, details = exc.code(), exc.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidInput(details)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return NotFound(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return RetryableError(f"{peer} unreachable or busy ({code.name}): {details}")
+    if code == grpc.StatusCode.CANCELLED:
+        return Cancelled(details or f"the call to {peer} was cancelled")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return InvalidInput(f"{peer} refused the call ({details}): set SYNTHTUNE_AUTH_TOKEN to its token")
+    return SynthtuneError(f"{peer}: {code.name}: {details}")

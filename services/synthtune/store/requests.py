@@ -29,6 +29,11 @@ def write_request(store: Store, stage: str, request: dict[str, Any], name: str |
     return f"{store.uri}/{key}"
 
 
+def result_key(request_key: str) -> str:
+    """Where a Job writes how its request ended, beside the request: ``requests/<name>.result.json``."""
+    return request_key.removesuffix(".json") + ".result.json"
+
+
 def read_request(uri: str) -> tuple[Store, dict[str, Any]]:
     root, key = split_request_uri(uri)
     store = open_store(root)

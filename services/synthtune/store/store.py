@@ -148,6 +148,10 @@ class Store:
     def exists(self, key: str) -> bool:
         return self.backend.exists(check_key(key))
 
+    def delete(self, key: str) -> None:
+        """Remove one plain object (a missing one is not an error)."""
+        self.backend.delete_prefix(check_key(key))
+
     def list_keys(self, prefix: str) -> Iterator[str]:
         """Every key under the folder ``prefix`` (``runs/`` lists ``runs/...``), in sorted order."""
         return self.backend.list(prefix)

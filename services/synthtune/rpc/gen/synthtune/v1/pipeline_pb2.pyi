@@ -29,6 +29,7 @@ class StageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STAGE_STATE_FAILED: _ClassVar[StageState]
     STAGE_STATE_CANCELLED: _ClassVar[StageState]
     STAGE_STATE_CACHED: _ClassVar[StageState]
+    STAGE_STATE_SKIPPED: _ClassVar[StageState]
 RUN_STATE_UNSPECIFIED: RunState
 RUN_STATE_PENDING: RunState
 RUN_STATE_RUNNING: RunState
@@ -42,6 +43,7 @@ STAGE_STATE_SUCCEEDED: StageState
 STAGE_STATE_FAILED: StageState
 STAGE_STATE_CANCELLED: StageState
 STAGE_STATE_CACHED: StageState
+STAGE_STATE_SKIPPED: StageState
 
 class StageStatus(_message.Message):
     __slots__ = ("name", "state", "artifact", "message", "attempts", "progress")

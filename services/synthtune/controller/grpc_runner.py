@@ -1,0 +1,154 @@
+"""Runs a stage on its stage service: start the operation, follow it, map its end to a domain error.
+
+The operation's name is kept in the stage's handle, so a restarted controller follows the
+operation already running in the service instead of starting the work again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import grpc
+
+from synthtune.controller.runner import StageTask
+from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, SynthtuneError
+from synthtune.progress import Progress
+from synthtune.rpc.client import channel, domain_error
+from synthtune.rpc.gen.synthtune.v1 import (
+    common_pb2,
+    operations_pb2,
+    operations_pb2_grpc,
+    stages_pb2,
+    stages_pb2_grpc,
+)
+from synthtune.store import ArtifactRef, Store
+
+State = operations_pb2.OperationState
+DONE = (State.OPERATION_STATE_SUCCEEDED, State.OPERATION_STATE_FAILED, State.OPERATION_STATE_CANCELLED)
+SERVICE_NAMES = {"prepare": "dataprep", "generate": "generator", "train": "trainer", "evaluate": "evaluator"}
+STUBS = {"prepare": stages_pb2_grpc.DataPrepServiceStub, "generate": stages_pb2_grpc.GeneratorServiceStub,
+         "train": stages_pb2_grpc.TrainerServiceStub, "evaluate": stages_pb2_grpc.EvaluatorServiceStub}
+
+
+def _ref(ref: ArtifactRef | None) -> common_pb2.ArtifactRef:
+    return common_pb2.ArtifactRef(kind=ref.kind, id=ref.id, uri=ref.uri) if ref else common_pb2.ArtifactRef()
+
+
+def start_request(task: StageTask, store_uri: str) -> tuple[str, Any]:
+    """(method name, request message) that starts ``task`` on its stage service."""
+    common = {"spec_yaml": task.spec_yaml, "store_uri": store_uri, "run_id": task.run_id, "base_dir": task.base_dir or ""}
+    inputs = task.inputs
+    if task.kind == "prepare":
+        return "Prepare", stages_pb2.PrepareRequest(**common)
+    if task.kind == "generate":
+        return "Generate", stages_pb2.GenerateRequest(**common, method=task.method, prepared=_ref(inputs.get("prepared")))
+    if task.kind == "train":
+        return "Train", stages_pb2.TrainRequest(**common, method=task.method, synthetic=_ref(inputs.get("synthetic")),
+                                                prepared=_ref(inputs.get("prepared")))
+    adapters = {k.split(":", 1)[1]: _ref(v) for k, v in inputs.items() if k.startswith("adapter:")}
+    return "Evaluate", stages_pb2.EvaluateRequest(**common, prepared=_ref(inputs.get("prepared")), adapters=adapters)
+
+
+def operation_error(op: operations_pb2.Operation, peer: str) -> SynthtuneError:
+    """The domain error an operation ended with, as the stage itself raised it."""
+    err = op.error
+    message = err.message or f"{op.stage} ended {State.Name(op.state)} without a message"
+    if op.state == State.OPERATION_STATE_CANCELLED:
+        return Cancelled(message)
+    if err.code == "INVALID_ARGUMENT":
+        return InvalidInput(message)
+    if err.code == "NOT_FOUND":
+        return NotFound(message)
+    if err.retryable or err.code == "UNAVAILABLE":
+        return RetryableError(message, delay=err.retry_delay_seconds)
+    return SynthtuneError(f"{op.stage} failed on {peer}: {message}")
+
+
+class GrpcRunner:
+    """One stage attempt on the stage service named in ``services`` for its kind."""
+
+    def __init__(self, services: dict[str, str], token: str | None = None, tls_ca: str | None = None,
+                 watch_window_s: float = 5.0, unavailable_retries: int = 5) -> None:
+        self.services = services
+        self.token, self.tls_ca = token, tls_ca
+        self.watch_window_s = watch_window_s
+        self.unavailable_retries = unavailable_retries
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+
+    def _channel(self, target: str) -> grpc.Channel:
+        with self._lock:
+            if target not in self._channels:
+                self._channels[target] = channel(target, self.token, self.tls_ca)
+            return self._channels[target]
+
+    def run(self, task: StageTask, store: Store, progress: Progress) -> ArtifactRef:
+        target = self.services.get(task.kind)
+        if not target:
+            raise InvalidInput(f"controller config: no stage service address for {task.kind!r} (services.{task.kind})")
+        peer = f"{SERVICE_NAMES[task.kind]} service at {target}"
+        ch = self._channel(target)
+        ops = operations_pb2_grpc.OperationsServiceStub(ch)
+        op = self._reattach(task, ops, target)
+        if op is None:
+            method, request = start_request(task, store.uri)
+            stub = STUBS[task.kind](ch)
+            try:
+                op = getattr(stub, method)(request, timeout=60, wait_for_ready=True).operation
+            except grpc.RpcError as exc:
+                raise domain_error(exc, peer) from None
+            task.handle.update(operation=op.name, target=target)
+            task.save()
+        op = self._follow(op, ops, progress, peer)
+        if op.state == State.OPERATION_STATE_SUCCEEDED:
+            return ArtifactRef(op.result.kind, op.result.id, op.result.uri)
+        raise operation_error(op, peer)
+
+    def _reattach(self, task: StageTask, ops: Any, target: str) -> operations_pb2.Operation | None:
+        """The operation an earlier attempt started, if it is still running or succeeded there."""
+        name = task.handle.get("operation")
+        if not name or task.handle.get("target") != target:
+            return None
+        try:
+            op = ops.GetOperation(operations_pb2.GetOperationRequest(name=name), timeout=30).operation
+        except grpc.RpcError:
+            return None  # the service restarted (its operations are gone) or is away: start again
+        if op.state in (State.OPERATION_STATE_FAILED, State.OPERATION_STATE_CANCELLED):
+            return None
+        return op  # type: ignore[no-any-return]
+
+    def _follow(self, op: operations_pb2.Operation, ops: Any, progress: Progress, peer: str) -> operations_pb2.Operation:
+        """Watch until the operation ends, relaying progress; cancel it when ``progress`` is cancelled."""
+        seen_message = ""
+        failures = 0
+        while op.state not in DONE:
+            if progress.cancelled:
+                try:
+                    ops.CancelOperation(operations_pb2.CancelOperationRequest(name=op.name), timeout=30)
+                except grpc.RpcError:
+                    pass  # the service is away; its operation ends with it
+                raise Cancelled(f"{op.stage} cancelled")
+            # Watched in windows, so a cancel is noticed between them and a dropped stream is resumed.
+            try:
+                for resp in ops.WatchOperation(operations_pb2.WatchOperationRequest(name=op.name), timeout=self.watch_window_s):
+                    op = resp.operation
+                    p = op.progress
+                    progress.update(p.completed, p.total or None, p.description)
+                    if p.message and p.message != seen_message:
+                        seen_message = p.message
+                        progress.note(p.message)
+                    if progress.cancelled or op.state in DONE:
+                        break
+                failures = 0
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    continue
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    raise RetryableError(f"{peer} lost operation {op.name} (the service restarted)") from None
+                failures += 1
+                if failures > self.unavailable_retries:
+                    raise domain_error(exc, peer) from None
+                time.sleep(min(2.0 ** failures, 30.0))
+        return op

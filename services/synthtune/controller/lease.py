@@ -1,0 +1,109 @@
+"""One active controller among replicas, through a coordination.k8s.io/v1 Lease.
+
+The holder renews the Lease every ``renew_s``. Another replica takes it over once the
+record has not changed for ``duration_s`` by its own clock (clocks of different nodes are
+never compared). Writes carry the resourceVersion they read, so of two replicas racing for
+an expired Lease exactly one wins (the other gets 409 Conflict).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("synthtune.controller.lease")
+
+
+class LeaseElector:
+    def __init__(self, api_client: Any, name: str, namespace: str, identity: str, duration_s: float = 15.0,
+                 renew_s: float = 5.0) -> None:
+        from kubernetes import client
+
+        self.api = client.CoordinationV1Api(api_client)
+        self.client = client
+        self.name, self.namespace, self.identity = name, namespace, identity
+        self.duration_s, self.renew_s = duration_s, renew_s
+        self._observed: tuple[Any, float] | None = None  # (the record as last read, when it changed, monotonic)
+
+    def _spec(self, now: dt.datetime, transitions: int, acquired: dt.datetime | None) -> Any:
+        return self.client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=max(1, round(self.duration_s)),
+                                       acquire_time=acquired or now, renew_time=now, lease_transitions=transitions)
+
+    def try_acquire(self) -> bool:
+        """Take or renew the Lease; False while another replica holds it (or won a race for it)."""
+        from kubernetes.client.exceptions import ApiException
+
+        now = dt.datetime.now(dt.UTC)
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = self.client.V1Lease(metadata=self.client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                                       spec=self._spec(now, 0, None))
+            try:
+                self.api.create_namespaced_lease(self.namespace, body)
+            except ApiException as exc2:
+                if exc2.status == 409:
+                    return False
+                raise
+            return True
+        spec = lease.spec or self.client.V1LeaseSpec()
+        record = (spec.holder_identity, spec.renew_time, lease.metadata.resource_version if lease.metadata else None)
+        if self._observed is None or self._observed[0] != record:
+            self._observed = (record, time.monotonic())
+        mine = spec.holder_identity == self.identity
+        free = not spec.holder_identity
+        expired = time.monotonic() - self._observed[1] > (spec.lease_duration_seconds or self.duration_s)
+        if not (mine or free or expired):
+            return False
+        transitions = (spec.lease_transitions or 0) + (0 if mine else 1)
+        lease.spec = self._spec(now, transitions, spec.acquire_time if mine else None)
+        try:
+            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        if not mine:
+            log.info("took the lease %s/%s from %r", self.namespace, self.name, spec.holder_identity or "nobody")
+        return True
+
+    def release(self) -> None:
+        """Give the Lease up (on a clean shutdown) so a standby takes over at once."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec and lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = None
+                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as exc:
+            log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, exc.reason)
+
+    def run(self, stop: threading.Event, on_started: Callable[[], None], on_lost: Callable[[], None]) -> None:
+        """Campaign until ``stop``; call ``on_started`` on winning and ``on_lost`` when a renewal is overdue."""
+        leading, renewed = False, 0.0
+        while not stop.is_set():
+            try:
+                ok = self.try_acquire()
+            except Exception as exc:  # noqa: BLE001 - the API server may be away for a moment; keep trying
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+                ok = False
+            if ok:
+                renewed = time.monotonic()
+                if not leading:
+                    leading = True
+                    log.info("leading as %s", self.identity)
+                    on_started()
+            elif leading and time.monotonic() - renewed > self.duration_s:
+                leading = False
+                log.error("lost the lease %s/%s", self.namespace, self.name)
+                on_lost()
+            stop.wait(self.renew_s)
+        if leading:
+            self.release()

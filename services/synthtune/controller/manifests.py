@@ -1,0 +1,158 @@
+"""Kubernetes objects the controller submits: one Job per stage attempt, or a KubeRay RayJob.
+
+Pure functions of the controller config and the attempt, so tests validate exactly what a
+cluster would receive (``kubernetes-validate --strict``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from synthtune.controller.config import KubernetesConfig
+from synthtune.errors import EXIT_BAD_INPUT
+
+MODULES = {"prepare": "dataprep", "generate": "generator", "train": "trainer", "evaluate": "evaluator"}
+RUN_LABEL = "synthtune.io/run"
+STAGE_LABEL = "synthtune.io/stage"
+RUN_ANNOTATION = "synthtune.io/run-id"
+STAGE_ANNOTATION = "synthtune.io/stage-name"
+REQUEST_ANNOTATION = "synthtune.io/request"
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid label value: at most 63 of [A-Za-z0-9._-], alphanumeric at both ends."""
+    value = re.sub(r"[^A-Za-z0-9._-]+", ".", text)
+    if len(value) > 63:
+        value = value[:52] + "." + hashlib.sha256(text.encode()).hexdigest()[:10]
+    return value.strip("._-") or "x"
+
+
+def object_name(run_id: str, stage: str, attempt: int) -> str:
+    """A DNS-1123 name for one stage attempt, stable across controller restarts."""
+    kind, _, method = stage.partition(":")
+    digest = hashlib.sha256(f"{run_id}/{stage}".encode()).hexdigest()[:10]
+    slug = re.sub(r"[^a-z0-9]+", "-", method.lower()).strip("-")[:20]
+    return "-".join(p for p in ("synthtune", kind, slug, digest, f"a{attempt}") if p)
+
+
+def selector(run_id: str, stage: str | None = None) -> str:
+    """Label selector of a run's objects (and of one stage's)."""
+    parts = [f"{RUN_LABEL}={label_value(run_id)}"]
+    if stage:
+        parts.append(f"{STAGE_LABEL}={label_value(stage)}")
+    return ",".join(parts)
+
+
+def _labels(kind: str, run_id: str, stage: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "synthtune", "app.kubernetes.io/component": kind,
+            "app.kubernetes.io/managed-by": "synthtune-controller", RUN_LABEL: label_value(run_id), STAGE_LABEL: label_value(stage)}
+
+
+def _metadata(name: str, namespace: str, kind: str, run_id: str, stage: str, request_uri: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": _labels(kind, run_id, stage),
+            "annotations": {RUN_ANNOTATION: run_id, STAGE_ANNOTATION: stage, REQUEST_ANNOTATION: request_uri}}
+
+
+def command(kind: str, request_uri: str) -> list[str]:
+    return ["python3", "-m", f"synthtune.{MODULES[kind]}.job", "--request", request_uri]
+
+
+def _container(cfg: KubernetesConfig, name: str, image: str, cmd: list[str] | None, gpus: float) -> dict[str, Any]:
+    requests: dict[str, Any] = {"cpu": cfg.cpu, "memory": cfg.memory}
+    limits: dict[str, Any] = {"memory": cfg.memory}
+    if gpus:
+        requests[cfg.gpu_resource] = limits[cfg.gpu_resource] = int(gpus)
+    container: dict[str, Any] = {
+        "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+        "env": [{"name": k, "value": v} for k, v in sorted(cfg.env.items())],
+        "resources": {"requests": requests, "limits": limits},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "cache", "mountPath": "/cache"},
+                         {"name": "shm", "mountPath": "/dev/shm"}],
+    }
+    if cmd:
+        container["command"] = cmd
+    if cfg.env_from_secrets:
+        container["envFrom"] = [{"secretRef": {"name": s}} for s in cfg.env_from_secrets]
+    return container
+
+
+def pod_spec(cfg: KubernetesConfig, containers: list[dict[str, Any]], gpus: float, restart: str = "Never") -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "restartPolicy": restart, "serviceAccountName": cfg.service_account, "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": containers,
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}}, {"name": "cache", "emptyDir": {"sizeLimit": "100Gi"}},
+                    # PyTorch data loaders and NCCL need more shared memory than a container's default.
+                    {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
+    }
+    if gpus:  # only GPU work goes to the (scarce, tainted) GPU nodes
+        spec["nodeSelector"] = dict(cfg.node_selector)
+        spec["tolerations"] = [dict(t) for t in cfg.tolerations]
+    if cfg.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": s} for s in cfg.image_pull_secrets]
+    return spec
+
+
+def job_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str, request_uri: str,
+                 gpus: float | None = None) -> dict[str, Any]:
+    """The batch/v1 Job of one stage attempt (``gpus`` defaults to the config's count for its kind)."""
+    kind = stage.partition(":")[0]
+    gpus = cfg.gpus.get(kind, 0) if gpus is None else gpus
+    meta = _metadata(name, cfg.namespace, kind, run_id, stage, request_uri)
+    container = _container(cfg, kind, cfg.image(kind), command(kind, request_uri), gpus)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+        "spec": {
+            "backoffLimit": cfg.backoff_limit, "activeDeadlineSeconds": cfg.active_deadline_s,
+            "ttlSecondsAfterFinished": cfg.ttl_after_finished_s,
+            # A bad request fails at once; a drained or preempted node is not the work's fault.
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob", "onExitCodes": {"containerName": kind, "operator": "In", "values": [EXIT_BAD_INPUT]}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            ]},
+            "template": {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]},
+                         "spec": pod_spec(cfg, [container], gpus)},
+        },
+    }
+
+
+def rayjob_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str, request_uri: str,
+                    workers: int, gpus_per_worker: float) -> dict[str, Any]:
+    """A ray.io/v1 RayJob: a RayCluster of ``workers`` GPU workers running the training entry point."""
+    kind = stage.partition(":")[0]
+    image = cfg.image(kind)
+    meta = _metadata(name, cfg.namespace, kind, run_id, stage, request_uri)
+    head = _container(cfg, "ray-head", image, None, 0)  # KubeRay starts Ray in its containers
+    head["resources"] = {"requests": {"cpu": cfg.ray.head_cpu, "memory": cfg.ray.head_memory},
+                         "limits": {"memory": cfg.ray.head_memory}}
+    head["ports"] = [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
+                     {"containerPort": 10001, "name": "client"}]
+    worker = _container(cfg, "ray-worker", image, None, gpus_per_worker)
+    template_meta = {"labels": meta["labels"], "annotations": meta["annotations"]}
+    return {
+        "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": meta,
+        "spec": {
+            "entrypoint": " ".join(command(kind, request_uri)),
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": cfg.ttl_after_finished_s,
+            "activeDeadlineSeconds": cfg.active_deadline_s,
+            "backoffLimit": cfg.backoff_limit,
+            "submissionMode": "K8sJobMode",
+            "rayClusterSpec": {
+                "rayVersion": cfg.ray.ray_version,
+                "headGroupSpec": {"rayStartParams": {"num-gpus": "0"},
+                                  "template": {"metadata": template_meta, "spec": pod_spec(cfg, [head], 0, restart="Always")}},
+                "workerGroupSpecs": [{
+                    "groupName": "gpu-workers", "replicas": workers, "minReplicas": workers, "maxReplicas": workers,
+                    "rayStartParams": {},
+                    "template": {"metadata": template_meta, "spec": pod_spec(cfg, [worker], gpus_per_worker, restart="Always")},
+                }],
+            },
+        },
+    }

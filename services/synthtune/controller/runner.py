@@ -1,0 +1,73 @@
+"""What the executor hands a runner (one stage attempt), and the in-process runner.
+
+A runner executes one stage attempt somewhere (this process, a stage service, a Kubernetes
+Job) and returns the artifact it produced, or raises a domain error: ``RetryableError`` to be
+retried, ``PermanentError``/``InvalidInput`` to fail the run with the stage's own message,
+``Cancelled`` when ``progress`` was cancelled. A runner may keep small facts in
+``task.handle`` (a Job's name, an operation's name) and persist them with ``task.save()``:
+after a controller restart the next attempt finds them there and re-attaches to the work
+instead of starting it again.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from synthtune.progress import Progress
+from synthtune.spec import PipelineSpec
+from synthtune.store import ArtifactRef, Store
+
+StageFn = Callable[..., Any]
+
+
+@dataclass
+class StageTask:
+    run_id: str
+    stage: str  # "prepare", "generate:record_qa", "train:record_qa", "evaluate"
+    spec: PipelineSpec
+    spec_yaml: str
+    base_dir: str | None
+    inputs: dict[str, ArtifactRef | None]
+    attempt: int = 1
+    handle: dict[str, Any] = field(default_factory=dict)
+    save: Callable[[], None] = lambda: None
+
+    @property
+    def kind(self) -> str:
+        return self.stage.partition(":")[0]
+
+    @property
+    def method(self) -> str:
+        return self.stage.partition(":")[2]
+
+
+class Runner(Protocol):
+    def run(self, task: StageTask, store: Store, progress: Progress) -> ArtifactRef: ...
+
+
+def _lazy(module: str, attr: str = "run") -> StageFn:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+
+    return call
+
+
+def default_stages() -> dict[str, StageFn]:
+    """The real stage entry points, imported on first use."""
+    return {"prepare": _lazy("synthtune.dataprep"), "generate": _lazy("synthtune.generator"), "train": _lazy("synthtune.trainer"),
+            "evaluate": _lazy("synthtune.evaluator"), "report": _lazy("synthtune.evaluator.report", "write_report")}
+
+
+class InProcessRunner:
+    """Calls the stage function in this process (the embedded default)."""
+
+    def __init__(self, stages: dict[str, StageFn]) -> None:
+        self.stages = stages
+
+    def run(self, task: StageTask, store: Store, progress: Progress) -> ArtifactRef:
+        kwargs = {"method": task.method} if task.method else {}
+        ref: ArtifactRef = self.stages[task.kind](task.spec, task.inputs, store, progress, **kwargs)
+        return ref
