@@ -81,13 +81,64 @@ def test_prepare_prints_run_id_and_uri_last(tmp_path):
 
 
 def test_suggest_fields_and_init(tmp_path):
-    out = cli("prepare", "unused.yaml", "--suggest-fields", str(REPO / "examples" / "quickstart" / "work_orders.csv"))
-    assert out.returncode == 0 and "problem: 'Title'" in out.stdout
+    out = cli("prepare", "--suggest-fields", str(REPO / "examples" / "quickstart" / "work_orders.csv"))
+    assert out.returncode == 0 and "Title" in out.stdout and "fields:" in out.stdout, out.stderr
     target = tmp_path / "pipeline.yaml"
     out = cli("init", str(target), "--data", str(REPO / "examples" / "quickstart" / "work_orders.csv"))
     assert out.returncode == 0
     assert cli("validate", str(target)).returncode == 0
     assert cli("init", str(target)).returncode == 2  # refuses to overwrite
+
+
+@pytest.mark.parametrize("args", [("validate",), ("bogus-command",), ("runs", "list"), ("run", "p.yaml", "--no-such-option"), ("prepare",)])
+def test_usage_errors_exit_2_without_a_traceback(args):
+    out = cli(*args)
+    assert out.returncode == 2, (out.returncode, out.stderr)
+    assert "Traceback" not in out.stderr and "rror" in out.stderr
+
+
+def _pipeline(tmp_path: Path, records: str, fields: str = "{problem: Title, solution: Fix}") -> Path:
+    (tmp_path / "records.csv").write_bytes(records.encode("utf-8") if isinstance(records, str) else records)
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"version: 1\nname: bad\nsource:\n  paths: [records.csv]\n  fields: {fields}\n")
+    return spec
+
+
+@pytest.mark.parametrize("records, fields, message", [
+    ("", "{problem: Title, solution: Fix}", "records.csv"),
+    ("Title,Fix\nbelt slips,tension belt\n", "{problem: Title, solution: Action}", "Action"),
+    ("\x00\x01\x02\xff\xfe" * 200, "{problem: Title, solution: Fix}", "records.csv"),
+])
+def test_bad_records_found_by_a_stage_exit_2_naming_the_file(tmp_path, records, fields, message):
+    spec = _pipeline(tmp_path, records, fields)
+    out = cli("prepare", str(spec), "--store", str(tmp_path / "store"), env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_ctrl_c_exits_130_and_the_run_can_be_resumed(tmp_path):
+    import signal
+    import time
+
+    rows = "".join(f"pump {i} leaks at seal {i % 97},replace seal and check shaft {i}\n" for i in range(200_000))
+    spec = _pipeline(tmp_path, "Title,Fix\n" + rows)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "services"), SYNTHTUNE_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "synthtune.cli.main", "prepare", str(spec), "--store", str(tmp_path / "store")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    runs = tmp_path / "store" / "runs"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (runs.is_dir() and any(runs.iterdir())):
+        time.sleep(0.1)
+    time.sleep(1.0)  # inside the prepare stage
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err
+    import json
+
+    (run_dir,) = list(runs.iterdir())
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "cancelled" and record["stages"]["prepare"]["state"] == "cancelled"
 
 
 def test_unknown_run_report_is_not_found(tmp_path):

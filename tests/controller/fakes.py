@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synthtune.errors import InvalidInput, RetryableError
+from synthtune.errors import InvalidInput, RetryableError, StageSkipped
 
 
 def make_stages(count_file: Path, sleep_s: float = 0.0, fail: dict[str, str] | None = None) -> dict[str, Any]:
@@ -20,15 +20,20 @@ def make_stages(count_file: Path, sleep_s: float = 0.0, fail: dict[str, str] | N
             f.flush()
             os.fsync(f.fileno())
 
-    def artifact(store: Any, kind: str, parents: list[str], config: Any, stage: str) -> Any:
+    def artifact(store: Any, kind: str, parents: list[str], config: Any, stage: str, progress: Any) -> Any:
         art_id = store.artifact_id(kind, parents, config)
         if (found := store.find(art_id)) is not None:
             return found  # content cache: the real stages do the same
         record(stage)
-        progress_sleep = sleep_s
-        if progress_sleep:
-            time.sleep(progress_sleep)
+        started = time.time()
+        while time.time() - started < sleep_s:
+            time.sleep(0.02)
+            progress.check_cancelled()
+        with open(count_file.with_suffix(".times"), "a") as f:
+            f.write(f"{stage} {started} {time.time()}\n")
         mode = fail.get(stage)
+        if mode == "skip":
+            raise StageSkipped(f"{stage}: no usable examples")
         if mode == "retry-once" and not (count_file.parent / f"{stage}.retried").exists():
             (count_file.parent / f"{stage}.retried").write_text("1")
             raise RetryableError(f"{stage}: teacher busy (429)")
@@ -41,19 +46,19 @@ def make_stages(count_file: Path, sleep_s: float = 0.0, fail: dict[str, str] | N
 
     def prepare(spec: Any, inputs: Any, store: Any, progress: Any) -> Any:
         progress.start(1, "fake prepare")
-        ref = artifact(store, "prepared", [], {"name": spec.name, "paths": spec.source.paths}, "prepare")
+        ref = artifact(store, "prepared", [], {"name": spec.name, "paths": spec.source.paths}, "prepare", progress)
         progress.advance(1)
         return ref
 
     def generate(spec: Any, inputs: Any, store: Any, progress: Any, method: str) -> Any:
-        return artifact(store, "synthetic", [inputs["prepared"].id], {"m": method}, f"generate:{method}")
+        return artifact(store, "synthetic", [inputs["prepared"].id], {"m": method}, f"generate:{method}", progress)
 
     def train(spec: Any, inputs: Any, store: Any, progress: Any, method: str) -> Any:
-        return artifact(store, "adapter", [inputs["synthetic"].id], {"m": method}, f"train:{method}")
+        return artifact(store, "adapter", [inputs["synthetic"].id], {"m": method}, f"train:{method}", progress)
 
     def evaluate(spec: Any, inputs: Any, store: Any, progress: Any) -> Any:
         parents = sorted(v.id for v in inputs.values())
-        return artifact(store, "evaluation", parents, {}, "evaluate")
+        return artifact(store, "evaluation", parents, {}, "evaluate", progress)
 
     def report(store: Any, run: dict[str, Any], spec: Any) -> tuple[str, str]:
         record("report")
@@ -62,6 +67,13 @@ def make_stages(count_file: Path, sleep_s: float = 0.0, fail: dict[str, str] | N
         return "", ""
 
     return {"prepare": prepare, "generate": generate, "train": train, "evaluate": evaluate, "report": report}
+
+
+def intervals(count_file: Path) -> dict[str, tuple[float, float]]:
+    """stage -> (start, end) of its last invocation."""
+    path = count_file.with_suffix(".times")
+    lines = path.read_text().split("\n") if path.exists() else []
+    return {p[0]: (float(p[1]), float(p[2])) for p in (line.split() for line in lines) if p}
 
 
 def calls(count_file: Path) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
@@ -12,7 +14,7 @@ from synthtune.rpc.gen.synthtune.v1 import pipeline_pb2, pipeline_pb2_grpc
 from synthtune.rpc.server import ServerOptions, ServiceBinding, build_server
 from synthtune.store import open_store
 
-from .fakes import SPEC, make_stages
+from .fakes import SPEC, calls, make_stages
 
 pytestmark = pytest.mark.integration
 TOKEN = "t0ken"
@@ -66,3 +68,56 @@ def test_cancelled_run_watch_ends_cancelled(controller):
             pass
     assert exc.value.code() == grpc.StatusCode.CANCELLED
     assert controller.GetRun(pipeline_pb2.GetRunRequest(run_id=run.run_id), timeout=10).run.state == pipeline_pb2.RUN_STATE_CANCELLED
+
+
+@pytest.fixture
+def replicas(s3_store_uri, tmp_path, monkeypatch):
+    """Two controllers on one S3 store: a leader that executes runs and a standby that only answers."""
+    monkeypatch.setenv("SYNTHTUNE_CACHE", str(tmp_path / "cache"))
+    made = []
+
+    def replica(leading: bool):
+        store = open_store(s3_store_uri)
+        servicer = PipelineServicer(Executor(store, stages=make_stages(tmp_path / "calls.txt", sleep_s=0.3), backoff_s=0.01),
+                                    leading=leading)
+        running = build_server([ServiceBinding(servicer, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
+                                               "synthtune.v1.PipelineService")], ServerOptions(port=0, host="127.0.0.1", token=TOKEN))
+        made.append(running)
+        return servicer, pipeline_pb2_grpc.PipelineServiceStub(channel(f"127.0.0.1:{running.port}", token=TOKEN))
+
+    yield replica
+    for running in made:
+        running.stop(0)
+
+
+def test_a_standby_accepts_runs_that_the_leader_executes_and_streams_them(replicas, tmp_path):
+    leader, _ = replicas(leading=True)
+    standby_servicer, standby = replicas(leading=False)
+    run = standby.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=SPEC), timeout=30).run
+    time.sleep(0.5)
+    assert standby.GetRun(pipeline_pb2.GetRunRequest(run_id=run.run_id), timeout=10).run.state == pipeline_pb2.RUN_STATE_PENDING
+    assert calls(tmp_path / "calls.txt") == []  # the standby executes nothing
+    assert leader.resume_all() == [run.run_id]  # what the leader's scheduler does every poll
+    events = [r.event for r in standby.WatchRun(pipeline_pb2.WatchRunRequest(run_id=run.run_id), timeout=60)]
+    assert events[-1].type == "run_finished" and events[-1].run_state == pipeline_pb2.RUN_STATE_SUCCEEDED
+    assert {"stage_started", "stage_finished"} <= {e.type for e in events}
+    assert calls(tmp_path / "calls.txt").count("prepare") == 1
+    assert standby_servicer.resume_all() == []
+
+
+def test_cancel_through_the_standby_stops_the_run_on_the_leader(replicas, tmp_path):
+    leader, _ = replicas(leading=True)
+    _, standby = replicas(leading=False)
+    run = standby.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=SPEC), timeout=30).run
+    leader.resume_all()
+    deadline = time.time() + 20
+    while time.time() < deadline and "prepare" not in calls(tmp_path / "calls.txt"):
+        time.sleep(0.05)
+    standby.CancelRun(pipeline_pb2.CancelRunRequest(run_id=run.run_id), timeout=10)
+    while time.time() < deadline:
+        state = standby.GetRun(pipeline_pb2.GetRunRequest(run_id=run.run_id), timeout=10).run.state
+        if state == pipeline_pb2.RUN_STATE_CANCELLED:
+            break
+        time.sleep(0.1)
+    assert state == pipeline_pb2.RUN_STATE_CANCELLED
+    assert "report" not in calls(tmp_path / "calls.txt")

@@ -71,7 +71,8 @@ def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resu
         try:
             record = executor.execute(record["run_id"], bars)
         except KeyboardInterrupt:
-            executor.cancel(record["run_id"])
+            executor.interrupted(record["run_id"])
+            stderr.print(f"interrupted: continue with --resume {record['run_id']}")
             raise
     if record["status"] != "succeeded":
         failed = [f"{name}: {info['message']}" for name, info in record["stages"].items() if info["state"] == "failed"]
@@ -121,21 +122,11 @@ def _stage_command(stage: str) -> Any:
         pipeline: PipelineArg,
         store: StoreOpt = None,
         run_id: Annotated[str | None, typer.Option("--run", help="Continue this run id instead of starting a new one.")] = None,
-        suggest_fields: Annotated[Path | None, typer.Option("--suggest-fields", help="Propose a source.fields mapping for this file and exit.")] = None,
     ) -> None:
-        if suggest_fields is not None:
-            if stage != "prepare":
-                raise InvalidInput("--suggest-fields belongs to `synthtune prepare`")
-            from synthtune.dataprep import suggest_fields as suggest
-
-            mapping = suggest(suggest_fields)
-            typer.echo("source:\n  paths: [" + str(suggest_fields) + "]\n  fields: {" + ", ".join(f"{k}: {v!r}" for k, v in mapping.items()) + "}")
-            return
         record = _run_pipeline(pipeline, store, stage, run_id)
         _result_line(record["run_id"], _last_uri(record, store, stage))
 
     command.__doc__ = {
-        "prepare": "Read, clean, deduplicate, redact and split the records.",
         "generate": "Generate synthetic instruction data with every method (runs prepare first if needed).",
         "train": "Fine-tune one adapter per method (runs the earlier stages it needs, reusing cached results).",
         "evaluate": "Evaluate base vs tuned models and write the report (runs the earlier stages it needs).",
@@ -143,7 +134,27 @@ def _stage_command(stage: str) -> Any:
     return command
 
 
-for _stage in STAGES:
+@app.command()
+def prepare(
+    pipeline: Annotated[Path | None, typer.Argument(help="The pipeline YAML file (not needed with --suggest-fields).")] = None,
+    store: StoreOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Continue this run id instead of starting a new one.")] = None,
+    suggest_fields: Annotated[Path | None, typer.Option("--suggest-fields", help="Propose a source.fields mapping for this records file and exit.")] = None,
+) -> None:
+    """Read, clean, deduplicate, redact and split the records."""
+    if suggest_fields is not None:
+        from synthtune.dataprep import suggest_fields as suggest
+
+        mapping = suggest(suggest_fields)
+        typer.echo("source:\n  paths: [" + str(suggest_fields) + "]\n  fields: {" + ", ".join(f"{k}: {v!r}" for k, v in mapping.items()) + "}")
+        return
+    if pipeline is None:
+        raise InvalidInput("synthtune prepare needs a PIPELINE file (or --suggest-fields RECORDS_FILE)")
+    record = _run_pipeline(pipeline, store, "prepare", run_id)
+    _result_line(record["run_id"], _last_uri(record, store, "prepare"))
+
+
+for _stage in STAGES[1:]:
     app.command(name=_stage)(_stage_command(_stage))
 
 
@@ -281,26 +292,25 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SynthtuneError as exc:  # each domain error carries its exit code: 2 bad input, 130 cancelled, 1 other
         prefix = {Cancelled: "interrupted", NotBuiltYet: "not built yet"}.get(type(exc), "error")
         print(f"{prefix}: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            exc.show()
-            return EXIT_BAD_INPUT
-        if isinstance(exc, click.exceptions.Abort):
-            return EXIT_INTERRUPTED
-        raise
-    return 0
+    except typer.TyperException as exc:  # usage errors (missing argument, unknown option): exit 2, no traceback
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+    # Without standalone mode, typer returns the exit code of an interrupted command (130) instead of raising.
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

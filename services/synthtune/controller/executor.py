@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from typing import Any
 
 from synthtune.controller.config import ControllerConfig
@@ -114,6 +114,17 @@ class Executor:
             self._finish(record, "cancelled", "cancelled by the user", "cancelled")
         return self.runbook.load(run_id)
 
+    def interrupted(self, run_id: str) -> dict[str, Any]:
+        """Record that this process stopped executing ``run_id`` (Ctrl-C): the run is cancelled, resumable."""
+        record = self.runbook.load(run_id)
+        if record["status"] in FINAL:
+            return record
+        for info in record["stages"].values():
+            if info["state"] == "running":
+                info.update(state="cancelled", message="interrupted")
+        self._finish(record, "cancelled", "interrupted by the user", "cancelled")
+        return record
+
     def resume_unfinished(self) -> list[str]:
         """Run ids of every pending or running run in the store (to continue after a restart)."""
         return [r["run_id"] for r in self.runbook.list() if r.get("status") in ("pending", "running")]
@@ -172,27 +183,46 @@ class Executor:
         todo = [n for n in names if record["stages"][n]["state"] not in DONE]
         parallel = max(1, self.config.max_parallel_stages)
         failure: BaseException | None = None
-        running: dict[futures.Future[None], str] = {}
-        with futures.ThreadPoolExecutor(parallel, thread_name_prefix=f"stage-{record['run_id'][:20]}") as pool:
+        running: set[str] = set()
+        finished: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+
+        def work(stage: str) -> None:
+            try:
+                self._run_stage(spec, record, stage, progress.child(stage))
+            except BaseException as exc:  # noqa: BLE001 - handed to the scheduling loop
+                finished.put((stage, exc))
+            else:
+                finished.put((stage, None))
+
+        # Stages run in daemon threads: an interrupted CLI (Ctrl-C in the main thread) exits at
+        # once instead of waiting for a stage that is still busy.
+        try:
             while todo or running:
                 if failure is None and not progress.cancelled:
                     for stage in [s for s in todo if all(record["stages"][d]["state"] in DONE for d in dependencies(s, names))]:
                         if len(running) >= parallel:
                             break
                         todo.remove(stage)
-                        running[pool.submit(self._run_stage, spec, record, stage, progress.child(stage))] = stage
+                        running.add(stage)
+                        threading.Thread(target=work, args=(stage,), name=f"stage-{stage}", daemon=True).start()
                 if not running:
                     break
-                finished, _ = futures.wait(running, timeout=self.config.poll_s, return_when=futures.FIRST_COMPLETED)
+                try:
+                    stage, exc = finished.get(timeout=self.config.poll_s)
+                except queue.Empty:
+                    stage, exc = "", None
                 if not progress.cancelled and self.runbook.cancel_requested(record["run_id"]):
                     progress.cancel()
-                for fut in finished:
-                    running.pop(fut)
-                    exc = fut.exception()
-                    if exc is not None and (failure is None or isinstance(failure, Cancelled)):
-                        failure = exc
-                        if not isinstance(exc, Cancelled):
-                            progress.cancel()  # siblings stop: the run has failed
+                if not stage:
+                    continue
+                running.discard(stage)
+                if exc is not None and (failure is None or isinstance(failure, Cancelled)):
+                    failure = exc
+                    if not isinstance(exc, Cancelled):
+                        progress.cancel()  # siblings stop: the run has failed
+        except BaseException:
+            progress.cancel()
+            raise
         if failure is not None:
             raise failure
         if progress.cancelled or todo:

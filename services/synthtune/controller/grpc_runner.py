@@ -70,11 +70,12 @@ class GrpcRunner:
     """One stage attempt on the stage service named in ``services`` for its kind."""
 
     def __init__(self, services: dict[str, str], token: str | None = None, tls_ca: str | None = None,
-                 watch_window_s: float = 5.0, unavailable_retries: int = 5) -> None:
+                 watch_window_s: float = 5.0, unavailable_retries: int = 5, start_timeout_s: float = 60.0) -> None:
         self.services = services
         self.token, self.tls_ca = token, tls_ca
         self.watch_window_s = watch_window_s
         self.unavailable_retries = unavailable_retries
+        self.start_timeout_s = start_timeout_s  # waits this long for a service that is (re)starting
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
 
@@ -96,7 +97,7 @@ class GrpcRunner:
             method, request = start_request(task, store.uri)
             stub = STUBS[task.kind](ch)
             try:
-                op = getattr(stub, method)(request, timeout=60, wait_for_ready=True).operation
+                op = getattr(stub, method)(request, timeout=self.start_timeout_s, wait_for_ready=True).operation
             except grpc.RpcError as exc:
                 raise domain_error(exc, peer) from None
             task.handle.update(operation=op.name, target=target)
