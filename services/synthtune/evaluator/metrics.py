@@ -14,7 +14,7 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, li
     """Per-pair ROUGE-1/2/L F1 with stemming: rouge-score's scores, from its Rust port rouge-score-rs.
 
     The port's scores are bit-identical to rouge-score (tests/evaluator/test_rouge_identity.py) and it
-    runs about 50x faster on one core (benchmarks/scoring.py).
+    runs about 40x faster on one core (benchmarks/scoring.py).
     """
     from rouge_score_rs import RougeScorer
 
