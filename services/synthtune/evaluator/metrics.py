@@ -11,10 +11,14 @@ REFUSAL = re.compile(r"\b(?:i(?:'m| am) (?:sorry|unable)|i can(?:no|')t (?:help|
 
 
 def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, list[float]]:
-    """Per-pair ROUGE-1/2/L F1 (rouge-score, with stemming as in the reference implementation)."""
-    from rouge_score import rouge_scorer
+    """Per-pair ROUGE-1/2/L F1 with stemming: rouge-score's scores, from its Rust port rouge-score-rs.
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    The port's scores are bit-identical to rouge-score (tests/evaluator/test_rouge_identity.py) and it
+    runs about 40x faster on one core (benchmarks/scoring.py).
+    """
+    from rouge_score_rs import RougeScorer
+
+    scorer = RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
     out: dict[str, list[float]] = {"rouge1": [], "rouge2": [], "rougeL": []}
     for p, r in zip(predictions, references, strict=True):
         scores = scorer.score(r, p)
