@@ -22,7 +22,7 @@ setup: $(STAMP)
 sysdeps:
 	bash scripts/install_system_deps.sh
 
-demo: setup
+demo: setup sysdeps
 	$(VENV)/bin/synthtune demo
 
 lint: setup

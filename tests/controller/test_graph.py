@@ -133,3 +133,25 @@ def test_retry_counts_attempts(tmp_path, file_store, kind, attempts):
     assert record["status"] == "succeeded"
     assert record["stages"]["train:persona"]["attempts"] == attempts
     assert any(ev["type"] == "stage_retry" and ev["stage"] == "train:persona" for ev in record["events"])
+
+
+def test_a_controller_shutting_down_leaves_its_runs_to_the_next_one(tmp_path, file_store):
+    count = tmp_path / "calls.txt"
+    ex = _executor(file_store, count, sleep_s=0.5)
+    run_id = _submit(ex.runbook)
+    worker = threading.Thread(target=ex.execute, args=(run_id,))
+    worker.start()
+    deadline = time.time() + 10
+    while time.time() < deadline and "generate:record_qa" not in calls(count):
+        time.sleep(0.02)
+    ex.shutdown()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    time.sleep(0.6)  # the stage thread finishes: it must not write the record any more
+    left = RunBook(file_store).load(run_id)
+    assert left["status"] == "running" and left["stages"]["generate:record_qa"]["state"] == "running"
+    successor = _executor(file_store, count)
+    assert successor.resume_unfinished() == [run_id]
+    done = successor.execute(run_id)
+    assert done["status"] == "succeeded"
+    assert calls(count).count("prepare") == 1  # finished before the shutdown: not redone

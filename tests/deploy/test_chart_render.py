@@ -230,6 +230,44 @@ def test_controller_config_is_what_the_controller_reads(name):
 
 
 @pytest.mark.parametrize("name", VARIANT_IDS)
+def test_every_synthtune_container_command_is_one_the_cli_accepts(name):
+    """The chart's args parse with the real CLI (no pod would crash-loop on an unknown option)."""
+    import typer
+
+    from synthtune.cli.main import app
+
+    cli = typer.main.get_command(app)
+    checked = 0
+    for d in by_kind(rendered_variant(name), "Deployment"):
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            if c.get("command") != ["synthtune"]:
+                continue
+            ctx = cli.make_context("synthtune", list(c["args"]), resilient_parsing=False)
+            sub = cli.get_command(ctx, c["args"][0])
+            assert sub is not None, c["args"]
+            sub.make_context(c["args"][0], list(c["args"][1:]), parent=ctx)  # raises on an unknown option or bad value
+            checked += 1
+    assert checked >= 2
+
+
+@pytest.mark.parametrize("name", VARIANT_IDS)
+def test_controller_config_builds_valid_jobs_for_every_stage(name):
+    """What the rendered controller.yaml makes the controller submit is valid, and its entry modules exist."""
+    import importlib
+
+    config_module = pytest.importorskip("synthtune.controller.config")
+    from synthtune.controller.manifests import job_manifest
+
+    config = config_module.ControllerConfig.model_validate(controller_config(rendered_variant(name)))
+    for stage in ("prepare", "generate:record_qa", "train:record_qa", "evaluate"):
+        job = job_manifest(config.kubernetes, name="synthtune-x-1", run_id="r-1", stage=stage, request_uri="s3://b/p/requests/x.json")
+        container = job["spec"]["template"]["spec"]["containers"][0]
+        importlib.import_module(container["command"][2])
+        assert container["image"] == config.kubernetes.images[stage.split(":")[0]]
+        assert job["spec"]["template"]["spec"]["serviceAccountName"] == config.kubernetes.service_account
+
+
+@pytest.mark.parametrize("name", VARIANT_IDS)
 def test_example_pipeline_is_a_valid_spec(name):
     from synthtune.spec import load_spec_text
 

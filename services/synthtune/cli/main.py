@@ -249,7 +249,8 @@ def submit(pipeline: PipelineArg, controller: ControllerOpt,
     from synthtune.controller.remote import submit_run
 
     run = submit_run(controller, pipeline, until)
-    _result_line(run.run_id, run.store_uri)
+    stderr.print(f"submitted run {run.run_id} to {controller}")
+    _result_line(run.run_id, f"{run.store_uri}/runs/{run.run_id}/run.json")
 
 
 @runs_app.command("list")

@@ -27,6 +27,10 @@ from synthtune.store import ArtifactRef, Store
 log = logging.getLogger("synthtune.controller")
 
 
+class Detached(Exception):
+    """This controller is shutting down: it leaves the run as it is in the store for the next one."""
+
+
 def error_kind(exc: BaseException) -> str:
     """How a failure is reported (and which exit code the CLI gives it)."""
     if isinstance(exc, Cancelled):
@@ -79,6 +83,12 @@ class Executor:
         self.runners: dict[str, Runner] = {"inprocess": InProcessRunner(self.stages), **(runners or {})}
         self._progress: dict[str, Progress] = {}
         self._lock = threading.Lock()
+        self._shutdown = threading.Event()
+
+    def shutdown(self) -> None:
+        """Stop writing run records and stop scheduling stages; runs stay as they are, to be resumed."""
+        self._shutdown.set()
+        self.runbook.close()
 
     # runners ------------------------------------------------------------------------------
     def runner(self, kind: str) -> Runner:
@@ -151,6 +161,8 @@ class Executor:
             self.runbook.event(record, "run_started")
             self._run_graph(spec, record, progress)
             self._finish(record, "succeeded", "", "")
+        except Detached:
+            log.info("run %s left to the next controller", run_id)
         except Exception as exc:  # noqa: BLE001 - any failure ends the run with its message
             if not isinstance(exc, SynthtuneError):
                 log.exception("run %s failed", run_id)
@@ -207,6 +219,8 @@ class Executor:
                         threading.Thread(target=work, args=(stage,), name=f"stage-{stage}", daemon=True).start()
                 if not running:
                     break
+                if self._shutdown.is_set():
+                    raise Detached(record["run_id"])
                 try:
                     stage, exc = finished.get(timeout=self.config.poll_s)
                 except queue.Empty:
@@ -220,6 +234,8 @@ class Executor:
                     failure = exc
                     if not isinstance(exc, Cancelled):
                         progress.cancel()  # siblings stop: the run has failed
+        except Detached:
+            raise
         except BaseException:
             progress.cancel()
             raise

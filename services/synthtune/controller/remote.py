@@ -59,7 +59,8 @@ def show_run(target: str, run_id: str) -> str:
     run = _call(lambda: _stub(target).GetRun(pipeline_pb2.GetRunRequest(run_id=run_id), timeout=30)).run
     lines = [f"run {run.run_id} ({run.name}): {STATE_NAMES.get(run.state, 'unknown')}"]
     for s in run.stages:
-        lines.append(f"  {s.name:<24} {pipeline_pb2.StageState.Name(s.state).removeprefix('STAGE_STATE_').lower():<10} {s.artifact.uri} {s.message}")
+        where = f" [{s.execution}]" if s.execution else ""
+        lines.append(f"  {s.name:<24} {pipeline_pb2.StageState.Name(s.state).removeprefix('STAGE_STATE_').lower():<10} {s.artifact.uri}{where} {s.message}".rstrip())
     if run.report_uri:
         lines.append(f"report: {run.report_uri}")
     if run.error.message:

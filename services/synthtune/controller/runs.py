@@ -46,6 +46,12 @@ class RunBook:
         self.store = store
         self._lock = threading.RLock()
         self._watchers: dict[str, list[Callable[[dict[str, Any]], None]]] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Write nothing more: another controller takes the runs over from what is in the store now."""
+        with self._lock:
+            self._closed = True
 
     @property
     def lock(self) -> threading.RLock:
@@ -95,6 +101,8 @@ class RunBook:
 
     def save(self, record: dict[str, Any]) -> None:
         with self._lock:
+            if self._closed:
+                return
             record["updated_at"] = now()
             self.store.put_json(self.key(record["run_id"]), record)
 

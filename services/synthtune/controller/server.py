@@ -45,10 +45,14 @@ class Controller:
         return self.server.port
 
     def stop(self, grace: float = 5.0) -> None:
+        """Stop serving, leave unfinished runs as they are in the store, then give the lease up (last)."""
+        self.server.stop(grace)
+        if self.pipeline is not None:
+            self.pipeline.executor.shutdown()
+            self.pipeline.pool.shutdown(wait=False, cancel_futures=True)
         self.stop_event.set()
         for t in self.threads:
             t.join(timeout=grace)
-        self.server.stop(grace)
 
 
 def start(names: list[str], options: ServerOptions, store_uri: str | None, config: ControllerConfig | None = None,

@@ -33,9 +33,12 @@ def run_message(record: dict[str, Any]) -> pipeline_pb2.Run:
     stages = []
     for name, info in record["stages"].items():
         art = info.get("artifact") or {}
+        handle = info.get("handle") or {}
+        execution = (f"{handle.get('object', 'Job')} {handle['job']}" if handle.get("job")
+                     else f"operation {handle['operation']}" if handle.get("operation") else "")
         stages.append(pipeline_pb2.StageStatus(
             name=name, state=STAGE_STATES.get(info["state"], 0), message=info.get("message", ""), attempts=info.get("attempts", 0),  # type: ignore[arg-type]
-            artifact=common_pb2.ArtifactRef(**art) if art else None,
+            artifact=common_pb2.ArtifactRef(**art) if art else None, execution=execution,
         ))
     msg = pipeline_pb2.Run(
         run_id=record["run_id"], name=record["name"], state=RUN_STATES.get(record["status"], 0), stages=stages,  # type: ignore[arg-type]

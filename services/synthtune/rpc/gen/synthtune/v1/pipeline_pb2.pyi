@@ -46,20 +46,22 @@ STAGE_STATE_CACHED: StageState
 STAGE_STATE_SKIPPED: StageState
 
 class StageStatus(_message.Message):
-    __slots__ = ("name", "state", "artifact", "message", "attempts", "progress")
+    __slots__ = ("name", "state", "artifact", "message", "attempts", "progress", "execution")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: StageState
     artifact: _common_pb2.ArtifactRef
     message: str
     attempts: int
     progress: _common_pb2.ProgressEvent
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., message: _Optional[str] = ..., attempts: _Optional[int] = ..., progress: _Optional[_Union[_common_pb2.ProgressEvent, _Mapping]] = ...) -> None: ...
+    execution: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., message: _Optional[str] = ..., attempts: _Optional[int] = ..., progress: _Optional[_Union[_common_pb2.ProgressEvent, _Mapping]] = ..., execution: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("run_id", "name", "state", "stages", "store_uri", "report_uri", "error", "create_time", "update_time")
