@@ -30,6 +30,11 @@ def check_valid(rows, rejects, stats, source_ids):  # type: ignore[no-untyped-de
         prov = row["provenance"]
         assert set(prov) >= {"source_ids", "method", "teacher", "prompt_version", "temperature", "seed"}
         assert set(prov["source_ids"]) <= source_ids
+        # what each request of this example was really sent with
+        assert prov["requests"], prov
+        assert all(isinstance(r["seed"], int) and isinstance(r["temperature"], int | float) for r in prov["requests"].values())
+        if prov["method"] == "document_qa":
+            assert [r["temperature"] for k, r in prov["requests"].items() if k.endswith(".a")] == [0.0]
     for rej in rejects:
         assert rej["id"] and rej["reason"] and "score" in rej
     assert stats["records"] == len(rows) and stats["rejected"] == len(rejects)

@@ -224,6 +224,6 @@ def _example(c: Candidate, system_prompt: str, provenance: dict[str, Any]) -> di
     row: dict[str, Any] = {"id": c.id, "messages": messages}
     if c.tools:
         row["tools"] = c.tools
-    row["provenance"] = {"source_ids": c.source_ids, **provenance, "variant": c.variant,
+    row["provenance"] = {"source_ids": c.source_ids, **provenance, "variant": c.variant, "requests": c.sampling,
                          **({"score": c.score} if c.score is not None else {})}
     return row

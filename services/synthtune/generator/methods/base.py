@@ -38,6 +38,7 @@ class Candidate:
     score: float | None = None
     detail: str = ""
     language: str | None = None  # expected ISO code when the method asked for a language
+    sampling: dict[str, dict[str, Any]] = field(default_factory=dict)  # request variant -> seed and temperature sent
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +102,7 @@ class Method:
         self.prompts = ctx.prompts
         self.options = dict(ctx.method.options)
         self.pairs = ctx.method.pairs_per_record
+        self._sampling: dict[str, dict[str, dict[str, Any]]] = {}  # record id -> request variant -> seed, temperature
 
     def missing(self, record: dict[str, Any]) -> list[str]:
         """Names of the required inputs this record lacks."""
@@ -116,8 +118,10 @@ class Method:
     def ask(self, record: dict[str, Any], variant: str, prompt: str | list[dict[str, Any]], *,
             tools: list[dict[str, Any]] | None = None, temperature: float | None = None) -> ChatRequest:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return ChatRequest(messages=messages, seed=self.ctx.seed_for(record["id"], variant), tools=tools,
-                           temperature=temperature, key=f"{record['id']}#{variant}")
+        seed = self.ctx.seed_for(record["id"], variant)
+        sent = self.ctx.generate.teacher.temperature if temperature is None else temperature
+        self._sampling.setdefault(record["id"], {})[variant] = {"seed": seed, "temperature": sent}
+        return ChatRequest(messages=messages, seed=seed, tools=tools, temperature=temperature, key=f"{record['id']}#{variant}")
 
     def reply(self, result: ChatResult, request: ChatRequest) -> tuple[str, str | None]:
         """(cleaned text, reject reason or None); a failed request fails the whole record."""
@@ -141,8 +145,10 @@ class Method:
         messages: list[dict[str, Any]] = [{"role": "user", "content": question}]
         if answer:
             messages.append({"role": "assistant", "content": answer})
+        # The seed and temperature each request of this example was sent with ("v0.q", "v0.a", ...).
+        sampling = {k: v for k, v in self._sampling.get(record["id"], {}).items() if k.split(".")[0] == variant}
         return Candidate(id=f"{record['id']}#{variant}", source_ids=[record["id"]], messages=messages,
-                         variant={"name": variant, **(info or {})}, reject=reject, language=language)
+                         variant={"name": variant, **(info or {})}, reject=reject, language=language, sampling=sampling)
 
     def record_facts(self, record: dict[str, Any]) -> dict[str, str]:
         return {name: field_text(record, name) for name in ("machine", "problem", "cause", "solution", "hours")}
