@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CONTRACT = ["validate", "run", "prepare", "generate", "train", "evaluate", "report", "demo", "serve", "submit", "runs", "init"]
+CONTRACT = ["validate", "run", "prepare", "generate", "train", "evaluate", "report", "demo", "serve", "submit", "runs", "init", "export"]
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -182,3 +182,33 @@ evaluate: {{metrics: [rouge, bleu], limit: 2, max_new_tokens: 12, forgetting_pro
     assert report["training"]["record_qa"]["train_loss"]
     html = (tmp_path / "store" / "runs" / run_id / "report.html").read_text()
     assert f"{report['metrics']['base']['rougeL']:.4f}" in html
+
+
+def test_export_writes_a_runs_synthetic_data(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("SYNTHTUNE_CACHE", str(tmp_path / "cache"))
+    from synthtune.controller import RunBook
+    from synthtune.spec import load_spec_text
+    from synthtune.store import open_store
+
+    store = open_store(str(tmp_path / "store"))
+    example = {"id": "w:1#v0", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "Belt slips?"},
+                                            {"role": "assistant", "content": "1. Tension the belt."}], "provenance": {}}
+    with store.create("synthetic", [], {"t": 1}, "test") as w:
+        w.write_jsonl("data.jsonl", [example])
+        ref = w.commit()
+    text = "version: 1\nname: ex\nsource: {paths: [a.csv]}\ngenerate: {methods: [{name: record_qa}, {name: persona}]}\n"
+    book = RunBook(store)
+    record = book.create(load_spec_text(text), text, "generate")
+    record["stages"]["generate:record_qa"].update(state="succeeded", artifact=ref.to_dict())
+    book.save(record)
+    out = tmp_path / "alpaca.json"
+    res = cli("export", record["run_id"], "--store", str(tmp_path / "store"), "--format", "alpaca", "--out", str(out),
+              env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text()) == [{"instruction": "Belt slips?", "input": "", "output": "1. Tension the belt.", "system": "s"}]
+    assert res.stdout.strip().splitlines()[-1] == f"run_id={record['run_id']} uri={out.resolve()}"
+    missing = cli("export", record["run_id"], "--store", str(tmp_path / "store"), "--method", "persona", "--out", str(out),
+                  env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
+    assert missing.returncode == 2 and "no synthetic data for method 'persona'" in missing.stderr

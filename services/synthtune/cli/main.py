@@ -173,6 +173,34 @@ def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: St
 
 
 @app.command()
+def export(
+    run_id: Annotated[str, typer.Argument(help="The run whose synthetic data to export.")],
+    out: Annotated[Path, typer.Option("--out", help="File to write (OpenAI: JSONL; Alpaca: a JSON array).")],
+    fmt: Annotated[str, typer.Option("--format", help="openai (chat fine-tuning JSONL) or alpaca.")] = "openai",
+    method: Annotated[str | None, typer.Option(help="Method key to export (default: the only one the run has).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Export a run's synthetic data as OpenAI fine-tuning JSONL or Alpaca JSON."""
+    from synthtune.controller import RunBook
+    from synthtune.generator.export import export_artifact
+
+    st = _store(store)
+    record = RunBook(st).load(run_id)
+    made = {name.split(":", 1)[1]: info["artifact"] for name, info in record["stages"].items()
+            if name.startswith("generate:") and info.get("artifact")}
+    if not made:
+        raise InvalidInput(f"run {run_id} has no synthetic data yet (run its generate stage first)")
+    if method is None and len(made) > 1:
+        raise InvalidInput(f"run {run_id} has several methods; choose one with --method ({', '.join(sorted(made))})")
+    key = method or next(iter(made))
+    if key not in made:
+        raise InvalidInput(f"run {run_id} has no synthetic data for method {key!r} (has: {', '.join(sorted(made))})")
+    count = export_artifact(st, made[key]["id"], fmt, out)
+    stderr.print(f"exported {count} examples of {key} as {fmt}")
+    _result_line(run_id, str(out.resolve()))
+
+
+@app.command()
 def demo(workdir: Annotated[Path, typer.Option(help="Folder for the demo's store.")] = Path("demo-work")) -> None:
     """Run the bundled quickstart example end to end on CPU and print where the report is."""
     example = _example_dir() / "pipeline.yaml"
