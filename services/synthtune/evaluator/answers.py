@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from synthtune.errors import InvalidInput
@@ -11,16 +13,76 @@ from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Artifact
 
 
-def check_adapter_base(adapter: Artifact, base_model: str) -> None:
+@dataclass
+class Prompt:
+    """One question as every model is asked it; ``tools`` (OpenAI format) for event-log episodes."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+
+
+Answers = dict[str, list[list[tuple[str, str]]]]  # model name -> per prompt -> per sample (text, finish_reason)
+
+
+def reply_text(result: Any) -> str:
+    """The reply as scored: its text, and its tool calls (when the backend returns them apart) as
+    OpenAI tool-call JSON after it, so a call made through the API and one written in the text score alike."""
+    text = result.text or ""
+    if result.tool_calls:
+        text = (text + "\n" if text else "") + json.dumps({"tool_calls": result.tool_calls}, ensure_ascii=False)
+    return text
+
+
+def model_identity(name: str, base_dir: str | None = None) -> str:
+    """What a model name points at: the resolved local folder (the embedded name and its converted
+    folder are one model), or the name itself when it cannot be resolved here (an HF id, another machine's path)."""
+    from synthtune.errors import SynthtuneError
+    from synthtune.llm.models import resolve_model
+
+    try:
+        resolved = resolve_model(name, base_dir)
+    except (SynthtuneError, OSError):
+        return name
+    path = Path(resolved)
+    return str(path.resolve()) if path.exists() else resolved
+
+
+def check_adapter_base(adapter: Artifact, base_model: str, base_dir: str | None = None) -> None:
     """An adapter trained on another base model is refused, naming both."""
     log = adapter.read_json("training_log.json") if "training_log.json" in adapter.files else {}
     trained_on = log.get("base_model")
-    if trained_on and trained_on != base_model:
-        raise InvalidInput(f"adapter {adapter.id} was trained on {trained_on!r}, but evaluate uses base model {base_model!r}")
+    if not trained_on or trained_on == base_model:
+        return
+    if model_identity(str(trained_on), base_dir) != model_identity(base_model, base_dir):
+        raise InvalidInput(f"adapter {adapter.id} was trained on {trained_on!r}, but evaluate uses base model {base_model!r}; "
+                           "set train.base_model to the model the adapter was trained on, or retrain it")
 
 
-def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[str, Artifact], prompts: list[list[dict[str, Any]]],
-                          temperature: float, samples: int, progress: Progress) -> dict[str, list[list[tuple[str, str]]]]:
+def generate_answers(spec: PipelineSpec, model_path: str, adapters: dict[str, Artifact], prompts: list[Prompt], temperature: float,
+                     samples: int, progress: Progress) -> Answers:
+    """Answers from base and every tuned model with the backend ``evaluate.backend`` names."""
+    backend = spec.evaluate.backend
+    if backend == "transformers":
+        return generate_transformers(spec, model_path, adapters, prompts, temperature, samples, progress)
+    if backend == "openai":
+        return generate_openai(spec, adapters, prompts, temperature, samples, progress)
+    return generate_vllm(spec, adapters, prompts, temperature, samples, progress)
+
+
+def answer_api_key_env(spec: PipelineSpec) -> str | None:
+    """The variable holding the answer endpoint's key: ``evaluate.api_key_env`` where the spec has it, else the
+    teacher's when the teacher is the same endpoint. Never the judge's: that key is for the judge's endpoint."""
+    ev, teacher = spec.evaluate, spec.generate.teacher
+    own = getattr(ev, "api_key_env", None)
+    if own:
+        return str(own)
+    if teacher.backend == "openai" and teacher.api_key_env and (teacher.base_url or None) == (ev.base_url or None):
+        return teacher.api_key_env
+    return None
+
+
+def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[str, Artifact], prompts: list[Prompt],
+                          temperature: float, samples: int, progress: Progress) -> Answers:
     """{model name: per prompt, per sample (text, finish_reason)}; the base model is loaded once, adapters switched by PEFT."""
     from synthtune.llm.chat import ChatRequest
     from synthtune.llm.transformers_backend import TransformersBackend
@@ -44,7 +106,7 @@ def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[st
         for name in names:
             for s in range(samples):
                 progress.check_cancelled()
-                requests = [ChatRequest(messages=p, seed=ev.seed + s) for p in prompts]
+                requests = [ChatRequest(messages=p.messages, tools=p.tools, seed=ev.seed + s) for p in prompts]
                 if peft_model is not None and name == "base":
                     with peft_model.disable_adapter():
                         results = backend.complete(requests, progress)
@@ -53,14 +115,14 @@ def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[st
                         peft_model.set_adapter(name.split(":", 1)[1])
                     results = backend.complete(requests, progress)
                 for i, r in enumerate(results):
-                    out[name][i].append((r.text, r.finish_reason))
+                    out[name][i].append((reply_text(r), r.finish_reason))
     finally:
         backend.close()
     return out
 
 
-def generate_openai(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[list[dict[str, Any]]], temperature: float,
-                    samples: int, progress: Progress) -> dict[str, list[list[tuple[str, str]]]]:
+def generate_openai(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[Prompt], temperature: float,
+                    samples: int, progress: Progress) -> Answers:
     """An endpoint serving the base model under its name and each adapter under its method key."""
     from synthtune.llm.chat import ChatRequest
     from synthtune.llm.openai_backend import OpenAIBackend
@@ -71,17 +133,18 @@ def generate_openai(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: 
     for name in ["base", *[f"tuned:{k}" for k in adapters]]:
         served = spec.train.base_model if name == "base" else name.split(":", 1)[1]
         backend = OpenAIBackend(ModelEndpointSpec(backend="openai", model=served, base_url=ev.base_url, temperature=temperature,
-                                                  max_tokens=ev.max_new_tokens, api_key_env=ev.judge.api_key_env))
+                                                  max_tokens=ev.max_new_tokens, api_key_env=answer_api_key_env(spec),
+                                                  concurrency=ev.batch_size, seed=ev.seed))
         out[name] = [[] for _ in prompts]
         for s in range(samples):
-            results = backend.complete([ChatRequest(messages=p, seed=ev.seed + s) for p in prompts], progress)
+            results = backend.complete([ChatRequest(messages=p.messages, tools=p.tools, seed=ev.seed + s) for p in prompts], progress)
             for i, r in enumerate(results):
-                out[name][i].append((r.text, r.finish_reason))
+                out[name][i].append((reply_text(r), r.finish_reason))
     return out
 
 
-def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[list[dict[str, Any]]], temperature: float,
-                  samples: int, progress: Progress) -> dict[str, list[list[tuple[str, str]]]]:
+def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[Prompt], temperature: float,
+                  samples: int, progress: Progress) -> Answers:
     """vLLM's offline engine with one LoRARequest per adapter (GPU only)."""
     from synthtune.llm.models import resolve_model
     from synthtune.llm.vllm_backend import import_vllm
@@ -96,16 +159,15 @@ def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: li
         out[name] = [[] for _ in prompts]
         for s in range(samples):
             params = vllm.SamplingParams(temperature=temperature, max_tokens=ev.max_new_tokens, seed=ev.seed + s)
-            for j, result in enumerate(llm.chat(prompts, params, lora_request=lora, use_tqdm=False)):
-                comp = result.outputs[0]
-                out[name][j].append((comp.text.strip(), comp.finish_reason or "stop"))
-            progress.advance(len(prompts))
+            # LLM.chat takes one tools list per call: prompts are grouped by their tools.
+            groups: dict[str, list[int]] = {}
+            for j, p in enumerate(prompts):
+                groups.setdefault(json.dumps(p.tools or [], sort_keys=True), []).append(j)
+            for indices in groups.values():
+                tools = prompts[indices[0]].tools or None
+                results = llm.chat([prompts[j].messages for j in indices], params, lora_request=lora, use_tqdm=False, tools=tools)
+                for j, result in zip(indices, results, strict=True):
+                    comp = result.outputs[0]
+                    out[name][j].append((comp.text.strip(), comp.finish_reason or "stop"))
+                progress.advance(len(indices))
     return out
-
-
-def expected_call(record: dict[str, Any]) -> dict[str, Any] | None:
-    """The logged command of an event-log episode, as the function call a model should make."""
-    commands = [e.get("command") for e in record.get("events") or [] if e.get("command")]
-    if not commands:
-        return None
-    return {"name": "issue_command", "arguments": json.loads(json.dumps({"command": commands[0]}))}
