@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import gen_fixtures as G
 import pytest
-from eval_fixtures import FakeAnswers, chunk, episode, make_prepared, pipeline, read_evaluation, ticket, user_text
+from eval_fixtures import (
+    FakeAnswers,
+    chunk,
+    episode,
+    make_prepared,
+    pipeline,
+    read_evaluation,
+    ticket,
+    user_text,
+)
 
 from synthtune.errors import InvalidInput
 from synthtune.progress import Progress

@@ -54,6 +54,7 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
             report["metrics"][name] = {k: float(values[k]) for k in (*CONTRACT_METRICS, "semantic") if k in values}
             report["metrics"][name].update({k: float(values[k]) for k in values if k.endswith("_rate") or k.startswith("function_")})
         report["judge"] = m.get("judge", {})
+        report["judge_scores"] = m.get("judge_scores", {})
         report["leaderboard"] = m.get("leaderboard", [])
         report["verdict"] = m.get("verdict", "")
         report["forgetting"] = m.get("forgetting", {})

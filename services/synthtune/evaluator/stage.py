@@ -170,7 +170,7 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
                                 for name in names}
     result["leaderboard"] = leaderboard(names, per_item, result["models"], ev.bootstrap, ev.seed)
     scored = [it for it in items if it.kind == "reference"]
-    if scored and ev.judge.enabled and adapters:
+    if scored and ((ev.judge.enabled and adapters) or ev.judge.rubric):
         result.update(run_judge(spec, scored, predictions, names, primary))
     result["verdict"] = verdict(result)
     with store.create("evaluation", parents, config, PRODUCER, art_id) as w:
@@ -197,18 +197,27 @@ def leaderboard(names: list[str], per_item: dict[str, dict[str, list[float]]], m
 
 
 def run_judge(spec: PipelineSpec, items: list[EvalItem], predictions: list[dict[str, Any]], names: list[str], temp: float) -> dict[str, Any]:
-    """Pairwise verdicts (``judge``) on the first answer at ``temp``; the judge never sees a model's name."""
-    from synthtune.evaluator.judge import judge_pairs, tally
+    """Pairwise verdicts (``judge``) and rubric scores (``judge_scores``) on the first answer at ``temp``; the judge
+    sees the question, the reference and anonymous answers, never a model's name."""
+    from synthtune.evaluator.judge import judge_pairs, rubric_scores, summarize_scores, tally
     from synthtune.llm.chat import make_backend
 
+    ev = spec.evaluate
     first = {(p["model"], p["id"]): p["prediction"] for p in predictions if p["temperature"] == temp and p["sample"] == 0}
-    out: dict[str, Any] = {"judge": {}}
-    backend = make_backend(spec.evaluate.judge, spec.base_dir)
+    out: dict[str, Any] = {}
+    backend = make_backend(ev.judge, spec.base_dir)
     try:
-        for name in names[1:]:
-            pairs = [{"question": it.question, "reference": it.reference, "tuned": first[(name, it.id)], "base": first[("base", it.id)]}
-                     for it in items]
-            out["judge"][name] = tally(judge_pairs(backend, pairs))
+        if ev.judge.enabled and len(names) > 1:
+            out["judge"] = {}
+            for name in names[1:]:
+                pairs = [{"question": it.question, "reference": it.reference, "tuned": first[(name, it.id)], "base": first[("base", it.id)]}
+                         for it in items]
+                out["judge"][name] = tally(judge_pairs(backend, pairs))
+        if ev.judge.rubric:
+            out["judge_scores"] = {}
+            for name in names:
+                answers = [{"question": it.question, "reference": it.reference, "answer": first[(name, it.id)]} for it in items]
+                out["judge_scores"][name] = summarize_scores(rubric_scores(backend, answers))
     finally:
         backend.close()
     return out
