@@ -37,11 +37,11 @@ def bootstrap_ci(diffs: list[float], n: int, seed: int) -> list[float]:
     return [means[int(0.025 * (n - 1))], means[int(0.975 * (n - 1))]]
 
 
-def score_model(spec: PipelineSpec, preds: list[str], refs: list[str], finishes: list[str]) -> tuple[dict[str, float], dict[str, list[float]]]:
+def score_model(spec: PipelineSpec, preds: list[str], refs: list[str], finishes: list[str]) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Corpus-level numbers and per-item scores (for the bootstrap) for one model at one temperature."""
     wanted = set(spec.evaluate.metrics)
     per: dict[str, list[float]] = {}
-    summary: dict[str, float] = {}
+    summary: dict[str, Any] = {}
     if preds:
         if "rouge" in wanted:
             per.update(M.rouge(preds, refs))
@@ -56,14 +56,14 @@ def score_model(spec: PipelineSpec, preds: list[str], refs: list[str], finishes:
         if key != "bleu_sentence":
             summary[key] = M.mean(values)
     summary.update(M.health(preds, finishes))  # cheap, and always worth showing
-    summary["n"] = float(len(preds))
+    summary["n"] = len(preds)
     return summary, per
 
 
-def score_calls(preds: list[str], expected: list[dict[str, Any]]) -> tuple[dict[str, float], list[float]]:
+def score_calls(preds: list[str], expected: list[dict[str, Any]]) -> tuple[dict[str, Any], list[float]]:
     """Function-call accuracy over episode answers, and per answer 1.0 when name and arguments are right."""
-    summary: dict[str, float] = dict(M.function_call_accuracy(preds, expected))
-    summary["function_calls"] = float(len(preds))
+    summary: dict[str, Any] = dict(M.function_call_accuracy(preds, expected))
+    summary["function_calls"] = len(preds)
     return summary, [float(M.call_correct(M.parse_call(p), e)[1]) for p, e in zip(preds, expected, strict=True)]
 
 
