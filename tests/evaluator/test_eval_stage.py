@@ -140,3 +140,13 @@ def test_leaderboard_ranks_by_gain_with_intervals():
     # episodes only: the board ranks by function-call correctness
     calls = {"base": {"function_call": [0.0, 1.0]}, "tuned:a": {"function_call": [1.0, 1.0]}}
     assert leaderboard(["base", "tuned:a"], calls, {"base": {}, "tuned:a": {}}, 100, 1)[0]["metric"] == "function_call"
+
+
+def test_the_verdict_names_function_call_accuracy_when_only_episodes_are_scored():
+    from synthtune.evaluator.stage import verdict
+
+    calls = {"base": {"function_call": [0.0, 1.0, 0.0, 0.0]}, "tuned:event_scenario": {"function_call": [1.0, 1.0, 1.0, 0.0]}}
+    board = leaderboard(["base", "tuned:event_scenario"], calls, {"base": {}, "tuned:event_scenario": {}}, 100, 1)
+    assert board[0]["score"] == 0.75 and board[0]["base_score"] == 0.25 and board[0]["delta"] == 0.5
+    text = verdict({"leaderboard": board, "models": {"base": {}, "tuned:event_scenario": {}}})
+    assert text.startswith("event_scenario won: function-call accuracy 0.750 vs base 0.250 (+0.500")

@@ -79,8 +79,10 @@ def run(file_store):
     hot = {n: {**v, "rouge1": v["rouge1"] * 0.9, "loop_rate": 0.125, "n": 18} for n, v in models.items()}
     metrics = {"primary_temperature": 0.0, "models": models, "by_temperature": {"0": models, "0.7": hot},
                "verdict": "persona won: ROUGE-L 0.350 vs base 0.090 (+0.260).",
-               "leaderboard": [{"model": "tuned:persona", "method": "persona", "metric": "rougeL", "score": 0.35, "delta": 0.26, "ci95": [0.1, 0.4]},
-                               {"model": "tuned:record_qa", "method": "record_qa", "metric": "rougeL", "score": 0.25, "delta": 0.16, "ci95": [-0.02, 0.3]}],
+               "leaderboard": [{"model": "tuned:persona", "method": "persona", "metric": "rougeL", "score": 0.35, "base_score": 0.09, "delta": 0.26,
+                                "ci95": [0.1, 0.4]},
+                               {"model": "tuned:record_qa", "method": "record_qa", "metric": "rougeL", "score": 0.25, "base_score": 0.09, "delta": 0.16,
+                                "ci95": [-0.02, 0.3]}],
                "judge": {"tuned:persona": {"wins": 4, "losses": 1, "ties": 1, "invalid": 2, "win_rate": 0.75}},
                "judge_scores": {"base": {"mean": 3.5, "n": 5, "invalid": 1}, "tuned:persona": {"mean": 7.25, "n": 6, "invalid": 0}},
                "forgetting": {"base": 0.5, "tuned:persona": 0.4375}, "skipped_empty_reference": 3, "skipped": {"empty_reference": 3, "reference_in_prompt": 2},
@@ -176,7 +178,7 @@ def test_html_numbers_are_the_json_numbers(file_store, run):
     for name in report["judge_scores"]:
         assert {("judge_scores", name, k) for k in ("mean", "n", "invalid")} <= shown
     assert ("skipped_empty_reference",) in shown and ("evaluation_set", "skipped", "reference_in_prompt") in shown
-    assert ("leaderboard", "1", "ci95", "0") in shown and ("forgetting", "tuned:persona") in shown
+    assert ("leaderboard", "1", "ci95", "0") in shown and ("leaderboard", "0", "base_score") in shown and ("forgetting", "tuned:persona") in shown
     assert report["verdict"] in html
     markup = html.replace(page.json_text, "")
     assert "&lt;b&gt;" in markup and "<b>" not in markup  # record text is escaped outside the JSON block

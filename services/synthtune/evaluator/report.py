@@ -237,8 +237,9 @@ def render_html(report: dict[str, Any], extra_images: dict[str, str]) -> str:
                             "table-temperature"))
     if report.get("leaderboard"):
         parts.append("<h2>Generation methods</h2>")
-        parts.append(_table(["method", "metric", "score", "gain over base", "95% CI low", "95% CI high"],
-                            [[r["method"], r["metric"], Num(r["score"], "leaderboard", str(i), "score"), Num(r["delta"], "leaderboard", str(i), "delta"),
+        parts.append(_table(["method", "metric", "score", "base", "gain over base", "95% CI low", "95% CI high"],
+                            [[r["method"], r["metric"], Num(r["score"], "leaderboard", str(i), "score"),
+                              Num(r.get("base_score"), "leaderboard", str(i), "base_score"), Num(r["delta"], "leaderboard", str(i), "delta"),
                               Num(r["ci95"][0], "leaderboard", str(i), "ci95", "0"), Num(r["ci95"][1], "leaderboard", str(i), "ci95", "1")]
                              for i, r in enumerate(report["leaderboard"])], "table-leaderboard"))
     if report["judge"]:

@@ -191,8 +191,8 @@ def leaderboard(names: list[str], per_item: dict[str, dict[str, list[float]]], m
         if key is None:
             break
         diffs = [t - b for t, b in zip(per_item[name][key], base[key], strict=True)]
-        rows.append({"model": name, "method": name.split(":", 1)[1], "metric": key, "score": models[name].get(key, 0.0),
-                     "delta": M.mean(diffs), "ci95": bootstrap_ci(diffs, n, seed)})
+        rows.append({"model": name, "method": name.split(":", 1)[1], "metric": key, "score": models[name].get(key, M.mean(per_item[name][key])),
+                     "base_score": models.get("base", {}).get(key, M.mean(base[key])), "delta": M.mean(diffs), "ci95": bootstrap_ci(diffs, n, seed)})
     return sorted(rows, key=lambda r: -r["delta"])
 
 
@@ -235,7 +235,7 @@ def verdict(result: dict[str, Any]) -> str:
                 f"(95% CI {lo:+.3f} to {hi:+.3f}).")
     sure = "a clear gain" if lo > 0 else ("a clear loss" if hi < 0 else "not significant at 95%")
     metric = {"rougeL": "ROUGE-L", "function_call": "function-call accuracy"}.get(best["metric"], best["metric"])
-    text = (f"{best['method']} won: {metric} {best['score']:.3f} vs base {result['models']['base'].get(best['metric'], 0.0):.3f} "
+    text = (f"{best['method']} won: {metric} {best['score']:.3f} vs base {best['base_score']:.3f} "
             f"({best['delta']:+.3f}, 95% CI {lo:+.3f} to {hi:+.3f}, {sure}).")
     judge = (result.get("judge") or {}).get(best["model"])
     if judge:
