@@ -65,9 +65,11 @@ def test_health_flags_loops_and_truncation():
 
 
 def test_function_call_accuracy():
-    preds = ['{"tool_calls": [{"name": "issue_command", "arguments": {"command": "STOP_CAPPER"}}]}', "no call here"]
-    expected = [{"name": "issue_command", "arguments": {"command": "STOP_CAPPER"}}] * 2
-    assert M.function_call_accuracy(preds, expected) == {"function_name_accuracy": 0.5, "function_args_accuracy": 0.5}
+    """The generator's OpenAI tool-call shape (more shapes in test_function_calls.py)."""
+    preds = ['Jammed.\n{"tool_calls": [{"type": "function", "function": {"name": "STOP_CAPPER", "arguments": "{}"}}]}', "no call here"]
+    expected = [{"name": "STOP_CAPPER", "arguments": {}}] * 2
+    assert M.function_call_accuracy(preds, expected) == {"function_call_rate": 0.5, "function_name_accuracy": 0.5,
+                                                         "function_args_accuracy": 0.5}
 
 
 @pytest.mark.parametrize(("first", "second", "outcome"), [

@@ -1,4 +1,7 @@
-"""Pairwise LLM judge, both orders, blind to model names; disagreeing orders are a tie."""
+"""LLM judge, blind to model names: pairwise (both orders; disagreeing orders are a tie) and 1-10 rubric scores.
+
+Off-format replies are counted as invalid, never as a win or a score.
+"""
 
 from __future__ import annotations
 
@@ -64,3 +67,35 @@ def tally(verdicts: list[PairVerdict]) -> dict[str, Any]:
     decided = wins + losses + ties
     return {"wins": wins, "losses": losses, "ties": ties, "invalid": invalid,
             "win_rate": (wins + 0.5 * ties) / decided if decided else 0.0}
+
+
+RUBRIC_SYSTEM = (
+    "You grade one answer to a maintenance question against a reference answer from the resolved work order. "
+    "Score it from 1 to 10: 10 = correct, specific and actionable, agreeing with the reference; 5 = partly right or vague; "
+    "1 = wrong, empty, unsafe or off-topic. Reply with only the number."
+)
+# The number first (optionally "Score:" before it and "/10" after it), then nothing but punctuation or a new line.
+_SCORE = re.compile(r"^\s*(?:score\s*[:=]?\s*)?(10|[1-9])(?:\s*/\s*10)?\s*[.!]?\s*(?:\n|$)", re.I)
+
+
+def parse_score(text: str) -> int | None:
+    """A 1-10 integer score, or None for anything off-format (prose first, 0, 11, 7.5, "seven")."""
+    match = _SCORE.match(text or "")
+    return int(match.group(1)) if match else None
+
+
+def _rubric_request(question: str, reference: str, answer: str) -> ChatRequest:
+    body = f"Question:\n{question}\n\nReference answer:\n{reference}\n\nAnswer to grade:\n{answer}\n\nScore (1-10):"
+    return ChatRequest(messages=[{"role": "system", "content": RUBRIC_SYSTEM}, {"role": "user", "content": body}], temperature=0.0, max_tokens=8)
+
+
+def rubric_scores(backend: ChatBackend, items: list[dict[str, Any]]) -> list[int | None]:
+    """items: {question, reference, answer}; one score per item, None where the judge answered off-format or failed."""
+    results = backend.complete([_rubric_request(it["question"], it["reference"], it["answer"]) for it in items])
+    return [parse_score(r.text) if r.ok else None for r in results]
+
+
+def summarize_scores(scores: list[int | None]) -> dict[str, Any]:
+    """``mean`` of the valid scores (None when there is none), ``n`` valid scores, ``invalid`` off-format or failed replies."""
+    valid = [s for s in scores if s is not None]
+    return {"mean": sum(valid) / len(valid) if valid else None, "n": len(valid), "invalid": len(scores) - len(valid)}

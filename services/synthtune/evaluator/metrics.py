@@ -91,22 +91,73 @@ def health(predictions: Sequence[str], finish_reasons: Sequence[str]) -> dict[st
     }
 
 
-def function_call_accuracy(predictions: Sequence[str], expected: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Share of answers naming the expected function, and with exactly the expected arguments."""
-    name_ok = args_ok = 0
-    for text, exp in zip(predictions, expected, strict=True):
+_TOOL_CALL_TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
+
+
+def _first_call(value: Any) -> dict[str, Any] | None:
+    """``{name, arguments}`` from the first call in any of the shapes models write tool calls in."""
+    if isinstance(value, list):
+        return next((c for c in (_first_call(v) for v in value) if c is not None), None)
+    if not isinstance(value, dict):
+        return None
+    if "tool_calls" in value:
+        return _first_call(value["tool_calls"])
+    if isinstance(value.get("function"), dict):  # OpenAI: {"type": "function", "function": {...}}
+        value = value["function"]
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    args = value.get("arguments", value.get("parameters", {}))
+    if isinstance(args, str):  # OpenAI sends the arguments as JSON text
         try:
-            start, end = text.find("{"), text.rfind("}")
-            data = json.loads(text[start : end + 1])
-            call = (data.get("tool_calls") or [data])[0]
-        except (ValueError, AttributeError, IndexError, TypeError):
-            continue
-        if call.get("name") == exp.get("name"):
-            name_ok += 1
-            if call.get("arguments") == exp.get("arguments"):
-                args_ok += 1
+            args = json.loads(args) if args.strip() else {}
+        except ValueError:
+            args = None
+    return {"name": name.strip(), "arguments": args}
+
+
+def parse_call(text: str) -> dict[str, Any] | None:
+    """The first tool call in a model's reply, or None.
+
+    Tolerant of what a tuned model writes: OpenAI tool-call JSON (``{"tool_calls": [{"type":
+    "function", "function": {"name", "arguments": "<JSON text>"}}]}``), the trainer's rendering of it
+    (``{"tool_calls": [{"name", "arguments": {...}}]}`` after the rationale), a bare ``{"name",
+    "arguments"}`` object, and chat templates' ``<tool_call>...</tool_call>`` tags; prose and code
+    fences around the JSON are ignored.
+    """
+    from synthtune.llm.structured import parse_json
+
+    if not text or "{" not in text:
+        return None
+    tagged = _TOOL_CALL_TAG.findall(text)
+    for chunk in [*tagged, text]:
+        call = _first_call(parse_json(chunk))
+        if call is not None:
+            return call
+    return None
+
+
+def call_correct(call: dict[str, Any] | None, expected: dict[str, Any]) -> tuple[bool, bool]:
+    """(name right, name and arguments right). Arguments compare as parsed JSON; when the expected
+    arguments are None (the log records none) any JSON object is right, as the generator accepts."""
+    if call is None or call["name"] != expected.get("name"):
+        return False, False
+    want = expected.get("arguments")
+    args = call["arguments"]
+    return True, isinstance(args, dict) and (want is None or args == want)
+
+
+def function_call_accuracy(predictions: Sequence[str], expected: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Share of answers with a parseable call, naming the expected function, and with acceptable arguments."""
+    parsed = name_ok = args_ok = 0
+    for text, exp in zip(predictions, expected, strict=True):
+        call = parse_call(text)
+        name, args = call_correct(call, exp)
+        parsed += call is not None
+        name_ok += name
+        args_ok += args
     n = max(1, len(predictions))
-    return {"function_name_accuracy": name_ok / n, "function_args_accuracy": args_ok / n}
+    return {"function_call_rate": parsed / n, "function_name_accuracy": name_ok / n, "function_args_accuracy": args_ok / n}
 
 
 def mean(values: Sequence[float]) -> float:
