@@ -70,12 +70,11 @@ def generate_answers(spec: PipelineSpec, model_path: str, adapters: dict[str, Ar
 
 
 def answer_api_key_env(spec: PipelineSpec) -> str | None:
-    """The variable holding the answer endpoint's key: ``evaluate.api_key_env`` where the spec has it, else the
-    teacher's when the teacher is the same endpoint. Never the judge's: that key is for the judge's endpoint."""
+    """The variable holding the answer endpoint's key: ``evaluate.api_key_env``, else the teacher's when the
+    teacher is the same endpoint. Never the judge's: that key is for the judge's endpoint."""
     ev, teacher = spec.evaluate, spec.generate.teacher
-    own = getattr(ev, "api_key_env", None)
-    if own:
-        return str(own)
+    if ev.api_key_env:
+        return ev.api_key_env
     if teacher.backend == "openai" and teacher.api_key_env and (teacher.base_url or None) == (ev.base_url or None):
         return teacher.api_key_env
     return None

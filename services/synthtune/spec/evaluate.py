@@ -18,6 +18,7 @@ class JudgeSpec(ModelEndpointSpec):
 class EvaluateSpec(SpecModel):
     backend: Literal["transformers", "vllm", "openai"] = field("transformers", help="Backend generating the models' answers.")
     base_url: str | None = field(None, help="Endpoint serving base and adapters (openai backend).")
+    api_key_env: str | None = field(None, help="Environment variable holding the key for base_url (openai backend); never logged.")
     metrics: list[Metric] = field(default_factory=lambda: ["rouge", "bleu", "meteor"], help="Reference metrics to compute.")
     temperatures: list[float] = field(default_factory=lambda: [0.0], help="Temperatures to sweep, e.g. [0, 0.7].")
     samples: int = field(1, help="Samples per prompt at temperatures above 0.", ge=1)

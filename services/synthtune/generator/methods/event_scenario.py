@@ -18,19 +18,7 @@ from synthtune.errors import InvalidInput
 from synthtune.generator.methods import register
 from synthtune.generator.methods.base import Candidate, Method, Plan, RecordFailed
 from synthtune.llm.structured import parse_json, parse_tool_calls
-from synthtune.records import field_text
-
-_NAME = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def command_name(value: Any) -> str:
-    return _NAME.sub("_", str(value).strip())[:64]
-
-
-def logged_command(record: dict[str, Any]) -> str | None:
-    """The last command the episode's log shows, if any."""
-    commands = [command_name(e["command"]) for e in record.get("events") or [] if isinstance(e, dict) and e.get("command")]
-    return commands[-1] if commands else None
+from synthtune.records import command_name, command_tool, field_text, logged_command
 
 
 def render_events(record: dict[str, Any]) -> str:
@@ -57,17 +45,9 @@ class EventScenario(Method):
 
     @staticmethod
     def _tool(command: Any) -> dict[str, Any]:
-        spec = command if isinstance(command, dict) else {"name": command}
-        if not spec.get("name"):
+        if isinstance(command, dict) and not command.get("name"):
             raise InvalidInput(f"method event_scenario: options.commands entry {command!r} has no name")
-        return {"type": "function", "function": {
-            "name": command_name(spec["name"]),
-            "description": spec.get("description") or f"Send {command_name(spec['name'])} to the line controller.",
-            "parameters": spec.get("parameters") or {
-                "type": "object",
-                "properties": {"target": {"type": "string", "description": "Machine, station or conveyor the command applies to."}},
-            },
-        }}
+        return command_tool(command)  # the same rule evaluation offers the tuned model
 
     def tools_for(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         tools = {t["function"]["name"]: t for t in self.extra_tools}
