@@ -268,13 +268,30 @@ class KubernetesRunner:
             if phase and phase != last_phase:
                 last_phase = phase
                 progress.note(f"{name}: {phase}")
+            if not pods:  # e.g. refused by a ResourceQuota or Pod Security admission: only an Event says so
+                waiting = "no pod was created for it"
             if waiting:
                 stuck_since = stuck_since or time.monotonic()
                 if time.monotonic() - stuck_since > self.cfg.schedule_timeout_s:
+                    if not pods:
+                        waiting += self._warning(name, "RayJob" if rayjob else "Job")
                     self.delete(name, rayjob)
                     raise PermanentError(f"{name} could not start for {self.cfg.schedule_timeout_s:g} s: {waiting}")
             else:
                 stuck_since = None
+
+    def _warning(self, name: str, kind: str) -> str:
+        """The newest Warning Event of the object (" (reason: message)"), or where to look for it."""
+        ns = self.cfg.namespace
+        try:
+            _, core, _ = self._clients()
+            events = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name},type=Warning").items
+            if events:
+                ev = max(events, key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp or ""))
+                return f" ({ev.reason}: {ev.message})"
+        except Exception as exc:  # noqa: BLE001 - reading Events needs a permission the Role may not grant
+            log.info("no events of %s: %s", name, exc)
+        return f" (kubectl -n {ns} describe {kind.lower()} {name} shows why)"
 
     @staticmethod
     def _pod_selector(name: str, rayjob: bool) -> str:
@@ -363,19 +380,23 @@ class KubernetesRunner:
                 log.warning("could not delete %s: %s", name, exc.reason)
 
     def cleanup(self, run_id: str) -> list[str]:
-        """Delete every Job and RayJob of a run (it was cancelled or failed); returns their names."""
+        """Delete every unfinished Job and RayJob of a run (it was cancelled or failed); returns their names.
+
+        Finished ones hold no GPU any more: they stay for their logs until ttlSecondsAfterFinished."""
         batch, _, custom = self._clients()
         names = []
         try:
             for job in batch.list_namespaced_job(self.cfg.namespace, label_selector=selector(run_id)).items:
-                self.delete(job.metadata.name)
-                names.append(job.metadata.name)
+                if self._job_state(job, False)[0] == "running":
+                    self.delete(job.metadata.name)
+                    names.append(job.metadata.name)
             if self.ray_available():
                 found = custom.list_namespaced_custom_object(RAY_GROUP, RAY_VERSION, self.cfg.namespace, RAY_PLURAL,
                                                              label_selector=selector(run_id))
                 for obj in found.get("items", []):
-                    self.delete(obj["metadata"]["name"], rayjob=True)
-                    names.append(obj["metadata"]["name"])
+                    if self._job_state(obj, True)[0] == "running":
+                        self.delete(obj["metadata"]["name"], rayjob=True)
+                        names.append(obj["metadata"]["name"])
         except Exception as exc:  # noqa: BLE001 - Jobs left behind still end by their TTL
             log.warning("could not clean up the Jobs of run %s: %s", run_id, exc)
         return names
