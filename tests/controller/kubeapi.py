@@ -37,7 +37,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 JOBS, PODS, LEASES, RAYJOBS = "batch/v1/jobs", "v1/pods", "coordination.k8s.io/v1/leases", "ray.io/v1/rayjobs"
-KINDS = {JOBS: "Job", PODS: "Pod", LEASES: "Lease", RAYJOBS: "RayJob"}
+EVENTS = "v1/events"
+KINDS = {JOBS: "Job", PODS: "Pod", LEASES: "Lease", RAYJOBS: "RayJob", EVENTS: "Event"}
+FIELDS = {EVENTS: ("involvedObject.name", "involvedObject.kind", "reason", "type")}  # beyond metadata.name/namespace
 WITH_STATUS = {JOBS, PODS, RAYJOBS}  # PUT on the object keeps the status; PUT on /status changes only it
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 TERM = re.compile(r"^\s*(!?)([\w./-]+)\s*(?:(==|=|!=)\s*([\w./-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*$")
@@ -66,7 +68,7 @@ class ApiError(Exception):
                 "reason": self.reason, "code": self.code}
 
 
-def selected(obj: dict[str, Any], query: dict[str, str]) -> bool:
+def selected(obj: dict[str, Any], query: dict[str, str], resource: str = "") -> bool:
     """labelSelector (k=v, k==v, k!=v, k, !k, k in (..), k notin (..)) and fieldSelector (a.b=v, a.b!=v)."""
     labels = obj.get("metadata", {}).get("labels") or {}
     for term in re.findall(r"[^,(]+(?:\([^)]*\))?", query.get("labelSelector", "")):
@@ -86,9 +88,11 @@ def selected(obj: dict[str, Any], query: dict[str, str]) -> bool:
             return False
     for term in filter(None, query.get("fieldSelector", "").split(",")):
         m = re.match(r"^([\w.]+)(!=|==|=)(.*)$", term)
-        if not m or m.group(1) not in ("metadata.name", "metadata.namespace"):
+        if not m or m.group(1) not in ("metadata.name", "metadata.namespace", *FIELDS.get(resource, ())):
             raise ApiError(400, "BadRequest", f'field label not supported: "{term}"')
-        value = obj["metadata"].get(m.group(1).split(".")[1])
+        value: Any = obj
+        for part in m.group(1).split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         if (value == m.group(3)) != (m.group(2) != "!="):
             return False
     return True
@@ -113,7 +117,7 @@ class KubeAPI:
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # (resourceVersion, type, resource, object)
         self.calls: list[Call] = []
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> log text
-        self.resources = {JOBS, PODS, LEASES}
+        self.resources = {JOBS, PODS, LEASES, EVENTS}
         self.autorun: Callable[[str, str], Any] | None = None  # (resource, name) of each created Job/RayJob
         self._rv = itertools.count(1)
         self._cond = threading.Condition(threading.RLock())
@@ -177,7 +181,7 @@ class KubeAPI:
         if name is None and method == "GET":
             with self._cond:
                 items = [copy.deepcopy(o) for (r, n, _), o in sorted(self.objects.items())
-                         if r == resource and ns in (None, n) and selected(o, q)]
+                         if r == resource and ns in (None, n) and selected(o, q, resource)]
                 rv = str(self.events[-1][0] if self.events else 0)
             return 200, {"kind": KINDS[resource] + "List", "apiVersion": gv, "metadata": {"resourceVersion": rv}, "items": items}
         if name is None and method == "POST" and ns:
@@ -294,7 +298,7 @@ class KubeAPI:
             else:
                 pos = len(self.events)
                 initial = [("ADDED", copy.deepcopy(o)) for (r, n, _), o in sorted(self.objects.items())
-                           if r == resource and ns in (None, n) and selected(o, q)]
+                           if r == resource and ns in (None, n) and selected(o, q, resource)]
         req.start_stream()
         try:
             for kind, obj in initial:
@@ -305,7 +309,7 @@ class KubeAPI:
                         self._cond.wait(deadline - time.monotonic())
                     batch, pos = self.events[pos:], len(self.events)
                 for _, kind, r, obj in batch:
-                    if r == resource and ns in (None, obj["metadata"]["namespace"]) and selected(obj, q):
+                    if r == resource and ns in (None, obj["metadata"]["namespace"]) and selected(obj, q, resource):
                         req.chunk({"type": kind, "object": obj})
                 if self._stopping or time.monotonic() >= deadline:
                     break
@@ -322,7 +326,7 @@ class KubeAPI:
     def list(self, resource: str, ns: str | None = None, **query: str) -> list[dict[str, Any]]:
         with self._cond:
             return [copy.deepcopy(o) for (r, n, _), o in sorted(self.objects.items())
-                    if r == resource and n == (ns or self.namespace) and selected(o, query)]
+                    if r == resource and n == (ns or self.namespace) and selected(o, query, resource)]
 
     def called(self, method: str, pattern: str, status: int | None = None) -> list[Call]:
         """Calls whose method and path (a glob) match, e.g. ``called("DELETE", "*/jobs/*")``."""
@@ -370,6 +374,15 @@ class KubeAPI:
         if log is not None:
             self.logs[ns, name] = log
         return self._store(PODS, pod, "ADDED")
+
+    def add_event(self, name: str, reason: str, message: str, kind: str = "Job", ns: str | None = None) -> dict[str, Any]:
+        """A Warning Event about an object, as a controller records it (e.g. FailedCreate)."""
+        ns = ns or self.namespace
+        event = {"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason, "message": message,
+                 "involvedObject": {"kind": kind, "name": name, "namespace": ns}, "lastTimestamp": now(), "count": 1,
+                 "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}", "namespace": ns, "uid": str(uuid.uuid4()),
+                              "creationTimestamp": now()}}
+        return self._store(EVENTS, event, "ADDED")
 
     def job_pod(self, job_name: str, ns: str | None = None, **state: Any) -> dict[str, Any]:
         """A pod the Job controller would create for ``job_name``: its template, labels and owner."""

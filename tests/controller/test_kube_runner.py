@@ -51,7 +51,7 @@ NOT_SCHEDULABLE = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preem
 
 
 def config(**kw: Any) -> KubernetesConfig:
-    base: dict[str, Any] = {"images": IMAGES, "poll_s": 0.2, "schedule_timeout_s": 0.5, "service_account": "synthtune-job",
+    base: dict[str, Any] = {"images": IMAGES, "poll_s": 0.2, "schedule_timeout_s": 5, "service_account": "synthtune-job",
                             "env": {"SYNTHTUNE_S3_ENDPOINT": "http://minio:9000"}, "env_from_secrets": ["synthtune-s3"]}
     return KubernetesConfig(**{**base, **kw})
 
@@ -216,7 +216,7 @@ def test_deadline_exceeded_is_permanent(kube, background, up):
 def test_a_pod_that_cannot_start_fails_the_stage_with_the_kubernetes_reason(kube, background, up, state, reason):
     task = up.task()
     started = time.monotonic()
-    fut = background(KubernetesRunner(config(), api=kube.api_client()).run, task, up.store, Progress(task.stage))
+    fut = background(KubernetesRunner(config(schedule_timeout_s=0.5), api=kube.api_client()).run, task, up.store, Progress(task.stage))
     kube.wait_for(lambda: kube.get(JOBS, job_name()), what="the Job")
     kube.job_pod(job_name(), **state)
     with pytest.raises(PermanentError) as err:
@@ -225,6 +225,23 @@ def test_a_pod_that_cannot_start_fails_the_stage_with_the_kubernetes_reason(kube
     text = str(err.value)
     assert reason in text and (NOT_SCHEDULABLE if "unschedulable" in state else "Back-off pulling image") in text
     assert kube.get(JOBS, job_name()) is None and kube.called("DELETE", f"*/jobs/{job_name()}")
+
+
+@pytest.mark.parametrize("event", [True, False])
+def test_a_job_whose_pod_is_refused_fails_with_the_reason(kube, background, up, event):
+    refused = ('Error creating: pods "x" is forbidden: violates PodSecurity "restricted:latest": '
+               'allowPrivilegeEscalation != false')
+    task = up.task()
+    fut = background(KubernetesRunner(config(schedule_timeout_s=0.5), api=kube.api_client()).run, task, up.store, Progress(task.stage))
+    kube.wait_for(lambda: kube.get(JOBS, job_name()), what="the Job")
+    if event:
+        kube.add_event(job_name(), "FailedCreate", refused)
+    with pytest.raises(PermanentError) as err:
+        fut.result(timeout=15)
+    text = str(err.value)
+    assert "no pod was created" in text
+    assert (f"FailedCreate: {refused}" if event else f"kubectl -n default describe job {job_name()}") in text
+    assert kube.get(JOBS, job_name()) is None
 
 
 def test_a_pod_that_waits_only_briefly_does_not_fail(kube, background, up):
@@ -282,15 +299,19 @@ def test_a_restarted_controller_follows_the_job_it_submitted(kube, background, u
     assert kube.get(JOBS, job_name()) is None
 
 
-def test_cleanup_deletes_every_job_of_the_run_and_no_other(kube, up):
+def test_cleanup_deletes_the_unfinished_jobs_of_the_run_and_no_other(kube, up):
     cfg = config()
     batch = client.BatchV1Api(kube.api_client())
-    for run_id, stage, attempt in [(RUN_ID, "train:record_qa", 1), (RUN_ID, "evaluate", 2), ("other-run", "train:record_qa", 1)]:
+    jobs = [(RUN_ID, "train:record_qa", 1), (RUN_ID, "evaluate", 2), (RUN_ID, "train:persona", 1), ("other-run", "train:record_qa", 1)]
+    for run_id, stage, attempt in jobs:
         name = object_name(run_id, stage, attempt)
         batch.create_namespaced_job("default", job_manifest(cfg, name=name, run_id=run_id, stage=stage, request_uri="s3://b/requests/x.json"))
+    failed = object_name(RUN_ID, "train:persona", 1)
+    kube.finish_job(failed, "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
     names = KubernetesRunner(cfg, api=kube.api_client()).cleanup(RUN_ID)
     assert sorted(names) == sorted([job_name(), object_name(RUN_ID, "evaluate", 2)])
-    assert [j["metadata"]["name"] for j in kube.list(JOBS)] == [object_name("other-run", "train:record_qa", 1)]
+    # A finished Job holds no GPU: it stays for its logs until its TTL.
+    assert sorted(j["metadata"]["name"] for j in kube.list(JOBS)) == sorted([failed, object_name("other-run", "train:record_qa", 1)])
 
 
 # through the executor ---------------------------------------------------------------------------
@@ -398,7 +419,7 @@ def test_a_failed_rayjob_reports_the_drivers_log(kube, background, ray_up):
 def test_an_unschedulable_ray_worker_fails_the_stage(kube, background, ray_up):
     kube.install_crd()
     task = ray_up.task()
-    fut = background(KubernetesRunner(config(), api=kube.api_client()).run, task, ray_up.store, Progress(task.stage))
+    fut = background(KubernetesRunner(config(schedule_timeout_s=0.5), api=kube.api_client()).run, task, ray_up.store, Progress(task.stage))
     ray = kube.wait_for(lambda: kube.get(RAYJOBS, job_name()), what="the RayJob")
     kube.set_status(RAYJOBS, job_name(), {"jobDeploymentStatus": "Initializing", "rayClusterName": f"{job_name()}-x1y2z"})
     labels = {**ray["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["metadata"]["labels"],
@@ -508,3 +529,26 @@ def test_config_defaults_match_the_helm_values():
         g["ttlSecondsAfterFinished"], g["scheduleTimeoutSeconds"], g["deleteOnSuccess"])
     r = g["rayJobs"]
     assert (d.ray.ray_version, d.ray.head_cpu, d.ray.head_memory) == (r["rayVersion"], r["headCpu"], r["headMemory"])
+
+
+HELM_VARIANTS = sorted((REPO / "helm" / "synthtune" / "ci").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("variant", HELM_VARIANTS, ids=[p.stem for p in HELM_VARIANTS])
+def test_every_manifest_from_the_charts_controller_config_is_valid(variant):
+    helm = pytest.importorskip("helm_python")
+    out = helm.Chart.load(str(REPO / "helm" / "synthtune")).render(yaml.safe_load(variant.read_text()), name="synthtune",
+                                                                   namespace="ml", is_install=True)
+    (text,) = [t for path, t in out.items() if path.endswith("templates/configmap.yaml")]
+    cfg = ControllerConfig.model_validate(yaml.safe_load(yaml.safe_load(text)["data"]["controller.yaml"])).kubernetes
+    for kind in STAGE_KINDS:
+        stage = f"{kind}:record_qa" if kind in ("generate", "train") else kind
+        job = job_manifest(cfg, name=object_name(RUN_ID, stage, 1), run_id=RUN_ID, stage=stage, request_uri="s3://b/requests/r.json")
+        validate(job)
+        assert job["metadata"]["namespace"] == "ml" and job["spec"]["template"]["spec"]["serviceAccountName"].endswith("synthtune-job")
+    ray = rayjob_manifest(cfg, name=object_name(RUN_ID, "train:x", 1), run_id=RUN_ID, stage="train:x", request_uri="s3://b/requests/r.json",
+                          workers=2, gpus_per_worker=1)
+    cluster = ray["spec"]["rayClusterSpec"]
+    for role, template in [("head", cluster["headGroupSpec"]["template"]), ("worker", cluster["workerGroupSpecs"][0]["template"]),
+                           ("submitter", ray["spec"]["submitterPodTemplate"])]:
+        validate(as_pod(template, role))
