@@ -416,6 +416,29 @@ def test_a_failed_rayjob_reports_the_drivers_log(kube, background, ray_up):
     assert "train.lora.r: must be positive" in str(err.value) and "mapping columns" in str(err.value)
 
 
+def test_a_rayjob_that_kuberay_retries_is_followed_to_its_end(kube, background, ray_up):
+    kube.install_crd()
+    task = ray_up.task()
+    fut = background(KubernetesRunner(config(), api=kube.api_client()).run, task, ray_up.store, Progress(task.stage))
+    kube.wait_for(lambda: kube.get(RAYJOBS, job_name()), what="the RayJob")
+    kube.set_status(RAYJOBS, job_name(), {"jobStatus": "FAILED", "jobDeploymentStatus": "Retrying", "failed": 1})
+    time.sleep(0.3)
+    assert not fut.done()  # backoffLimit: KubeRay runs it again on a new cluster
+    assert kube.run_rayjob(job_name(), ray_up.call) == 0
+    assert fut.result(timeout=20).kind == "adapter"
+
+
+def test_a_rayjob_kuberay_refuses_fails_with_its_message(kube, background, ray_up):
+    kube.install_crd()
+    task = ray_up.task()
+    fut = background(KubernetesRunner(config(), api=kube.api_client()).run, task, ray_up.store, Progress(task.stage))
+    kube.wait_for(lambda: kube.get(RAYJOBS, job_name()), what="the RayJob")
+    kube.set_status(RAYJOBS, job_name(), {"jobDeploymentStatus": "ValidationFailed", "reason": "ValidationFailed",
+                                          "message": "RayJob name should be no more than 47 characters"})
+    with pytest.raises(PermanentError, match="KubeRay refused it: .*RayJob name should be no more than 47 characters"):
+        fut.result(timeout=20)
+
+
 def test_an_unschedulable_ray_worker_fails_the_stage(kube, background, ray_up):
     kube.install_crd()
     task = ray_up.task()

@@ -204,8 +204,10 @@ class KubernetesRunner:
             job_status, deployment = status.get("jobStatus", ""), status.get("jobDeploymentStatus", "")
             if job_status == "SUCCEEDED":
                 return "succeeded", ""
-            if job_status in ("FAILED", "STOPPED") or deployment == "Failed":
-                return "failed", status.get("reason") or status.get("message") or job_status or deployment
+            # Only the deployment status is final: after a FAILED job KubeRay may be Retrying (backoffLimit).
+            if deployment in ("Failed", "ValidationFailed") or (deployment == "Complete" and job_status != "SUCCEEDED"):
+                why = ": ".join(str(p) for p in (status.get("reason"), status.get("message")) if p)
+                return "failed", why or job_status or deployment
             return "running", ""
         status = obj.status
         if status is None:
@@ -340,6 +342,8 @@ class KubernetesRunner:
             raise RetryableError(f"{what}: {detail}")
         if "DeadlineExceeded" in reason:
             raise PermanentError(f"{what} ran past activeDeadlineSeconds ({self.cfg.active_deadline_s} s): {detail}")
+        if reason.startswith("ValidationFailed"):  # KubeRay refused the RayJob: another attempt would be refused too
+            raise PermanentError(f"{what}: KubeRay refused it: {detail}")
         if outcome.get("exit_code") == EXIT_BAD_INPUT:  # a PermanentError of the stage: the Job did not retry it
             raise PermanentError(f"{what}: {detail}")
         raise SynthtuneError(f"{what}: {detail}")
