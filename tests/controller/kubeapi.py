@@ -119,6 +119,7 @@ class KubeAPI:
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> log text
         self.resources = {JOBS, PODS, LEASES, EVENTS}
         self.autorun: Callable[[str, str], Any] | None = None  # (resource, name) of each created Job/RayJob
+        self.faults: list[tuple[str, int]] = []  # (path glob, status): the next matching request fails with it
         self._rv = itertools.count(1)
         self._cond = threading.Condition(threading.RLock())
         self._run_lock = threading.Lock()
@@ -175,6 +176,17 @@ class KubeAPI:
         if resource not in self.resources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         method, q = call.method, call.query
+        with self._cond:
+            fault = next((f for f in self.faults if fnmatch.fnmatch(call.path, f[0])), None)
+            if fault:
+                self.faults.remove(fault)
+        if fault and fault[1] == 410 and q.get("watch") in ("true", "1"):  # an expired watch: one ERROR event
+            req.start_stream()
+            req.chunk({"type": "ERROR", "object": ApiError(410, "Expired", "too old resource version").status()})
+            req.end_stream()
+            return None
+        if fault:
+            raise ApiError(fault[1], "ServiceUnavailable" if fault[1] == 503 else "Error", "injected by the test")
         if name is None and method == "GET" and q.get("watch") in ("true", "1"):
             self._watch(req, resource, ns, q)
             return None

@@ -255,6 +255,18 @@ def test_a_pod_that_waits_only_briefly_does_not_fail(kube, background, up):
     assert fut.result(timeout=20).kind == "adapter"
 
 
+def test_api_server_hiccups_while_watching_do_not_fail_the_attempt(kube, background, up):
+    task = up.task()
+    fut = background(KubernetesRunner(config(), api=kube.api_client()).run, task, up.store, Progress(task.stage))
+    kube.wait_for(lambda: kube.get(JOBS, job_name()), what="the Job")
+    jobs = "/apis/batch/v1/namespaces/default/jobs"
+    kube.faults += [(jobs, 410), (jobs, 503), (f"{jobs}/*", 500), ("/api/v1/namespaces/default/pods", 429)]
+    kube.wait_for(lambda: not kube.faults, what="the faults to be hit")
+    assert kube.run_job(job_name(), up.call) == 0
+    assert fut.result(timeout=20).kind == "adapter"
+    assert len(kube.called("POST", jobs, status=201)) == 1
+
+
 def test_cancel_deletes_the_job(kube, background, up):
     task, progress = up.task(), Progress("train:record_qa")
     fut = background(KubernetesRunner(config(), api=kube.api_client()).run, task, up.store, progress)

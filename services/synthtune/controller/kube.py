@@ -40,6 +40,9 @@ from synthtune.store.requests import result_key, write_request
 log = logging.getLogger("synthtune.controller.kube")
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayjobs"
 # Waiting reasons that do not clear up by themselves; reported once schedule_timeout_s has passed.
+# A Job runs on while the API server is away (a control-plane upgrade): watching it tolerates this
+# much of failing API calls before the attempt fails (retryable).
+API_GRACE_S = 300.0
 STUCK_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
 
 
@@ -227,6 +230,8 @@ class KubernetesRunner:
         batch, core, custom = self._clients()
         ns = self.cfg.namespace
         stuck_since: float | None = None
+        api_down_since: float | None = None
+        error: SynthtuneError | None
         last_phase = ""
         while True:
             if progress.cancelled:
@@ -261,11 +266,23 @@ class KubernetesRunner:
             except ApiException as exc:
                 if exc.status == 404:
                     raise _Gone(f"{name} disappeared while it ran (deleted, or its TTL passed)") from None
-                raise _api_error(exc, f"watching {ns}/{name}") from None
+                if exc.status == 410:  # the watch expired (410 Gone): the next window starts afresh
+                    continue
+                error = _api_error(exc, f"watching {ns}/{name}")
             except (SynthtuneError, Cancelled):
                 raise
             except Exception as exc:  # noqa: BLE001 - connection errors from urllib3
-                raise _api_error(exc, f"watching {ns}/{name}") from None
+                error = _api_error(exc, f"watching {ns}/{name}")
+            else:
+                error = None
+            if error is not None:
+                api_down_since = api_down_since or time.monotonic()
+                if not isinstance(error, RetryableError) or time.monotonic() - api_down_since > API_GRACE_S:
+                    raise error
+                log.warning("%s (the Job runs on; trying again)", error)
+                progress.wait_cancelled(self.cfg.poll_s)
+                continue
+            api_down_since = None
             waiting, phase = self._pods_waiting(pods)
             if phase and phase != last_phase:
                 last_phase = phase
