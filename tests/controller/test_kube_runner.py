@@ -38,8 +38,9 @@ from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
 from synthtune.store import Store, open_store
 
+from .cluster import Cluster
 from .fakes import SPEC, calls, make_stages, spec_yaml
-from .kubeapi import JOBS, PODS, RAYJOBS, KubeAPI
+from .kubeapi import JOBS, PODS, RAYJOBS
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +91,7 @@ def failing(exc: Exception) -> Any:
 
 @pytest.fixture
 def kube():
-    with KubeAPI() as k:
+    with Cluster() as k:
         yield k
 
 
@@ -327,7 +328,7 @@ def test_cleanup_deletes_the_unfinished_jobs_of_the_run_and_no_other(kube, up):
 
 
 # through the executor ---------------------------------------------------------------------------
-def executor(kube: KubeAPI, store: Store, stages: dict[str, Any], **kube_cfg: Any) -> Executor:
+def executor(kube: Cluster, store: Store, stages: dict[str, Any], **kube_cfg: Any) -> Executor:
     cfg = ControllerConfig(runners={"train": "kubernetes"}, poll_s=0.05, kubernetes=config(**kube_cfg),
                            retry={"max_attempts": 3, "backoff_s": 0.01})
     return Executor(store, RunBook(store), stages, config=cfg, runners={"kubernetes": KubernetesRunner(cfg.kubernetes, api=kube.api_client())})
