@@ -1,12 +1,13 @@
 """A small Kubernetes API server double: the real REST protocol over HTTP on 127.0.0.1.
 
 The official ``kubernetes`` client talks to it as to a cluster (``KubeAPI.api_client()``):
-batch/v1 Jobs, v1 Pods (and their logs), coordination.k8s.io/v1 Leases, and ray.io/v1
-RayJobs once a test calls ``install_crd()``. Create answers 201 (409 when the name is taken),
+batch/v1 Jobs, v1 Pods (and their logs) and Events, coordination.k8s.io/v1 Leases, and
+ray.io/v1 RayJobs once a test calls ``install_crd()``. Create answers 201 (409 when the name is taken),
 PUT checks the resourceVersion (409 when stale), list and watch honour labelSelector and
 fieldSelector, a watch (``?watch=true``) streams JSON lines in HTTP chunks: ADDED for what
 exists, then every change, until ``timeoutSeconds``. Discovery (/api, /apis/, /apis/<g>/<v>)
-lists what is installed. Every request lands in ``calls``.
+lists what is installed. Every request lands in ``calls``; ``faults`` makes the next matching
+requests fail (a 5xx, a 429, an expired watch).
 
 There are no controllers here: tests play them with ``set_status()``, or with the helpers of
 cluster.py (pods, Events, running a Job's request with the real entry point).

@@ -360,6 +360,28 @@ def test_a_retried_stage_submits_a_new_job(kube, file_store, tmp_path):
     assert created[:2] == [object_name(run_id, "train:record_qa", 1), object_name(run_id, "train:record_qa", 2)]
 
 
+def test_after_a_controller_crash_the_run_continues_with_the_job_it_had_submitted(kube, background, file_store, tmp_path):
+    stages = make_stages(tmp_path / "calls.txt")
+    first = executor(kube, file_store, stages)
+    first.runners["kubernetes"] = DiesAfterSubmitting(first.config.kubernetes, api=kube.api_client())
+    run_id = first.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    with pytest.raises(ControllerDied):
+        first.execute(run_id)
+    submitted = object_name(run_id, "train:record_qa", 1)
+    assert RunBook(file_store).load(run_id)["stages"]["train:record_qa"]["handle"]["job"] == submitted
+
+    kube.autorun = lambda resource, name: kube.run_job(name, stage_call(stages))  # for Jobs submitted from now on
+    second = executor(kube, file_store, stages)  # a new process: it knows the run only from the store
+    assert second.resume_unfinished() == [run_id]
+    done = background(second.execute, run_id)
+    kube.run_job(submitted, stage_call(stages))  # the Job the first controller submitted, still running
+    record = done.result(timeout=30)
+    assert record["status"] == "succeeded", record.get("error")
+    created = [c.body["metadata"]["name"] for c in kube.called("POST", "*/jobs", status=201)]
+    assert created == [submitted, object_name(run_id, "train:persona", 1)]  # no second Job for record_qa
+    assert calls(tmp_path / "calls.txt").count("train:record_qa") == 1
+
+
 def test_a_cancelled_run_leaves_no_job_behind(kube, file_store, tmp_path):
     stages = make_stages(tmp_path / "calls.txt")
     ex = executor(kube, file_store, stages)
