@@ -2,10 +2,13 @@
 
 One attempt: write the request to the store, create the Job, watch it with the official
 client until it ends, read the outcome the Job wrote beside its request. A pod that stays
-unschedulable (no free A100) or cannot pull its image fails the stage with Kubernetes' own
-reason once ``schedule_timeout_s`` has passed, instead of waiting forever. A cancelled stage
-deletes its Job. The Job's name is kept in the stage's handle, so a restarted controller
-follows the Job already running instead of submitting another.
+unschedulable (no free A100) or cannot pull its image, or a Job that gets no pod at all (a
+quota, Pod Security admission), fails the stage with Kubernetes' own reason once
+``schedule_timeout_s`` has passed, instead of waiting forever. A cancelled stage deletes its
+Job. The Job's name is kept in the stage's handle while it runs, so a restarted controller
+follows the Job already running instead of submitting another; once the Job has ended the
+handle is cleared, so a retry submits a new one. API server hiccups while a Job runs are
+ridden out for ``API_GRACE_S``.
 """
 
 from __future__ import annotations
