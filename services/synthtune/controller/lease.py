@@ -4,6 +4,11 @@ The holder renews the Lease every ``renew_s``. Another replica takes it over onc
 record has not changed for ``duration_s`` by its own clock (clocks of different nodes are
 never compared). Writes carry the resourceVersion they read, so of two replicas racing for
 an expired Lease exactly one wins (the other gets 409 Conflict).
+
+A leader stops leading as soon as it sees another holder, and when it could not renew for
+``renew_deadline_s`` (two thirds of ``duration_s``, at most ``duration_s - renew_s``): well
+before anyone else may take over, so two replicas never lead at once (client-go's
+renewDeadline < leaseDuration).
 """
 
 from __future__ import annotations
@@ -28,6 +33,14 @@ class LeaseElector:
         self.name, self.namespace, self.identity = name, namespace, identity
         self.duration_s, self.renew_s = duration_s, renew_s
         self._observed: tuple[Any, float] | None = None  # (the record as last read, when it changed, monotonic)
+        self.holder: str | None = None  # the holder as last read
+
+    @property
+    def renew_deadline_s(self) -> float:
+        """How long a leader goes on leading without a successful renewal."""
+        if self.renew_s >= self.duration_s:
+            return self.duration_s * 2 / 3
+        return min(self.duration_s - self.renew_s, self.duration_s * 2 / 3)
 
     def _spec(self, now: dt.datetime, transitions: int, acquired: dt.datetime | None) -> Any:
         return self.client.V1LeaseSpec(holder_identity=self.identity, lease_duration_seconds=max(1, round(self.duration_s)),
@@ -51,8 +64,10 @@ class LeaseElector:
                 if exc2.status == 409:
                     return False
                 raise
+            self.holder = self.identity
             return True
         spec = lease.spec or self.client.V1LeaseSpec()
+        self.holder = spec.holder_identity or None
         record = (spec.holder_identity, spec.renew_time, lease.metadata.resource_version if lease.metadata else None)
         if self._observed is None or self._observed[0] != record:
             self._observed = (record, time.monotonic())
@@ -69,6 +84,7 @@ class LeaseElector:
             if exc.status == 409:
                 return False
             raise
+        self.holder = self.identity
         if not mine:
             log.info("took the lease %s/%s from %r", self.namespace, self.name, spec.holder_identity or "nobody")
         return True
@@ -82,11 +98,13 @@ class LeaseElector:
             if lease.spec and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+                self.holder = None
         except ApiException as exc:
             log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, exc.reason)
 
     def run(self, stop: threading.Event, on_started: Callable[[], None], on_lost: Callable[[], None]) -> None:
-        """Campaign until ``stop``; call ``on_started`` on winning and ``on_lost`` when a renewal is overdue."""
+        """Campaign until ``stop``; call ``on_started`` on winning, ``on_lost`` on seeing another holder or
+        when no renewal succeeded for ``renew_deadline_s``."""
         leading, renewed = False, 0.0
         while not stop.is_set():
             try:
@@ -100,9 +118,9 @@ class LeaseElector:
                     leading = True
                     log.info("leading as %s", self.identity)
                     on_started()
-            elif leading and time.monotonic() - renewed > self.duration_s:
+            elif leading and (self.holder not in (None, self.identity) or time.monotonic() - renewed > self.renew_deadline_s):
                 leading = False
-                log.error("lost the lease %s/%s", self.namespace, self.name)
+                log.error("lost the lease %s/%s (held by %s)", self.namespace, self.name, self.holder or "nobody")
                 on_lost()
             stop.wait(self.renew_s)
         if leading:

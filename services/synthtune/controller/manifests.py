@@ -7,6 +7,7 @@ cluster would receive (``kubernetes-validate --strict``).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from typing import Any
 
@@ -19,6 +20,10 @@ STAGE_LABEL = "synthtune.io/stage"
 RUN_ANNOTATION = "synthtune.io/run-id"
 STAGE_ANNOTATION = "synthtune.io/stage-name"
 REQUEST_ANNOTATION = "synthtune.io/request"
+OBJECT_LABEL = "synthtune.io/object"  # on every pod template: selects the pods of one Job or RayJob
+# KubeRay refuses RayJob names longer than 47 characters (it appends 6 to name the RayCluster);
+# Job names must stay under 63 anyway (the job-name label of their pods).
+MAX_NAME = 47
 
 
 def label_value(text: str) -> str:
@@ -30,11 +35,13 @@ def label_value(text: str) -> str:
 
 
 def object_name(run_id: str, stage: str, attempt: int) -> str:
-    """A DNS-1123 name for one stage attempt, stable across controller restarts."""
+    """A DNS-1035 name of at most MAX_NAME characters for one stage attempt, stable across controller restarts."""
     kind, _, method = stage.partition(":")
     digest = hashlib.sha256(f"{run_id}/{stage}".encode()).hexdigest()[:10]
-    slug = re.sub(r"[^a-z0-9]+", "-", method.lower()).strip("-")[:20]
-    return "-".join(p for p in ("synthtune", kind, slug, digest, f"a{attempt}") if p)
+    head, tail = f"synthtune-{kind}", f"-{digest}-a{attempt}"
+    room = max(0, MAX_NAME - len(head) - len(tail) - 1)
+    slug = re.sub(r"[^a-z0-9]+", "-", method.lower()).strip("-")[:room].strip("-")
+    return "-".join(p for p in (head, slug) if p) + tail
 
 
 def selector(run_id: str, stage: str | None = None) -> str:
@@ -51,8 +58,17 @@ def _labels(kind: str, run_id: str, stage: str) -> dict[str, str]:
 
 
 def _metadata(name: str, namespace: str, kind: str, run_id: str, stage: str, request_uri: str) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": _labels(kind, run_id, stage),
+    return {"name": name, "namespace": namespace, "labels": {**_labels(kind, run_id, stage), OBJECT_LABEL: name},
             "annotations": {RUN_ANNOTATION: run_id, STAGE_ANNOTATION: stage, REQUEST_ANNOTATION: request_uri}}
+
+
+def _template_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"labels": dict(meta["labels"]), "annotations": dict(meta["annotations"])}
+
+
+def gpu_count(gpus: float) -> int:
+    """Whole GPUs for a pod: Kubernetes cannot hand out half a device (0.5 per worker still takes one)."""
+    return math.ceil(gpus) if gpus > 0 else 0
 
 
 def command(kind: str, request_uri: str) -> list[str]:
@@ -62,8 +78,9 @@ def command(kind: str, request_uri: str) -> list[str]:
 def _container(cfg: KubernetesConfig, name: str, image: str, cmd: list[str] | None, gpus: float) -> dict[str, Any]:
     requests: dict[str, Any] = {"cpu": cfg.cpu, "memory": cfg.memory}
     limits: dict[str, Any] = {"memory": cfg.memory}
-    if gpus:
-        requests[cfg.gpu_resource] = limits[cfg.gpu_resource] = int(gpus)
+    if gpu_count(gpus):
+        # A quantity is a string: the client's models refuse a bare int (kubectl's YAML would coerce it).
+        requests[cfg.gpu_resource] = limits[cfg.gpu_resource] = str(gpu_count(gpus))
     container: dict[str, Any] = {
         "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
         "env": [{"name": k, "value": v} for k, v in sorted(cfg.env.items())],
@@ -91,7 +108,7 @@ def pod_spec(cfg: KubernetesConfig, containers: list[dict[str, Any]], gpus: floa
                     # PyTorch data loaders and NCCL need more shared memory than a container's default.
                     {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
     }
-    if gpus:  # only GPU work goes to the (scarce, tainted) GPU nodes
+    if gpu_count(gpus):  # only GPU work goes to the (scarce, tainted) GPU nodes
         spec["nodeSelector"] = dict(cfg.node_selector)
         spec["tolerations"] = [dict(t) for t in cfg.tolerations]
     if cfg.image_pull_secrets:
@@ -116,8 +133,7 @@ def job_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str, r
                 {"action": "FailJob", "onExitCodes": {"containerName": kind, "operator": "In", "values": [EXIT_BAD_INPUT]}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
-            "template": {"metadata": {"labels": meta["labels"], "annotations": meta["annotations"]},
-                         "spec": pod_spec(cfg, [container], gpus)},
+            "template": {"metadata": _template_metadata(meta), "spec": pod_spec(cfg, [container], gpus)},
         },
     }
 
@@ -134,7 +150,12 @@ def rayjob_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str
     head["ports"] = [{"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
                      {"containerPort": 10001, "name": "client"}]
     worker = _container(cfg, "ray-worker", image, None, gpus_per_worker)
-    template_meta = {"labels": meta["labels"], "annotations": meta["annotations"]}
+    # KubeRay runs `ray job submit` in a pod of this template (the default one would have no security
+    # context, which a namespace enforcing the restricted Pod Security Standard rejects); no command:
+    # KubeRay sets it.
+    submitter = _container(cfg, "ray-job-submitter", image, None, 0)
+    submitter["resources"] = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    template_meta = _template_metadata(meta)
     return {
         "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": meta,
         "spec": {
@@ -144,6 +165,7 @@ def rayjob_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str
             "activeDeadlineSeconds": cfg.active_deadline_s,
             "backoffLimit": cfg.backoff_limit,
             "submissionMode": "K8sJobMode",
+            "submitterPodTemplate": {"metadata": template_meta, "spec": pod_spec(cfg, [submitter], 0)},
             "rayClusterSpec": {
                 "rayVersion": cfg.ray.ray_version,
                 "headGroupSpec": {"rayStartParams": {"num-gpus": "0"},
