@@ -45,6 +45,7 @@ stubs: setup
 
 schema: setup
 	$(PY) scripts/gen_schema.py
+	$(PY) scripts/gen_values_schema.py
 
 clean:
 	rm -rf $(VENV) synthtune-store demo-work

@@ -35,6 +35,7 @@ ROLE_SCOPE = {
     ("batch", "jobs"): ["create", "delete", "get", "list", "watch"],
     ("", "pods"): ["get", "list", "watch"],
     ("", "pods/log"): ["get"],
+    ("", "events"): ["list"],  # why a Job got no pod (quota, admission)
     ("coordination.k8s.io", "leases"): ["create", "get", "patch", "update"],
 }
 RAYJOBS = {("ray.io", "rayjobs"): ["create", "delete", "get", "list", "watch"]}

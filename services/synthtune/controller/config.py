@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from synthtune.errors import InvalidInput
 
 CONFIG_ENV = "SYNTHTUNE_CONTROLLER_CONFIG"
 STAGE_KINDS = ("prepare", "generate", "train", "evaluate")
 RunnerName = Literal["inprocess", "grpc", "kubernetes"]
+# A Kubernetes quantity: `cpu: 8` in YAML is as good as `cpu: "8"`.
+Quantity = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)]
 
 
 class _Model(BaseModel):
@@ -37,13 +39,19 @@ class LeaderConfig(_Model):
     duration_s: float = Field(default=15.0, gt=0, description="A leader that has not renewed for this long is replaced.")
     renew_s: float = Field(default=5.0, gt=0, description="How often the leader renews the Lease.")
 
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> LeaderConfig:
+        if self.renew_s >= self.duration_s:
+            raise ValueError(f"leader.renew_s ({self.renew_s}) must be shorter than leader.duration_s ({self.duration_s})")
+        return self
+
 
 class RayConfig(_Model):
     enabled: Literal["auto", "always", "never"] = Field(
         default=        "auto", description="Training with more than one worker becomes a KubeRay RayJob: auto (when the ray.io CRDs are installed), always, never.")
     ray_version: str = Field(default="2.60.0", description="Ray version of the trainer image, for the RayCluster spec.")
-    head_cpu: str = Field(default="2", description="CPU request of the Ray head pod.")
-    head_memory: str = Field(default="8Gi", description="Memory request of the Ray head pod.")
+    head_cpu: Quantity = Field(default="2", description="CPU request of the Ray head pod.")
+    head_memory: Quantity = Field(default="8Gi", description="Memory request of the Ray head pod.")
 
 
 class KubernetesConfig(_Model):
@@ -57,14 +65,14 @@ class KubernetesConfig(_Model):
     tolerations: list[dict[str, Any]] = Field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         description="Tolerations of GPU Jobs.")
-    cpu: str = Field(default="8", description="CPU request of a Job pod.")
-    memory: str = Field(default="64Gi", description="Memory request and limit of a Job pod.")
+    cpu: Quantity = Field(default="8", description="CPU request of a Job pod.")
+    memory: Quantity = Field(default="64Gi", description="Memory request and limit of a Job pod.")
     backoff_limit: int = Field(default=3, ge=0, description="Pod retries of a Job for retryable failures.")
     active_deadline_s: int = Field(default=86400, ge=1, description="A Job running longer than this fails.")
     ttl_after_finished_s: int = Field(default=86400, ge=0, description="Kubernetes deletes a finished Job this long after it ended.")
     schedule_timeout_s: float = Field(default=900, gt=0, description="Fail a stage whose pod stays unschedulable this long.")
     delete_on_success: bool = Field(default=True, description="Delete a Job as soon as it succeeded.")
-    service_account: str = Field(default="default", description="ServiceAccount of the Job pods.")
+    service_account: str = Field(default="synthtune-job", description="ServiceAccount of the Job pods (no Role, no token).")
     env: dict[str, str] = Field(default_factory=dict, description="Environment of the Job containers.")
     env_from_secrets: list[str] = Field(default_factory=list, description="Secrets whose keys become the Job containers' environment.")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Image pull Secrets of the Job pods.")

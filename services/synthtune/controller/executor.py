@@ -336,8 +336,8 @@ class Executor:
                 record["report"] = f"runs/{record['run_id']}/report.html" if "report" in record["stages"] else None
         self.runbook.event(record, "run_finished", message=error or status)
         self.runbook.clear_cancel(record["run_id"])
-        if status != "succeeded":  # no Job of a run that ended may keep a GPU
-            for kind in {k for k in ("prepare", "generate", "train", "evaluate") if self.config.runner(k) == "kubernetes"}:
-                cleanup = getattr(self.runner(kind), "cleanup", None)
-                if cleanup is not None:
-                    cleanup(record["run_id"])
+        kube_kinds = [k for k in ("prepare", "generate", "train", "evaluate") if self.config.runner(k) == "kubernetes"]
+        if status != "succeeded" and kube_kinds:  # no Job of a run that ended may keep a GPU
+            cleanup = getattr(self.runner(kube_kinds[0]), "cleanup", None)  # one runner serves every such kind
+            if cleanup is not None:
+                cleanup(record["run_id"])
