@@ -372,3 +372,18 @@ def test_killed_job_resumes_from_the_latest_s3_checkpoint(tmp_path, s3_store_uri
     # Its speed counts the tokens it trained itself, not those restored with the checkpoint.
     assert 0 < log["tokens_this_run"] < log["tokens"] and log["steps_this_run"] == 40 - resumed
     assert log["tokens_per_s"] == pytest.approx(log["tokens_this_run"] / log["runtime_s"], rel=0.01)
+
+
+def test_gradient_checkpointing_set_explicitly_runs_on_cpu_and_still_trains_lora(file_store, tiny_model):
+    """On CPU it is off by default; set in the spec it is on, and gradients still reach the LoRA weights."""
+    from safetensors.torch import load_file
+
+    from synthtune.trainer import run
+
+    spec = _spec(f"train: {{base_model: {tiny_model}, method: lora, max_steps: 2, batch_size: 2, learning_rate: 0.01, warmup_steps: 0, "
+                 "max_seq_len: 96, gradient_checkpointing: true, lora: {target_modules: [q_proj, v_proj]}, scaling: {use_ray: false}}\n")
+    art = file_store.open(run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa"))
+    assert art.read_json("training_log.json")["gradient_checkpointing"] is True
+    weights = load_file(str(art.local_path("adapter_model.safetensors")))
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means it was trained

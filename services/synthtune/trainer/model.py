@@ -79,6 +79,10 @@ def load_model(path: str, spec: TrainSpec, method: str, checkpointing: bool = Fa
             bnb_4bit_use_double_quant=q.double_quant, bnb_4bit_compute_dtype=compute,
         )
         kwargs["dtype"] = compute
+        if torch.cuda.is_available():  # 4-bit weights cannot move later: load them on this worker's own GPU
+            import os
+
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     else:
         precision = pick_precision(spec)
         kwargs["dtype"] = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
