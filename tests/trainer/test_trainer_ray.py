@@ -107,3 +107,22 @@ def test_two_ray_workers_share_nothing_but_the_store(tmp_path, tokenizer, tiny_m
         assert resumed["train_steps"] == [1, 2, 3, 4, 5, 6]
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_bad_spec_found_inside_a_ray_worker_is_still_invalid_input(file_store, tiny_model, monkeypatch):
+    """Missing target modules surface from the worker as InvalidInput (exit 2), not as Ray's wrapper (exit 1)."""
+    from synthtune.errors import InvalidInput
+    from synthtune.progress import Progress
+    from synthtune.spec import load_spec_text
+    from synthtune.trainer import run
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with file_store.create("synthetic", [], {"rows": 1}, "test") as w:
+        w.write_jsonl("data.jsonl", OVERFIT)
+        ref = w.commit()
+    spec = load_spec_text("version: 1\nname: t\nsource: {paths: [a.csv]}\n"
+                          f"train: {{base_model: {tiny_model}, method: lora, max_steps: 2, lora: {{target_modules: [wq]}}}}\n")
+    with pytest.raises(InvalidInput, match=r"no module\(s\) wq; it has: .*q_proj"):
+        run(spec, {"synthetic": ref}, file_store, Progress("train"), method="record_qa")
+    assert list(file_store.list_artifacts("adapter")) == []
