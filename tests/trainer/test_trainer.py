@@ -1,4 +1,5 @@
-"""Training: assistant-only labels, bad input, LoRA/QLoRA through Ray on CPU, resume from S3 checkpoints."""
+"""Training: assistant-only labels, bad input, evaluation loss, early stopping, full fine-tuning, LoRA/QLoRA
+through Ray on CPU, resume from S3 checkpoints."""
 
 from __future__ import annotations
 
@@ -12,26 +13,29 @@ import time
 from pathlib import Path
 
 import pytest
+from trainer_helpers import OVERFIT, generator_row
 
-from synthtune.errors import InvalidInput
+from synthtune.errors import InvalidInput, StageSkipped
 from synthtune.llm.models import resolve_model
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
-from synthtune.trainer.data import build_dataset, tokenize_chat
+from synthtune.trainer.data import build_dataset, tokenize_chat, validation_size
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
+def _example(q: str, a: str, n: int = 1) -> dict:
+    return generator_row(n, q, a)
 
 
-def _example(q: str, a: str) -> dict:
-    return {"messages": [{"role": "system", "content": "You are a maintenance engineer."}, {"role": "user", "content": q},
-                         {"role": "assistant", "content": a}], "provenance": {"key": q[:8]}}
+def _spec(extra: str) -> object:
+    return load_spec_text("version: 1\nname: t\nsource: {paths: [a.csv]}\n" + extra)
+
+
+def _synthetic(store, rows=None) -> object:
+    with store.create("synthetic", [], {"rows": rows or OVERFIT}, "test") as w:
+        w.write_jsonl("data.jsonl", OVERFIT if rows is None else rows)
+        return w.commit()
 
 
 def test_loss_mask_covers_the_assistant_turn_only(tokenizer):
@@ -48,17 +52,48 @@ def test_tool_calls_are_trained_as_json(tokenizer):
     assert "STOP_CAPPER" in tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
 
 
-def test_bad_input_is_clear(tokenizer):
-    with pytest.raises(InvalidInput, match="synthetic dataset is empty"):
+def test_nothing_trainable_skips_the_stage_with_counts(tokenizer):
+    with pytest.raises(StageSkipped, match="synthetic dataset is empty"):
         build_dataset(tokenizer, [], 128, "truncate", 1)
-    no_answer = {"messages": [{"role": "user", "content": "hello?"}]}
-    with pytest.raises(InvalidInput, match="no assistant turn"):
-        build_dataset(tokenizer, [no_answer], 128, "truncate", 1)
-    long = _example("q", "word " * 400)
-    out = build_dataset(tokenizer, [long, _example("short q", "short answer")], 64, "reject", 1)
-    assert len(out.train) == 1 and "> max_seq_len 64" in out.rejected[0]["reason"]
+    no_answer = {**_example("hello?", "x", 1), "messages": [{"role": "user", "content": "hello?"}]}
+    long = _example("q", "word " * 400, 2)
+    with pytest.raises(StageSkipped, match=r"among the 3 synthetic examples \(2 no assistant turn, 1 longer than max_seq_len 64\)"):
+        build_dataset(tokenizer, [no_answer, dict(no_answer, id="other"), long], 64, "reject", 1)
+
+
+def test_overlong_examples_are_rejected_or_truncated_and_counted(tokenizer):
+    long = _example("q", "word " * 400, 1)
+    out = build_dataset(tokenizer, [long, _example("short q", "short answer", 2)], 64, "reject", 1)
+    assert len(out.train) == 1 and out.rejected == [
+        {"id": "record_qa-0001", "source_ids": ["rec-1"], "reason": "longer than max_seq_len 64", "detail": out.rejected[0]["detail"]}]
+    assert out.rejected[0]["detail"].endswith(" tokens")
     out = build_dataset(tokenizer, [long], 64, "truncate", 1)
     assert out.truncated == 1 and len(out.train[0]["input_ids"]) == 64
+
+
+def test_rejects_name_the_generator_record(tokenizer):
+    """The generator writes ``id`` and ``provenance.source_ids`` (never ``provenance.key``): rejects must carry them."""
+    bad = {**_example("q?", "a.", 7), "messages": [{"role": "user", "content": "q?"}]}
+    out = build_dataset(tokenizer, [bad, _example("q2?", "a2.", 8)], 128, "truncate", 1)
+    assert out.rejected == [{"id": "record_qa-0007", "source_ids": ["rec-7"], "reason": "no assistant turn"}]
+    no_id = {k: v for k, v in bad.items() if k != "id"}
+    out = build_dataset(tokenizer, [no_id, _example("q2?", "a2.", 8)], 128, "truncate", 1)
+    assert out.rejected[0]["id"] == "rec-7"
+
+
+def test_validation_holds_out_whole_source_groups(tokenizer):
+    assert [validation_size(n, 0.1) for n in (0, 1, 2, 5, 10, 25)] == [0, 0, 1, 1, 1, 2]
+    assert len(build_dataset(tokenizer, [_example("q", "a", 1)], 128, "truncate", 1).validation) == 0
+    out = build_dataset(tokenizer, OVERFIT[:2], 128, "truncate", 1)
+    assert len(out.validation) == 1 and len(out.train) == 1
+    # Three paraphrases of one record and one of another: the held-out example never shares a source with training.
+    rows = [generator_row(i, f"Question {i} about the capper?", f"Answer {i}.", sources=["rec-A"]) for i in range(3)]
+    rows.append(generator_row(9, "Question about the filler?", "Answer B.", sources=["rec-B"]))
+    for seed in range(5):
+        out = build_dataset(tokenizer, rows, 128, "truncate", seed)
+        assert len(out.validation) == 1 and len(out.train) == 3
+        val_text = tokenizer.decode(out.validation[0]["input_ids"])
+        assert "filler" in val_text  # rec-B is the only group that fits
 
 
 def test_missing_target_modules_are_listed():
@@ -78,32 +113,176 @@ def test_missing_base_model_path_is_not_found(file_store, tmp_path):
     from synthtune.errors import NotFound
     from synthtune.trainer import run
 
-    with file_store.create("synthetic", [], {"x": 1}, "test") as w:
-        w.write_jsonl("data.jsonl", [_example("q?", "a.")])
-        ref = w.commit()
+    ref = _synthetic(file_store, [_example("q?", "a.")])
     spec = load_spec_text(f"version: 1\nname: t\nsource: {{paths: [a.csv]}}\ntrain: {{base_model: {tmp_path / 'nope'}}}\n")
     with pytest.raises(NotFound):
         run(spec, {"synthetic": ref}, file_store, Progress("train"), method="record_qa")
     assert list(file_store.list_artifacts("adapter")) == []
 
 
-OVERFIT = [_example(f"What does fault code F0{i} on the capper mean?", f"F0{i} means the chuck clutch on head {i} slips; replace the clutch plates.")
-           for i in range(1, 7)]
+def test_empty_synthetic_data_skips_the_stage_and_writes_nothing(file_store, tiny_model):
+    from synthtune.trainer import run
+
+    ref = _synthetic(file_store, [])
+    spec = _spec(f"train: {{base_model: {tiny_model}, method: lora, max_steps: 2, scaling: {{use_ray: false}}}}\n")
+    with pytest.raises(StageSkipped, match="train record_qa: the synthetic dataset is empty"):
+        run(spec, {"synthetic": ref}, file_store, Progress("train"), method="record_qa")
+    assert list(file_store.list_artifacts("adapter")) == []
 
 
-def _spec(extra: str) -> object:
-    return load_spec_text("version: 1\nname: t\nsource: {paths: [a.csv]}\n" + extra)
+def test_folder_without_safetensors_is_refused(tmp_path, tiny_model, file_store):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from synthtune.trainer import run
+
+    folder = tmp_path / "pickled"
+    shutil.copytree(tiny_model, folder)
+    torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    spec = _spec(f"train: {{base_model: {folder}, method: lora, max_steps: 2, scaling: {{use_ray: false}}}}\n")
+    with pytest.raises(InvalidInput, match=r"no \.safetensors weights in the folder \(found pytorch_model\.bin\); synthtune loads safetensors only"):
+        run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa")
+    assert list(file_store.list_artifacts("adapter")) == []
 
 
-def _synthetic(store) -> object:
-    with store.create("synthetic", [], {"overfit": 1}, "test") as w:
-        w.write_jsonl("data.jsonl", OVERFIT)
-        return w.commit()
+def test_remote_code_is_not_run_unless_the_spec_allows_it(tmp_path, tiny_model):
+    """A model folder that ships code (auto_map) is refused with trust_remote_code off, and its code never runs."""
+    import shutil
+
+    from synthtune.spec.train import TrainSpec
+    from synthtune.trainer.model import load_model
+
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="evil_llama", auto_map={"AutoConfig": "configuration_evil.EvilConfig",
+                                                      "AutoModelForCausalLM": "modeling_evil.EvilModel"})
+    (folder / "config.json").write_text(json.dumps(config))
+    sentinel = tmp_path / "code-ran"
+    for name in ("configuration_evil.py", "modeling_evil.py"):
+        (folder / name).write_text(f"open({str(sentinel)!r}, 'w').write('ran')\n")
+    spec = TrainSpec.model_validate({})
+    assert spec.trust_remote_code is False
+    with pytest.raises(InvalidInput, match=r"ships its own code.*trust_remote_code is true"):
+        load_model(str(folder), spec, "lora")
+    assert not sentinel.exists()
+
+
+def test_parameter_count_unpacks_4bit_weights():
+    """bitsandbytes packs two 4-bit weights per byte: MFU must count the weights, not the bytes."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from synthtune.trainer.model import count_parameters
+
+    layer = torch.nn.Linear(8, 4, bias=False)
+    packed = torch.nn.Parameter(torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False)
+    packed.quant_state = SimpleNamespace(shape=torch.Size([4, 8]))
+    model = torch.nn.Module()
+    model.quantised = torch.nn.Module()
+    model.quantised.register_parameter("weight", packed)
+    model.plain = layer
+    assert count_parameters(model) == 32 + 32
+
+
+def test_eval_interval_gives_short_runs_a_curve():
+    from synthtune.spec.train import TrainSpec
+    from synthtune.trainer.loop import eval_interval, planned_steps
+
+    assert eval_interval(50, 5) == 1 and eval_interval(50, 30) == 7 and eval_interval(50, 1000) == 50 and eval_interval(3, 1000) == 3
+    assert planned_steps(TrainSpec.model_validate({"max_steps": 12}), 100, 4, 1, 1) == 12
+    # 7 epochs of 10 examples, micro batch 2, accumulation 2, one worker: 5 batches -> 3 steps an epoch.
+    assert planned_steps(TrainSpec.model_validate({"epochs": 7}), 10, 2, 2, 1) == 21
+
+
+def test_full_fine_tuning_overfits_and_writes_a_whole_model_with_eval_loss(tmp_path, file_store, tiny_model):
+    """A tiny random model, trained in process: loss falls, eval loss is there, the artifact is a loadable model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from synthtune.trainer import run
+
+    spec = _spec(f"train: {{base_model: {tiny_model}, method: full, max_steps: 30, batch_size: 5, learning_rate: 0.01, warmup_steps: 0, "
+                 "max_seq_len: 96, scaling: {use_ray: false}}\n")
+    ref = run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa")
+    art = file_store.open(ref)
+    log = art.read_json("training_log.json")
+    losses = log["train_loss"]
+    assert losses[-1] < 0.5 * losses[0], losses
+    # 6 examples: one held out; eval every min(50, 30 // 4) = 7 steps and after the last one.
+    assert log["validation_examples"] == 1 and log["examples"] == 5
+    assert log["eval_steps"] == [7, 14, 21, 28, 30] and len(log["eval_loss"]) == 5 and log["eval_every"] == 7
+    assert log["method"] == "full" and log["format"] == "full_model" and art.stats["format"] == "full_model"
+    assert art.kind == "adapter"
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "training_log.json", "loss_curve.png"} <= set(art.files)
+    assert "adapter_config.json" not in art.files and "adapter_model.safetensors" not in art.files
+    assert log["gradient_checkpointing"] is False  # the default is GPU-only
+    folder = art.download()
+    tuned = AutoModelForCausalLM.from_pretrained(str(folder))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        assert not torch.allclose(base(ids).logits, tuned(ids).logits, atol=1e-4)
+
+
+def _rows(tokenizer, pairs):
+    out = []
+    for q, a in pairs:
+        ids, mask = tokenize_chat(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
+        out.append({"input_ids": ids, "assistant_masks": mask})
+    return out
+
+
+def _worker_config(tmp_path, tiny_model, spec, data, **extra):
+    from synthtune.spec.train import TrainSpec
+
+    return {"train_spec": TrainSpec.model_validate(spec).model_dump(), "method": spec.get("method", "lora"), "model_path": str(tiny_model),
+            "data": data, "store_uri": str(tmp_path / "store"), "artifact_id": "adapter-test", "output_dir": str(tmp_path / "work"), **extra}
+
+
+def test_early_stopping_stops_on_a_rising_eval_loss(tmp_path, tokenizer, tiny_model):
+    """Train on one answer, evaluate on a contradicting one: the eval loss rises and training stops early."""
+    from synthtune.trainer.loop import train_worker
+
+    questions = [f"Status of line {i}?" for i in range(4)]
+    train = _rows(tokenizer, [(q, "alpha bravo charlie delta echo foxtrot golf hotel") for q in questions])
+    validation = _rows(tokenizer, [(q, "Zebra yodel xylophone walrus violin umbrella") for q in questions])
+    spec = {"method": "lora", "max_steps": 40, "batch_size": 4, "learning_rate": 0.02, "warmup_steps": 0, "scheduler": "constant",
+            "eval_steps": 2, "early_stopping_patience": 2, "checkpoint_steps": 1000, "lora": {"target_modules": ["q_proj", "v_proj", "lm_head"]}}
+    summary = train_worker(_worker_config(tmp_path, tiny_model, spec, {"train": train, "validation": validation}))
+    assert summary is not None and summary["early_stopped"], summary["eval_loss"]
+    assert summary["steps"] < 40 and summary["eval_every"] == 2
+    evals = summary["eval_loss"]
+    assert evals[-1] > min(evals) and len(evals) == summary["steps"] // 2
+    assert summary["train_loss"][-1] < summary["train_loss"][0]
+
+
+def test_tokens_per_s_after_a_resume_counts_this_run_only(tmp_path, tokenizer, tiny_model):
+    from synthtune.store import open_store
+    from synthtune.trainer.checkpoints import StoreCheckpoints
+    from synthtune.trainer.loop import train_worker
+
+    data = {"train": _rows(tokenizer, [(f"Question {i}?", f"Answer number {i}.") for i in range(4)]), "validation": []}
+    spec = {"method": "lora", "max_steps": 4, "batch_size": 2, "learning_rate": 0.001, "warmup_steps": 0, "checkpoint_steps": 4,
+            "lora": {"target_modules": ["q_proj", "v_proj"]}}
+    first = train_worker(_worker_config(tmp_path, tiny_model, spec, data))
+    assert first is not None and first["tokens_this_run"] == first["tokens"] > 0
+    assert StoreCheckpoints(open_store(str(tmp_path / "store")), "adapter-test").latest_step() == 4
+    again = train_worker(_worker_config(tmp_path / "second", tiny_model, {**spec, "max_steps": 8}, data, resume_step=4,
+                                        store_uri=str(tmp_path / "store")))
+    assert again is not None and again["resumed_from_step"] == 4 and again["steps"] == 8 and again["steps_this_run"] == 4
+    assert 0 < again["tokens_this_run"] < again["tokens"]
+    assert again["tokens"] == first["tokens"] + again["tokens_this_run"]
+    assert again["tokens_per_s"] == pytest.approx(again["tokens_this_run"] / again["runtime_s"], rel=0.01)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "qlora"])
-def test_real_smollm2_trains_through_ray_and_adapter_changes_output(method, file_store):
+def test_real_smollm2_trains_through_ray_and_adapter_changes_output(method, file_store, smollm2_path):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -116,38 +295,20 @@ def test_real_smollm2_trains_through_ray_and_adapter_changes_output(method, file
     art = file_store.open(ref)
     assert {"adapter_model.safetensors", "adapter_config.json", "training_log.json", "loss_curve.png"} <= set(art.files)
     log = art.read_json("training_log.json")
-    assert log["method"] == method and log["steps"] == 3 and len(log["train_loss"]) == 3 and log["tokens_per_s"] > 0
-    if method == "qlora":
-        return
+    assert log["method"] == method and log["format"] == "peft_lora" and log["steps"] == 3 and len(log["train_loss"]) == 3
+    assert log["tokens_per_s"] > 0 and log["eval_loss"] and log["eval_steps"][-1] == 3
+    # SmolLM2-135M has 134.5M weights, 4-bit or not (LoRA adds about 1M).
+    assert 134e6 < log["parameters"] < 140e6, log["parameters"]
     config = json.loads(art.read_text("adapter_config.json"))
     assert config["r"] == 16 and config["lora_alpha"] == 8 and set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "lm_head"}
-    path = resolve_model("smollm2-135m-instruct")
-    tok = AutoTokenizer.from_pretrained(path)
-    base = AutoModelForCausalLM.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(smollm2_path)
+    base = AutoModelForCausalLM.from_pretrained(smollm2_path)
     enc = tok.apply_chat_template(OVERFIT[0]["messages"][:2], add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():
         before = base(**enc).logits[0, -1].clone()
         tuned = PeftModel.from_pretrained(base, str(art.download()))
         after = tuned(**enc).logits[0, -1]
     assert not torch.allclose(before, after, atol=1e-4)
-
-
-def test_loss_falls_on_a_tiny_overfit_set(tmp_path, file_store):
-    """A tiny random model from a config, trained in process: fast and deterministic."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from synthtune.trainer import run
-
-    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
-    model_dir = tmp_path / "tiny"
-    LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                 vocab_size=len(tok), tie_word_embeddings=True)).save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
-    spec = _spec(f"train: {{base_model: {model_dir}, method: full, max_steps: 30, batch_size: 6, learning_rate: 0.01, warmup_steps: 0, "
-                 "max_seq_len: 96, scaling: {use_ray: false}}\n")
-    ref = run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa")
-    losses = file_store.open(ref).read_json("training_log.json")["train_loss"]
-    assert losses[-1] < 0.5 * losses[0], losses
 
 
 KILLABLE = textwrap.dedent(
@@ -208,3 +369,21 @@ def test_killed_job_resumes_from_the_latest_s3_checkpoint(tmp_path, s3_store_uri
     assert log["train_steps"] == list(range(1, 41))  # the restored history plus the rest, each step once
     resumed_steps = [int(line.split()[1].rstrip(":")) for line in out.stdout.splitlines() if line.startswith("step ")]
     assert resumed_steps and min(resumed_steps) > resumed  # the resumed process never ran a step before its checkpoint
+    # Its speed counts the tokens it trained itself, not those restored with the checkpoint.
+    assert 0 < log["tokens_this_run"] < log["tokens"] and log["steps_this_run"] == 40 - resumed
+    assert log["tokens_per_s"] == pytest.approx(log["tokens_this_run"] / log["runtime_s"], rel=0.01)
+
+
+def test_gradient_checkpointing_set_explicitly_runs_on_cpu_and_still_trains_lora(file_store, tiny_model):
+    """On CPU it is off by default; set in the spec it is on, and gradients still reach the LoRA weights."""
+    from safetensors.torch import load_file
+
+    from synthtune.trainer import run
+
+    spec = _spec(f"train: {{base_model: {tiny_model}, method: lora, max_steps: 2, batch_size: 2, learning_rate: 0.01, warmup_steps: 0, "
+                 "max_seq_len: 96, gradient_checkpointing: true, lora: {target_modules: [q_proj, v_proj]}, scaling: {use_ray: false}}\n")
+    art = file_store.open(run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa"))
+    assert art.read_json("training_log.json")["gradient_checkpointing"] is True
+    weights = load_file(str(art.local_path("adapter_model.safetensors")))
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: non-zero means it was trained

@@ -1,46 +1,111 @@
-"""Checkpoints mirrored to the artifact store; a checkpoint counts only once its marker is written last."""
+"""Training state in the store, where every Ray worker and the driver can reach it, whatever pod it runs on.
+
+``work/train/<adapter id>/`` holds:
+
+- ``checkpoint-<step>/...`` with a ``COMPLETE`` marker written last, by rank 0, after every rank
+  uploaded its own files (``rng_state_<rank>.pth``): a checkpoint without the marker does not exist;
+- ``result/...`` with a ``COMPLETE`` marker: what rank 0 trained (adapter or model files and
+  ``summary.json``), for the driver to turn into the artifact;
+- ``progress.json``: rank 0's latest step and log line, for the driver's progress.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from synthtune.store import Store
 
 _STEP = re.compile(r"checkpoint-(\d+)/COMPLETE$")
 
 
+def _copy_down(store: Store, key: str, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with store.backend.open_read(key) as src, open(out, "wb") as f:
+        while chunk := src.read(8 * 1024 * 1024):
+            f.write(chunk)
+
+
 class StoreCheckpoints:
-    """``work/train/<adapter id>/checkpoint-<step>/...`` with a ``COMPLETE`` marker."""
+    """Checkpoints, the result and the progress of one training run, under ``work/train/<adapter id>``."""
 
     def __init__(self, store: Store, art_id: str) -> None:
         self.store = store
         self.prefix = f"work/train/{art_id}"
 
-    def upload(self, local_dir: Path, step: int) -> None:
+    # checkpoints ---------------------------------------------------------------------------
+    def upload_files(self, local_dir: Path, step: int, names: list[str] | None = None) -> list[str]:
+        """Upload ``names`` (default: every file) of a local checkpoint folder; no marker yet."""
         base = f"{self.prefix}/checkpoint-{step}"
-        files = sorted(p for p in local_dir.rglob("*") if p.is_file())
-        for path in files:
-            self.store.backend.put_file(f"{base}/{path.relative_to(local_dir).as_posix()}", path)
-        marker = {"step": step, "files": [p.relative_to(local_dir).as_posix() for p in files], "time": time.time()}
-        self.store.put_json(f"{base}/COMPLETE", marker)
+        if names is None:
+            names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
+        for name in names:
+            self.store.backend.put_file(f"{base}/{name}", local_dir / name)
+        return names
+
+    def mark_complete(self, step: int) -> None:
+        """Write the marker over every file uploaded for ``step`` (by any rank), then drop older checkpoints."""
+        base = f"{self.prefix}/checkpoint-{step}"
+        files = sorted(k[len(base) + 1 :] for k in self.store.list_keys(base + "/") if not k.endswith("/COMPLETE"))
+        self.store.put_json(f"{base}/COMPLETE", {"step": step, "files": files, "time": time.time()})
+        for old in self.steps():
+            if old < step:  # the marker goes first, so a half-deleted checkpoint is never taken for complete
+                self.store.backend.delete_prefix(f"{self.prefix}/checkpoint-{old}/COMPLETE")
+                self.store.backend.delete_prefix(f"{self.prefix}/checkpoint-{old}")
+
+    def upload(self, local_dir: Path, step: int) -> None:
+        """A single process's checkpoint: every file, then the marker."""
+        self.upload_files(local_dir, step)
+        self.mark_complete(step)
+
+    def steps(self) -> list[int]:
+        return sorted(int(m.group(1)) for key in self.store.list_keys(self.prefix + "/") if (m := _STEP.search(key)))
 
     def latest_step(self) -> int | None:
-        steps = [int(m.group(1)) for key in self.store.list_keys(self.prefix + "/") if (m := _STEP.search(key))]
-        return max(steps) if steps else None
+        steps = self.steps()
+        return steps[-1] if steps else None
 
     def download(self, step: int, dest: Path) -> Path:
         base = f"{self.prefix}/checkpoint-{step}"
         marker = self.store.get_json(f"{base}/COMPLETE")
         target = dest / f"checkpoint-{step}"
         for name in marker["files"]:
-            out = target / name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with self.store.backend.open_read(f"{base}/{name}") as src, open(out, "wb") as f:
-                while chunk := src.read(8 * 1024 * 1024):
-                    f.write(chunk)
+            _copy_down(self.store, f"{base}/{name}", target / name)
         return target
+
+    # the result ----------------------------------------------------------------------------
+    def publish_result(self, local_dir: Path) -> None:
+        names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
+        for name in names:
+            self.store.backend.put_file(f"{self.prefix}/result/{name}", local_dir / name)
+        self.store.put_json(f"{self.prefix}/result/COMPLETE", {"files": names, "time": time.time()})
+
+    def fetch_result(self, dest: Path) -> Path | None:
+        """The published result in ``dest``, or None when no rank published one."""
+        key = f"{self.prefix}/result/COMPLETE"
+        if not self.store.exists(key):
+            return None
+        for name in self.store.get_json(key)["files"]:
+            _copy_down(self.store, f"{self.prefix}/result/{name}", dest / name)
+        return dest
+
+    def clear_result(self) -> None:
+        self.store.backend.delete_prefix(f"{self.prefix}/result/COMPLETE")
+        self.store.backend.delete_prefix(f"{self.prefix}/result")
+
+    # progress ------------------------------------------------------------------------------
+    def put_progress(self, state: dict[str, Any]) -> None:
+        self.store.backend.put_bytes(f"{self.prefix}/progress.json", json.dumps(state).encode())
+
+    def get_progress(self) -> dict[str, Any] | None:
+        try:
+            with self.store.backend.open_read(f"{self.prefix}/progress.json") as f:
+                return json.loads(f.read())
+        except Exception:  # noqa: BLE001 - not written yet, or being replaced
+            return None
 
     def clear(self) -> None:
         self.store.backend.delete_prefix(self.prefix)

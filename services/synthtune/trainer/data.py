@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthtune.errors import InvalidInput
+from synthtune.errors import StageSkipped
 
 
 def _renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,34 +54,87 @@ class Prepared:
     tokens: int = 0
 
 
+def record_id(example: dict[str, Any], n: int) -> str:
+    """The id a reject names: the generator's row id, else its source record ids, else the line number."""
+    if example.get("id"):
+        return str(example["id"])
+    prov = example.get("provenance") or {}
+    sources = prov.get("source_ids") or ([prov["key"]] if prov.get("key") else [])
+    return ",".join(str(s) for s in sources) if sources else f"line {n}"
+
+
+def _group(example: dict[str, Any], n: int) -> str:
+    """Examples generated from the same source records stay on one side of the train/validation split."""
+    sources = (example.get("provenance") or {}).get("source_ids")
+    return json.dumps(sorted(map(str, sources))) if sources else f"#{n}"
+
+
+def validation_size(n: int, share: float) -> int:
+    """Held-out examples: ``share`` of them, but at least one as soon as there are two (one stays for training)."""
+    if n < 2 or share <= 0:
+        return 0
+    return min(n - 1, max(1, round(n * share)))
+
+
 def build_dataset(tokenizer: Any, examples: list[dict[str, Any]], max_len: int, overlong: str, seed: int, val_share: float = 0.1) -> Prepared:
-    """Tokenised train/validation examples; the validation slice is held out of the synthetic data."""
+    """Tokenised train/validation examples; the validation slice is held out of the synthetic data.
+
+    The validation examples are whole groups of examples that share their source records, so a
+    paraphrase of a training example never scores the evaluation loss. Nothing trainable at all
+    (an empty dataset, or every example rejected) raises StageSkipped: the method produced no
+    usable data, and the run goes on with the other methods.
+    """
     if not examples:
-        raise InvalidInput("the synthetic dataset is empty: nothing to train on (see the generate stage's rejects)")
+        raise StageSkipped("the synthetic dataset is empty: nothing to train on (see the generate stage's rejects)")
     out = Prepared()
-    rows = []
+    rows: list[tuple[str, dict[str, list[int]]]] = []
     for n, ex in enumerate(examples, 1):
         messages = ex.get("messages") or []
-        key = (ex.get("provenance") or {}).get("key", f"example {n}")
+        rid = record_id(ex, n)
+        sources = (ex.get("provenance") or {}).get("source_ids")
+        reject = {"id": rid, **({"source_ids": sources} if sources else {})}
         if not any(m.get("role") == "assistant" for m in messages):
-            out.rejected.append({"id": key, "reason": "no assistant turn"})
+            out.rejected.append({**reject, "reason": "no assistant turn"})
             continue
         ids, mask = tokenize_chat(tokenizer, messages)
         if len(ids) > max_len:
             if overlong == "reject":
-                out.rejected.append({"id": key, "reason": f"{len(ids)} tokens > max_seq_len {max_len}"})
+                out.rejected.append({**reject, "reason": f"longer than max_seq_len {max_len}", "detail": f"{len(ids)} tokens"})
                 continue
             ids, mask = ids[:max_len], mask[:max_len]
             out.truncated += 1
         if 1 not in mask:
-            out.rejected.append({"id": key, "reason": "assistant turn lies beyond max_seq_len"})
+            out.rejected.append({**reject, "reason": f"assistant turn lies beyond max_seq_len {max_len}"})
             continue
-        rows.append({"input_ids": ids, "assistant_masks": mask})
+        rows.append((_group(ex, n), {"input_ids": ids, "assistant_masks": mask}))
     if not rows:
-        reasons = sorted({r["reason"] for r in out.rejected})
-        raise InvalidInput(f"no trainable example among {len(examples)}: {'; '.join(reasons)}")
-    random.Random(seed).shuffle(rows)
-    n_val = int(len(rows) * val_share) if len(rows) >= 10 else 0
-    out.validation, out.train = rows[:n_val], rows[n_val:]
+        counts = Counter(r["reason"] for r in out.rejected)
+        raise StageSkipped(
+            f"no trainable example among the {len(examples)} synthetic examples ("
+            + ", ".join(f"{count} {reason}" for reason, count in counts.most_common()) + ")"
+        )
+    rng = random.Random(seed)
+    groups: dict[str, list[dict[str, list[int]]]] = {}
+    for key, row in rows:
+        groups.setdefault(key, []).append(row)
+    order = list(groups)
+    rng.shuffle(order)
+    n_val = validation_size(len(rows), val_share)
+    if len(order) < 2:  # all from one source: split the examples themselves
+        flat = [r for _, r in rows]
+        rng.shuffle(flat)
+        out.validation, out.train = flat[:n_val], flat[n_val:]
+    else:
+        held: list[str] = []
+        for key in order:  # whole groups, as many as fit in n_val
+            if sum(len(groups[k]) for k in held) + len(groups[key]) <= n_val:
+                held.append(key)
+        if not held and n_val:  # every group is larger than n_val: hold out the smallest one
+            smallest = min(order, key=lambda k: len(groups[k]))
+            if len(groups[smallest]) < len(rows):
+                held.append(smallest)
+        out.validation = [r for k in held for r in groups[k]]
+        out.train = [r for k in order if k not in held for r in groups[k]]
+        rng.shuffle(out.train)
     out.tokens = sum(len(r["input_ids"]) for r in out.train)
     return out

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synthtune.errors import InvalidInput, PermanentError
+from synthtune.errors import PermanentError
 
 # bf16 dense peak FLOP/s by GPU name fragment, for the MFU estimate.
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12, "V100": 125e12}
@@ -57,35 +61,108 @@ def collator(pad_id: int, packing: bool) -> Any:
     return collate
 
 
-def train_worker(config: dict[str, Any]) -> dict[str, Any]:
-    """Train per ``config`` (paths, spec dump, store uri, adapter id); returns the run's summary."""
+def _rank_world() -> tuple[int, int]:
+    """This process's rank and the world size (Ray Train sets up torch.distributed before calling us)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def eval_interval(eval_steps: int, total_steps: int) -> int:
+    """Evaluate every ``eval_steps``, but at least four times a run: a short run still gets a curve.
+
+    transformers' Trainer also evaluates after the last step, so the final eval loss is always there.
+    """
+    return max(1, min(eval_steps, total_steps // 4))
+
+
+def planned_steps(spec: Any, n_train: int, micro: int, accumulation: int, world: int) -> int:
+    """Optimiser steps the run will take (as transformers' Trainer counts them)."""
+    if spec.max_steps:
+        return int(spec.max_steps)
+    batches = math.ceil(n_train / (micro * world))
+    per_epoch = max(batches // accumulation + int(batches % accumulation > 0), 1)
+    return max(1, math.ceil(spec.epochs * per_epoch))
+
+
+def _model_path(config: dict[str, Any]) -> str:
+    """The driver's resolution of the base model if this machine has it, else resolve it here (another pod)."""
+    path = config["model_path"]
+    if Path(path).exists() or not config.get("base_model"):
+        return path
+    from synthtune.llm.models import resolve_model
+
+    return resolve_model(config["base_model"], config.get("base_dir"))
+
+
+def _tokens_at(checkpoint: str | None) -> tuple[int, int]:
+    """(global step, tokens seen) recorded in a checkpoint's trainer state; (0, 0) without one."""
+    if checkpoint is None:
+        return 0, 0
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return 0, 0
+    return int(state.get("global_step") or 0), int(state.get("num_input_tokens_seen") or 0)
+
+
+def train_worker(config: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+    """Train per ``config``; on rank 0, write the result and return the run's summary (None on other ranks).
+
+    ``config`` holds everything a worker on any pod needs: the spec dump, the method, the base
+    model (the driver's local path, and its name to resolve again where that path is absent),
+    the tokenised data itself (``data``), the store URI and adapter id (checkpoints, progress
+    and, with ``publish``, the result go there), and ``resume_step``, the checkpoint to resume
+    from. Each worker trains in its own local folder (``output_dir`` when the caller gives one).
+    Rank 0 alone writes outputs: ``<output_dir>/result/`` (the adapter, or for ``full`` the
+    whole model and its tokenizer, and ``summary.json``), published to the store when asked.
+    """
+    out_dir = Path(config["output_dir"]) if config.get("output_dir") else Path(tempfile.mkdtemp(prefix="synthtune-worker-"))
+    try:
+        return _train(config, out_dir, on_log)
+    finally:
+        if not config.get("output_dir"):
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _train(config: dict[str, Any], out_dir: Path, on_log: Callable[[dict[str, Any]], None] | None) -> dict[str, Any] | None:
     import torch
+    import torch.distributed as dist
     from datasets import Dataset
     from transformers import AutoTokenizer, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
     from synthtune.spec.train import TrainSpec
     from synthtune.store import open_store
     from synthtune.trainer.checkpoints import StoreCheckpoints
-    from synthtune.trainer.model import add_lora, load_model, pick_precision
+    from synthtune.trainer.model import add_lora, count_parameters, load_model, pick_precision
 
+    rank, world = _rank_world()
     spec = TrainSpec.model_validate(config["train_spec"])
     method = config["method"]
-    out_dir = Path(config["output_dir"])
-    progress_file = out_dir / "progress.json"
-    rows = json.loads(Path(config["data_file"]).read_text())
-    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+    rows = config["data"]
+    publish = bool(config.get("publish"))
+    checkpointing = bool(config.get("gradient_checkpointing", False))
+    model_path = _model_path(config)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=spec.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(spec.seed)
-    model = load_model(config["model_path"], spec, method)
+    model = load_model(model_path, spec, method, checkpointing)
     if method in ("lora", "qlora"):
         model = add_lora(model, spec)
     precision = pick_precision(spec) if method != "qlora" else ("bf16" if spec.quantization.compute_dtype == "bfloat16" else "fp16")
     on_gpu = torch.cuda.is_available()
-    micro = spec.micro_batch_size or spec.batch_size
-    accumulation = max(1, math.ceil(spec.batch_size / micro))
+    # batch_size is the effective batch over all workers: each takes its share, accumulating when needed.
+    micro = spec.micro_batch_size or math.ceil(spec.batch_size / world)
+    accumulation = max(1, math.ceil(spec.batch_size / (micro * world)))
     has_eval = bool(rows["validation"])
-    save_steps = spec.eval_steps if spec.early_stopping_patience else spec.checkpoint_steps
+    total = planned_steps(spec, len(rows["train"]), micro, accumulation, world)
+    eval_every = eval_interval(spec.eval_steps, total)
+    early = bool(spec.early_stopping_patience and has_eval)
+    # Early stopping keeps the best model, which needs a checkpoint at every evaluation.
+    save_steps = eval_every if early else spec.checkpoint_steps
     args = TrainingArguments(
         output_dir=str(out_dir / "hf"),
         per_device_train_batch_size=micro,
@@ -99,15 +176,16 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         optim=spec.optimizer if (on_gpu or "paged" not in spec.optimizer and "8bit" not in spec.optimizer) else "adamw_torch",
         logging_steps=1,
         eval_strategy="steps" if has_eval else "no",
-        eval_steps=spec.eval_steps,
+        eval_steps=eval_every,
         save_strategy="steps",
         save_steps=save_steps,
         save_total_limit=2,
-        load_best_model_at_end=bool(spec.early_stopping_patience and has_eval),
-        metric_for_best_model="eval_loss" if spec.early_stopping_patience and has_eval else None,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
         bf16=precision == "bf16" and on_gpu,
         fp16=precision == "fp16" and on_gpu,
-        gradient_checkpointing=spec.gradient_checkpointing and on_gpu,
+        gradient_checkpointing=checkpointing,
+        use_cpu=not on_gpu,  # without it, transformers runs each Ray CPU worker as a lone process (no DDP)
         seed=spec.seed,
         data_seed=spec.seed,
         report_to=[],
@@ -116,19 +194,39 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
+    if (args.world_size, args.process_index) != (world, rank):
+        raise PermanentError(f"transformers sees process {args.process_index} of {args.world_size}, torch.distributed {rank} of {world}")
     checkpoints = StoreCheckpoints(open_store(config["store_uri"]), config["artifact_id"])
-    started = time.time()
 
     class Sync(TrainerCallback):  # type: ignore[misc]
+        last_put = 0.0
+
         def on_log(self, a: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            progress_file.write_text(json.dumps({"step": state.global_step, "max_steps": state.max_steps, "logs": logs or {}}))
+            if not state.is_world_process_zero:
+                return
+            info = {"step": state.global_step, "max_steps": state.max_steps, "logs": logs or {}}
+            if on_log is not None:
+                on_log(info)
+            elif publish and (time.time() - self.last_put >= 2.0 or state.global_step >= state.max_steps):
+                checkpoints.put_progress(info)  # the driver may be on another pod: it polls the store
+                self.last_put = time.time()
 
         def on_save(self, a: Any, state: Any, control: Any, **kw: Any) -> None:
-            if state.is_world_process_zero:
-                checkpoints.upload(Path(a.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
+            step = state.global_step
+            local = Path(a.output_dir) / f"checkpoint-{step}"
+            if world == 1:
+                checkpoints.upload(local, step)
+                return
+            # Each rank's own state (its RNG) first; the marker only once every rank's is in the store.
+            if rank != 0:
+                checkpoints.upload_files(local, step, [p.name for p in local.glob(f"rng_state_{rank}.pth")])
+            dist.barrier()
+            if rank == 0:
+                checkpoints.upload_files(local, step)
+                checkpoints.mark_complete(step)
 
     callbacks: list[Any] = [Sync()]
-    if spec.early_stopping_patience and has_eval:
+    if early:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=spec.early_stopping_patience))
     trainer = Trainer(
         model=model, args=args, processing_class=tokenizer,
@@ -137,10 +235,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         data_collator=collator(tokenizer.pad_token_id, spec.packing),
         callbacks=callbacks,
     )
-    resume = None
-    latest = checkpoints.latest_step()
-    if latest is not None:
-        resume = str(checkpoints.download(latest, out_dir / "hf"))
+    resume_step = config.get("resume_step")
+    resume = str(checkpoints.download(resume_step, out_dir / "hf")) if resume_step is not None else None
+    start_step, start_tokens = _tokens_at(resume)
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     except torch.OutOfMemoryError:
@@ -152,32 +249,46 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any]:
         if "out of memory" in str(exc).lower():
             raise PermanentError(f"out of memory: lower train.micro_batch_size or train.max_seq_len, or use method: qlora ({exc})") from None
         raise
-    runtime = time.time() - started
-    adapter_dir = out_dir / "adapter"
-    trainer.model.save_pretrained(adapter_dir, safe_serialization=True)
-    if spec.merge and method != "full":
-        trainer.model.merge_and_unload().save_pretrained(out_dir / "merged", safe_serialization=True)
-        tokenizer.save_pretrained(out_dir / "merged")
+    if rank != 0:
+        return None
+    result_dir = out_dir / "result"
+    result_dir.mkdir(parents=True, exist_ok=True)
+    if method == "full":
+        trainer.model.save_pretrained(result_dir, safe_serialization=True)
+    else:  # the vocabulary is unchanged: the adapter need not carry a copy of the base embeddings (PEFT's "auto" would)
+        trainer.model.save_pretrained(result_dir, safe_serialization=True, save_embedding_layers=False)
+    if method == "full":  # a whole model: its tokenizer makes the folder loadable on its own
+        tokenizer.save_pretrained(result_dir)
+    elif spec.merge:
+        trainer.model.merge_and_unload().save_pretrained(result_dir / "merged", safe_serialization=True)
+        tokenizer.save_pretrained(result_dir / "merged")
     history = trainer.state.log_history
     train_loss = [(h["step"], h["loss"]) for h in history if "loss" in h]
     eval_loss = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
     tokens = int(trainer.state.num_input_tokens_seen or 0)
-    train_runtime = float(result.metrics.get("train_runtime", runtime))
-    params = sum(p.numel() for p in trainer.model.parameters())
+    tokens_run = max(0, tokens - start_tokens)  # a resumed run's speed counts only what this process trained
+    train_runtime = float(result.metrics.get("train_runtime", 0.0))
+    params = count_parameters(trainer.model)
     peak = _peak_flops()
     summary = {
-        "method": method, "precision": precision, "steps": trainer.state.global_step, "resumed_from_step": latest,
+        "method": method, "format": "full_model" if method == "full" else "peft_lora",
+        "precision": precision, "steps": trainer.state.global_step, "resumed_from_step": resume_step,
         "train_steps": [s for s, _ in train_loss], "train_loss": [float(v) for _, v in train_loss],
         "eval_steps": [s for s, _ in eval_loss], "eval_loss": [float(v) for _, v in eval_loss],
-        "runtime_s": round(train_runtime, 3), "tokens": tokens, "tokens_per_s": round(tokens / train_runtime, 2) if train_runtime else 0.0,
+        "eval_every": eval_every if has_eval else None, "early_stopped": early and trainer.state.global_step < trainer.state.max_steps,
+        "best_eval_loss": trainer.state.best_metric if early else (min(v for _, v in eval_loss) if eval_loss else None),
+        "runtime_s": round(train_runtime, 3), "tokens": tokens, "tokens_this_run": tokens_run,
+        "steps_this_run": trainer.state.global_step - start_step,
+        "tokens_per_s": round(tokens_run / train_runtime, 2) if train_runtime else 0.0,
         "parameters": params, "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
-        "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else _rss_mb(),
-        "mfu": round(4 * params * tokens / train_runtime / peak, 4) if peak and train_runtime else None,
-        "batch_size": spec.batch_size, "micro_batch_size": micro, "gradient_accumulation": accumulation,
+        "peak_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if on_gpu else _rss_mb(),
+        "mfu": round(4 * params * tokens_run / train_runtime / peak, 4) if peak and train_runtime else None,
+        "batch_size": spec.batch_size, "micro_batch_size": micro, "gradient_accumulation": accumulation, "workers": world,
+        "gradient_checkpointing": checkpointing,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary))
-    if not adapter_dir.exists():
-        raise InvalidInput("training produced no adapter")
+    (result_dir / "summary.json").write_text(json.dumps(summary))
+    if publish:
+        checkpoints.publish_result(result_dir)
     return summary
 
 

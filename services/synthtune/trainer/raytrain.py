@@ -1,52 +1,96 @@
-"""Run the training loop through Ray Train's TorchTrainer (Ray started in-process on one node)."""
+"""Run the training loop through Ray Train's TorchTrainer: in-process Ray on one node, or an existing cluster.
+
+Where ``RAY_ADDRESS`` is set (a KubeRay RayJob's entrypoint, ``python3 -m synthtune.trainer.job``),
+we connect to that cluster with ``ray.init(address="auto")``: the cluster has its resources, so
+none are given. Otherwise Ray starts here with just the CPUs the workers ask for.
+
+Workers may run on other pods, which see neither the driver's disk nor its environment: the
+tokenised data travels in ``train_loop_config``, the store's endpoint and credentials in the
+runtime environment, and everything a worker produces (checkpoints, progress, the result)
+goes to the store, from where the driver reads it.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from typing import Any
 
 from synthtune.spec.train import ScalingSpec
 
+# What a worker needs from the driver's environment: the store (S3 endpoint, credentials, CA),
+# the offline switches and caches of Hugging Face and synthtune, and the import path.
+FORWARD_PREFIXES = ("SYNTHTUNE_", "AWS_", "HF_", "TRANSFORMERS_")
+FORWARD_NAMES = ("PYTHONPATH", "SSL_CERT_FILE", "TOKENIZERS_PARALLELISM")
+NOT_FORWARDED = ("SYNTHTUNE_AUTH_TOKEN", "HF_TOKEN")  # secrets no worker needs
+
+
+def worker_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables the workers get, minus those a submitted job's runtime_env already sets
+    (Ray refuses to merge a ray.init runtime_env that repeats the job's keys)."""
+    environ = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in environ.items()
+           if (k.startswith(FORWARD_PREFIXES) or k in FORWARD_NAMES) and k not in NOT_FORWARDED}
+    job = environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if job:
+        try:
+            taken = ((json.loads(job).get("runtime_env") or {}).get("env_vars") or {}).keys()
+        except (ValueError, AttributeError):
+            taken = set()
+        env = {k: v for k, v in env.items() if k not in taken}
+    return env
+
+
+def connect(scaling: ScalingSpec) -> bool:
+    """Start or join Ray; True when this call did (so the caller shuts it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = worker_env()
+    address = os.environ.get("RAY_ADDRESS", "").strip()
+    if address:
+        # An existing cluster: Ray refuses num_cpus and other resources when joining one.
+        ray.init(address=address if address.startswith("ray://") else "auto", runtime_env={"env_vars": env})
+        return True
+    cpus = max(2, int(scaling.workers * scaling.cpus_per_worker) + 1)
+    for attempt in (1, 2):  # a loaded machine can miss Ray's node start-up timeout once
+        try:
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": env})
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
+    return True
+
 
 def _worker(config: dict[str, Any]) -> None:
-    import ray.train
-
     from synthtune.trainer.loop import train_worker
 
-    summary = train_worker(config)
-    ray.train.report({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
+    train_worker(config)
 
 
 def run_with_ray(config: dict[str, Any], scaling: ScalingSpec) -> None:
+    """Train on ``scaling.workers`` Ray workers; rank 0 publishes the result to the store."""
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    started_here = False
-    if not ray.is_initialized():
-        cpus = max(2, int(scaling.workers * scaling.cpus_per_worker) + 1)
-        env = {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "HF_HUB_OFFLINE", "SYNTHTUNE_CACHE", "SYNTHTUNE_MODEL_CACHE")}
-        for attempt in (1, 2):  # a loaded machine can miss Ray's node start-up timeout once
-            try:
-                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                         runtime_env={"env_vars": env})
-                break
-            except Exception:
-                ray.shutdown()
-                if attempt == 2:
-                    raise
-        started_here = True
+    started_here = connect(scaling)
     try:
         trainer = TorchTrainer(
             _worker,
-            train_loop_config=config,
+            train_loop_config={**config, "publish": True, "output_dir": None},
             scaling_config=ScalingConfig(
                 num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
                 resources_per_worker={"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.gpus_per_worker else {})},
             ),
+            # Ray keeps no checkpoint of ours (they go to the store), so a local folder will do.
             run_config=RunConfig(storage_path=tempfile.mkdtemp(prefix="synthtune-ray-"), name="train"),
         )
         trainer.fit()

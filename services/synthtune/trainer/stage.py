@@ -1,4 +1,20 @@
-"""The train stage: one adapter per generation method, checkpoints in the store, resume after a kill."""
+"""The train stage: one adapter per generation method, checkpoints in the store, resume after a kill.
+
+The artifact is of kind ``adapter`` whatever the method; ``training_log.json`` and the
+manifest's stats say which ``method`` trained it and in what ``format``:
+
+- ``format: peft_lora`` (methods ``lora`` and ``qlora``): ``adapter_model.safetensors`` and
+  ``adapter_config.json``, a PEFT LoRA adapter of ``base_model`` (``PeftModel.from_pretrained``,
+  or vLLM's ``LoRARequest``); with ``train.merge``, also ``merged/`` (a whole model).
+- ``format: full_model`` (method ``full``): there is no adapter to apply; the artifact folder
+  *is* the fine-tuned model, with ``config.json``, ``model.safetensors`` (or shards with
+  ``model.safetensors.index.json``), ``generation_config.json`` and the tokenizer files. An
+  evaluator loads it in place of the base model (``AutoModelForCausalLM.from_pretrained(folder)``,
+  ``vllm.LLM(model=folder)``), never through PEFT.
+
+Both formats carry ``training_log.json`` (losses per step, eval losses, runtime, tokens/s,
+parameters, MFU on GPU, ``base_model``), ``loss_curve.png`` and ``rejects.jsonl``.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +26,44 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from synthtune.errors import InvalidInput, PermanentError
+from synthtune.errors import InvalidInput, PermanentError, StageSkipped
 from synthtune.llm.models import resolve_model
 from synthtune.progress import Progress
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import ArtifactRef, Store
 from synthtune.trainer.checkpoints import StoreCheckpoints
 from synthtune.trainer.data import build_dataset
-from synthtune.trainer.model import pick_method
+from synthtune.trainer.model import check_model_folder, gradient_checkpointing, pick_method
 
 PRODUCER = "synthtune.trainer"
 
 
-def _watch(progress: Progress, file: Path, stop: threading.Event) -> None:
-    """Forward the worker's step count to progress (the worker may be another process)."""
-    last = -1
+class _Forward:
+    """Forward the worker's step count and losses to progress."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.last = -1
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        step = state.get("step", 0)
+        if step == self.last:
+            return
+        if self.last < 0:
+            self.progress.start(state.get("max_steps") or None, self.progress.description or "training")
+        self.progress.advance(step - max(self.last, 0))
+        logs = state.get("logs") or {}
+        if logs.get("loss") is not None:
+            self.progress.note(f"step {step}: loss {logs['loss']:.4f}")
+        self.last = step
+
+
+def _watch(forward: _Forward, checkpoints: StoreCheckpoints, stop: threading.Event) -> None:
+    """Poll the progress rank 0 writes to the store (it may run on another pod)."""
     while not stop.wait(1.0):
-        try:
-            state = json.loads(file.read_text())
-        except (OSError, ValueError):
-            continue
-        if state["step"] != last:
-            if last < 0:
-                progress.start(state.get("max_steps") or None, progress.description or "training")
-            progress.advance(state["step"] - max(last, 0))
-            loss = state["logs"].get("loss")
-            if loss is not None:
-                progress.note(f"step {state['step']}: loss {loss:.4f}")
-            last = state["step"]
+        state = checkpoints.get_progress()
+        if state:
+            forward(state)
 
 
 def plot_losses(summary: dict[str, Any], out: Path) -> None:
@@ -60,7 +86,13 @@ def plot_losses(summary: dict[str, Any], out: Path) -> None:
 
 
 def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: Progress, method: str) -> ArtifactRef:
-    """Fine-tune the base model on one method's synthetic data into an `adapter` artifact."""
+    """Fine-tune the base model on one method's synthetic data into an `adapter` artifact.
+
+    Raises StageSkipped when the method's synthetic data holds nothing trainable, InvalidInput
+    or NotFound for a bad spec (base model, target modules). The ``prepared`` input is not
+    used: its validation records are raw records, not chats in the method's format, so the
+    evaluation loss is computed on examples held out of the synthetic data instead.
+    """
     if inputs.get("synthetic") is None:
         raise InvalidInput(f"train {method}: needs the synthetic artifact (run generate first)")
     synthetic = store.open(inputs["synthetic"])
@@ -72,57 +104,78 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
         progress.note(f"reusing cached {art_id}")
         return cached
     model_path = resolve_model(train.base_model, spec.base_dir)
+    check_model_folder(model_path, train)
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-    except OSError as exc:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=train.trust_remote_code)
+    except (OSError, ValueError) as exc:
         raise InvalidInput(f"train.base_model {train.base_model!r}: cannot load its tokenizer ({exc})") from None
     examples = list(synthetic.iter_jsonl("data.jsonl"))
-    data = build_dataset(tokenizer, examples, train.max_seq_len, train.overlong, train.seed)
+    try:
+        data = build_dataset(tokenizer, examples, train.max_seq_len, train.overlong, train.seed)
+    except StageSkipped as exc:
+        raise StageSkipped(f"train {method}: {exc}; the other methods go on") from None
+    checkpoints = StoreCheckpoints(store, art_id)
+    checkpoints.clear_result()  # a result left by an earlier attempt that died before its artifact
+    resume_step = checkpoints.latest_step()
+    checkpointing = gradient_checkpointing(train)
+    if checkpointing != train.gradient_checkpointing:
+        progress.note("gradient checkpointing is off on CPU unless train.gradient_checkpointing is set explicitly")
     work = Path(tempfile.mkdtemp(prefix=f"synthtune-train-{art_id}-"))
     try:
-        data_file = work / "data.json"
-        data_file.write_text(json.dumps({"train": data.train, "validation": data.validation}))
-        job = {"train_spec": train.model_dump(), "method": kind, "model_path": model_path, "data_file": str(data_file),
-               "output_dir": str(work), "store_uri": store.uri, "artifact_id": art_id}
-        progress.start(train.max_steps, f"training {method} ({kind}) on {len(data.train)} examples")
-        stop = threading.Event()
-        watcher = threading.Thread(target=_watch, args=(progress, work / "progress.json", stop), daemon=True)
-        watcher.start()
+        job = {"train_spec": train.model_dump(), "method": kind, "model_path": model_path, "base_model": train.base_model,
+               "base_dir": spec.base_dir, "data": {"train": data.train, "validation": data.validation},
+               "store_uri": store.uri, "artifact_id": art_id, "resume_step": resume_step, "gradient_checkpointing": checkpointing}
+        progress.start(train.max_steps, f"training {method} ({kind}) on {len(data.train)} examples, {len(data.validation)} held out")
+        if resume_step is not None:
+            progress.note(f"resuming from the checkpoint at step {resume_step}")
+        forward = _Forward(progress)
         try:
             if train.scaling.use_ray:
                 from synthtune.trainer.raytrain import run_with_ray
 
-                run_with_ray(job, train.scaling)
+                stop = threading.Event()
+                watcher = threading.Thread(target=_watch, args=(forward, checkpoints, stop), daemon=True)
+                watcher.start()
+                try:
+                    run_with_ray(job, train.scaling)
+                finally:
+                    stop.set()
+                    watcher.join(timeout=5)
+                result = checkpoints.fetch_result(work / "result")
             else:
                 from synthtune.trainer.loop import train_worker
 
-                train_worker(job)
+                train_worker({**job, "output_dir": str(work)}, on_log=forward)
+                result = work / "result"
         except Exception as exc:
             raise _unwrap(exc) from None
-        finally:
-            stop.set()
-            watcher.join(timeout=5)
-        summary = json.loads((work / "summary.json").read_text())
-        summary.update({"examples": len(data.train), "validation_examples": len(data.validation), "truncated": data.truncated,
-                        "rejected": len(data.rejected), "base_model": train.base_model})
-        with store.create("adapter", [synthetic.id], config, PRODUCER, art_id) as w:
-            for path in sorted((work / "adapter").iterdir()):
-                shutil.copyfile(path, w.path(path.name))
-            if (work / "merged").is_dir():
-                for path in sorted((work / "merged").iterdir()):
-                    shutil.copyfile(path, w.path(f"merged/{path.name}"))
-            w.write_json("training_log.json", summary)
-            w.write_jsonl("rejects.jsonl", data.rejected)
-            plot_losses(summary, w.path("loss_curve.png"))
-            w.stats.update({k: summary[k] for k in ("method", "steps", "runtime_s", "tokens_per_s", "examples", "truncated", "rejected")})
-            ref = w.commit()
-        StoreCheckpoints(store, art_id).clear()
+        if result is None or not (result / "summary.json").is_file():
+            raise PermanentError(f"train {method}: training ended but rank 0 left no result in {store.uri}/{checkpoints.prefix}/result")
+        ref = _commit(store, synthetic.id, config, art_id, result, data, train.base_model)
+        checkpoints.clear()
+        summary = store.open(ref).read_json("training_log.json")
         progress.note(f"trained {method}: {summary['steps']} steps, final loss {summary['train_loss'][-1]:.4f}" if summary["train_loss"] else f"trained {method}")
         return ref
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _commit(store: Store, parent: str, config: dict[str, Any], art_id: str, result: Path, data: Any, base_model: str) -> ArtifactRef:
+    summary = json.loads((result / "summary.json").read_text())
+    summary.update({"examples": len(data.train), "validation_examples": len(data.validation), "truncated": data.truncated,
+                    "rejected": len(data.rejected), "base_model": base_model})
+    with store.create("adapter", [parent], config, PRODUCER, art_id) as w:
+        for path in sorted(result.rglob("*")):
+            if path.is_file() and path.name != "summary.json":
+                shutil.copyfile(path, w.path(path.relative_to(result).as_posix()))
+        w.write_json("training_log.json", summary)
+        w.write_jsonl("rejects.jsonl", data.rejected)
+        plot_losses(summary, w.path("loss_curve.png"))
+        w.stats.update({k: summary[k] for k in ("method", "format", "steps", "runtime_s", "tokens_per_s", "examples", "validation_examples",
+                                                 "truncated", "rejected")})
+        return w.commit()
 
 
 def _unwrap(exc: BaseException) -> BaseException:
