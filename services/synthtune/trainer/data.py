@@ -23,23 +23,26 @@ def _renderable(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _ids(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool) -> list[int]:
-    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+def _ids(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool,
+         tools: list[dict[str, Any]] | None = None) -> list[int]:
+    # Tools offered in the prompt render as evaluation will offer them (for templates with a tools section).
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt, tools=tools or None)
     if isinstance(ids, dict) or hasattr(ids, "keys"):
         ids = ids["input_ids"]
     return list(ids)
 
 
-def tokenize_chat(tokenizer: Any, messages: list[dict[str, Any]]) -> tuple[list[int], list[int]]:
+def tokenize_chat(tokenizer: Any, messages: list[dict[str, Any]],
+                  tools: list[dict[str, Any]] | None = None) -> tuple[list[int], list[int]]:
     """Token ids of the whole chat and a mask that is 1 on assistant tokens only."""
     msgs = _renderable(messages)
-    full = _ids(tokenizer, msgs, False)
+    full = _ids(tokenizer, msgs, False, tools)
     mask = [0] * len(full)
     for i, m in enumerate(msgs):
         if m["role"] != "assistant":
             continue
-        start = len(_ids(tokenizer, msgs[:i], True))
-        end = len(_ids(tokenizer, msgs[: i + 1], False))
+        start = len(_ids(tokenizer, msgs[:i], True, tools))
+        end = len(_ids(tokenizer, msgs[: i + 1], False, tools))
         for t in range(min(start, len(full)), min(end, len(full))):
             mask[t] = 1
     return full, mask
@@ -96,7 +99,7 @@ def build_dataset(tokenizer: Any, examples: list[dict[str, Any]], max_len: int, 
         if not any(m.get("role") == "assistant" for m in messages):
             out.rejected.append({**reject, "reason": "no assistant turn"})
             continue
-        ids, mask = tokenize_chat(tokenizer, messages)
+        ids, mask = tokenize_chat(tokenizer, messages, ex.get("tools"))
         if len(ids) > max_len:
             if overlong == "reject":
                 out.rejected.append({**reject, "reason": f"longer than max_seq_len {max_len}", "detail": f"{len(ids)} tokens"})
