@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ from synthtune.dataprep.dedup import (
     content_text,
     drop_exact_duplicates,
     drop_near_duplicates,
-    near_representatives,
+    near_groups,
 )
 from synthtune.dataprep.filters import drop_incomplete, drop_length_outliers
 from synthtune.dataprep.redact import Redactor, load_names
@@ -129,26 +130,24 @@ def prepare_records(
 def split_records(
     records: list[dict[str, Any]], spec: PrepareSpec, progress: Progress, signatures: Any = None
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Records per split, in input order; near-duplicate groups stay within one split."""
+    """Records per split, in input order; near-duplicate groups (connected components) stay within one split."""
     ids = [r["id"] for r in records]
     split = spec.split
     if split.group_near is not False and records:
-        reps, _ = near_representatives(
+        groups = near_groups(
             ids, [content_text(r) for r in records], float(split.group_near), spec.dedup.num_perm,
             spec.dedup.shingle_chars, progress, known=signatures,
         )
     else:
-        reps = list(range(len(records)))
+        groups = list(range(len(records)))
     progress.start(len(records), "splitting")
-    assignment = assign_splits(ids, [combined_length(r) for r in records], reps,
+    assignment = assign_splits(ids, [combined_length(r) for r in records], groups,
                                [split.train, split.validation, split.test], split.seed, split.length_bins)
     progress.advance(len(records))
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
     for record, s in zip(records, assignment, strict=True):
         out[SPLITS[s]].append(record)
-    sizes: dict[int, int] = {}
-    for r in reps:
-        sizes[r] = sizes.get(r, 0) + 1
+    sizes = Counter(groups)
     multi = [s for s in sizes.values() if s > 1]
     return out, {"threshold": split.group_near, "groups": len(multi), "records_in_groups": sum(multi),
                  "largest": max(multi, default=1)}
