@@ -57,6 +57,9 @@ def test_mining_truck_fmea(shared_datasets, file_store):
     assert result["stats"]["counts"]["input"] == 330
     # The README: Recommended Action is filled in 192 of 330 rows.
     assert result["stats"]["rejected_by_code"]["incomplete"] == 330 - 192
+    completeness = result["stats"]["field_completeness"]
+    assert completeness["input"]["solution"] == round(192 / 330, 4), "completeness of the source, before dropping"
+    assert completeness["kept"]["solution"] == 1.0
     assert_counts_add_up(result)
     record = kept(result)[0]
     assert record["fields"]["cause"] and record["fields"]["rpn"] and record["fields"]["effect"]

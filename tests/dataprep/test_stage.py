@@ -57,7 +57,10 @@ def test_run_writes_a_complete_prepared_artifact(tmp_path, sources, file_store):
     for before, after in zip(stats["steps"], stats["steps"][1:], strict=False):
         assert after["in"] == before["kept"]
     assert stats["rejected_by_code"]["incomplete"] == 1 and stats["rejected_by_code"]["exact_duplicate"] == 1
-    assert stats["field_completeness"]["problem"] == 1.0
+    completeness = stats["field_completeness"]
+    assert completeness["input"]["solution"] == round(201 / 202, 4), "the source as read: one row lacks an action"
+    assert completeness["input"]["problem"] == 1.0 and completeness["input"]["hours"] == 1.0
+    assert completeness["kept"]["solution"] == 1.0, "incomplete records were dropped"
     assert stats["top_machines"][0][0].startswith("EX")
     assert stats["top_failure_modes"]["from"] == "field 'failure_mode'"
     assert stats["redactions"] == {"PHONE": 1}

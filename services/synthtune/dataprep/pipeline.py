@@ -18,6 +18,7 @@ from synthtune.dataprep.filters import drop_incomplete, drop_length_outliers
 from synthtune.dataprep.redact import Redactor, load_names
 from synthtune.dataprep.rejects import Rejects
 from synthtune.dataprep.split import SPLITS, assign_splits
+from synthtune.dataprep.stats import field_completeness
 from synthtune.dataprep.translate import translate_records
 from synthtune.errors import PermanentError
 from synthtune.llm.chat import ChatBackend
@@ -48,6 +49,7 @@ class Prepared:
     rejects: Rejects
     steps: list[dict[str, Any]]
     extra_stats: dict[str, Any]
+    input_completeness: dict[str, float] = field(default_factory=dict)  # of the records as read, before any step
 
 
 def _each(records: list[dict[str, Any]], action: Any, progress: Progress, description: str) -> None:
@@ -72,6 +74,7 @@ def prepare_records(
     log = StepLog(rejects)
     extra: dict[str, Any] = {}
     n = len(records)
+    input_completeness = field_completeness(records)
     _each(records, whitespace_record, progress, "normalising whitespace")
     redactor = Redactor(spec.redact, load_names(spec.redact, base_dir))
     _each(records, redactor.redact_record, progress, "redacting personal data")
@@ -124,7 +127,7 @@ def prepare_records(
     log.log("split", len(records), kept, len(rejects))
     if log.steps and log.steps[0]["in"] != n:
         raise PermanentError("bug: step counts do not start from the input")
-    return Prepared(splits, rejects, log.steps, extra)
+    return Prepared(splits, rejects, log.steps, extra, input_completeness)
 
 
 def split_records(

@@ -111,7 +111,7 @@ def run(spec: PipelineSpec, inputs: Mapping[str, ArtifactRef] | None = None, sto
         "rejected_by_step": prepared.rejects.by_step(),
         "rejected_by_code": prepared.rejects.by_code(),
         "files": files,
-        **dataset_stats(prepared.splits),
+        **dataset_stats(prepared.splits, prepared.input_completeness),
         **prepared.extra_stats,
     }
     with store.create(KIND, [], config, PRODUCER, art_id=art_id) as writer:
