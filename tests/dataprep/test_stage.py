@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 
@@ -112,7 +111,6 @@ def test_cancellation_stops_the_stage(tmp_path, sources, file_store):
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(importlib.util.find_spec("synthtune.store.s3") is None, reason="the S3 backend lands with the store work")
 def test_run_writes_to_s3(tmp_path, sources, s3_store_uri, monkeypatch):
     from synthtune.store import open_store
 
