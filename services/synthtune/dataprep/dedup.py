@@ -86,14 +86,19 @@ def pair_margin(threshold: float, num_perm: int) -> float:
 
 
 @functools.lru_cache(maxsize=65536)
-def _shingle_set(text: str, k: int) -> frozenset[int]:
-    return frozenset(shingles(text, k))
+def _shingle_set(text: str, k: int) -> set[bytes]:
+    """The k-byte shingles themselves (not their CRC-32): the exact set that MinHash samples. Cached, never changed."""
+    data = text.encode("utf-8")
+    if len(data) <= k:
+        return {data}
+    return {data[i:i + k] for i in range(len(data) - k + 1)}
 
 
 def exact_jaccard(a: str, b: str, k: int) -> float:
     """Jaccard similarity of the two texts' shingle sets (what MinHash estimates)."""
     s, t = _shingle_set(a, k), _shingle_set(b, k)
-    return len(s & t) / len(s | t)
+    common = len(s & t)
+    return common / (len(s) + len(t) - common)
 
 
 class PairTest:
@@ -189,6 +194,7 @@ def near_groups(
     shingle_chars: int,
     progress: Progress,
     known: dict[str, np.ndarray] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> list[int]:
     """Each record's near-duplicate group: the connected components (union-find) of every LSH
     candidate pair that passes ``PairTest``, labelled by the group's first index.
@@ -201,8 +207,8 @@ def near_groups(
     missed about once in 20,000), and the estimate's noise is covered by ``PairTest``.
 
     Candidates are found band by band with numpy (sort by band hash, pair the records of each
-    bucket), so the cost per candidate pair is a fraction of a microsecond: lower thresholds and
-    bigger families make more pairs, not much more time.
+    bucket), so the cost per candidate pair is a fraction of a microsecond. ``info``, when given,
+    receives the bands, rows, candidate pairs (one per band shared), close pairs and exact checks.
     """
     n = len(ids)
     if n == 0:
@@ -217,25 +223,28 @@ def near_groups(
         batch = range(start, min(start + _BATCH, n))
         missing = [i for i in batch if ids[i] not in known]
         computed = signatures([texts[i] for i in missing], num_perm, shingle_chars) if missing else []
-        for i, sig in zip(missing, computed, strict=True):
-            matrix[i] = sig
-        for i in batch:
-            if ids[i] in known:
-                matrix[i] = known[ids[i]]
+        if missing:
+            matrix[missing] = np.stack(computed)
+        given = [i for i in batch if ids[i] in known]
+        if given:
+            matrix[given] = np.stack([known[ids[i]] for i in given])
         progress.advance(len(batch))
+    low_bytes = matrix.astype(np.uint8)  # equal hash values have equal low bytes: a cheap, safe first filter
 
     multipliers = np.random.default_rng(20240601).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
     edges: list[np.ndarray] = []
     counts: list[np.ndarray] = []
+    candidates = 0
     for band in range(bands):
         progress.check_cancelled()
         pairs = _band_pairs(matrix, band * rows, (band + 1) * rows, multipliers)
+        candidates += len(pairs)
         if len(pairs):
-            same = _equal_counts(matrix, pairs)
-            close = same >= test.low
-            edges.append(pairs[close])
-            counts.append(same[close])
+            close, same = _close_pairs(matrix, low_bytes, pairs, test.low)
+            edges.append(close)
+            counts.append(same)
         progress.advance(n // bands + (band < n % bands))
+    del low_bytes
     if edges:
         pairs, same = np.concatenate(edges), np.concatenate(counts)
         keys = pairs[:, 0].astype(np.int64) * n + pairs[:, 1]
@@ -263,9 +272,14 @@ def near_groups(
     for a, b in pairs[passing].tolist():
         union(a, b)
     # Estimates a little below the threshold: the exact Jaccard decides, unless already joined.
-    for a, b in pairs[~passing].tolist():
+    # The closest first, as they are likeliest to join groups and spare later checks.
+    border = np.flatnonzero(~passing)
+    border = border[np.argsort(-same[border], kind="stable")]
+    for a, b in pairs[border].tolist():
         if find(a) != find(b) and test.exact(a, b):
             union(a, b)
+    if info is not None:
+        info.update(bands=bands, rows=rows, candidate_pairs=candidates, close_pairs=len(pairs), exact_checks=test.exact_checks)
     return [find(i) for i in range(n)]
 
 
@@ -301,13 +315,21 @@ def _band_pairs(matrix: np.ndarray, start: int, end: int, multipliers: np.ndarra
     return pairs
 
 
-def _equal_counts(matrix: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """For each pair of rows, how many hash values agree (the MinHash estimate times num_perm)."""
-    out = np.empty(len(pairs), dtype=np.int64)
+def _close_pairs(matrix: np.ndarray, low_bytes: np.ndarray, pairs: np.ndarray, low: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs with at least ``low`` equal hash values, and their counts (the estimate times num_perm).
+
+    The low bytes agree wherever the hash values do, so counting them first is an upper bound
+    that discards most pairs while reading a quarter of the memory; survivors are counted exactly.
+    """
+    kept, counts = [], []
     for c in range(0, len(pairs), _PAIR_CHUNK):
         chunk = pairs[c:c + _PAIR_CHUNK]
-        out[c:c + _PAIR_CHUNK] = np.count_nonzero(matrix[chunk[:, 0]] == matrix[chunk[:, 1]], axis=1)
-    return out
+        maybe = chunk[np.count_nonzero(low_bytes[chunk[:, 0]] == low_bytes[chunk[:, 1]], axis=1) >= low]
+        same = np.count_nonzero(matrix[maybe[:, 0]] == matrix[maybe[:, 1]], axis=1)
+        close = same >= low
+        kept.append(maybe[close])
+        counts.append(same[close])
+    return np.concatenate(kept), np.concatenate(counts)
 
 
 class BandIndex:

@@ -136,10 +136,11 @@ def split_records(
     """Records per split, in input order; near-duplicate groups (connected components) stay within one split."""
     ids = [r["id"] for r in records]
     split = spec.split
+    info: dict[str, Any] = {}
     if split.group_near is not False and records:
         groups = near_groups(
             ids, [content_text(r) for r in records], float(split.group_near), spec.dedup.num_perm,
-            spec.dedup.shingle_chars, progress, known=signatures,
+            spec.dedup.shingle_chars, progress, known=signatures, info=info,
         )
     else:
         groups = list(range(len(records)))
@@ -153,4 +154,4 @@ def split_records(
     sizes = Counter(groups)
     multi = [s for s in sizes.values() if s > 1]
     return out, {"threshold": split.group_near, "groups": len(multi), "records_in_groups": sum(multi),
-                 "largest": max(multi, default=1)}
+                 "largest": max(multi, default=1), **info}
