@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from dataprep_helpers import assert_counts_add_up, load_artifact, make_spec
+from dataprep_helpers import assert_counts_add_up, assert_no_near_pair_across_splits, load_artifact, make_spec
 
 from synthtune.dataprep import run, suggest_fields
 from synthtune.dataprep.abbreviations import load_abbreviations
@@ -70,6 +70,8 @@ def test_maintie_json_array(shared_datasets, file_store):
     result = prepare(shared_datasets, file_store, source, {"required": ["problem"], "dedup": {"near": 0.95}})
     assert result["stats"]["counts"]["input"] == 1076
     assert_counts_add_up(result)
+    assert result["stats"]["split_groups"]["groups"] > 0
+    assert assert_no_near_pair_across_splits(result, 0.8) > 100_000, "leak-free, checked pair by pair"
     record = kept(result)[0]
     assert record["id"].startswith("maintie_gold.json:") and record["fields"]["entities"].startswith("[")
 
@@ -130,3 +132,4 @@ def test_excavator_labelled_with_the_recommended_mapping(shared_datasets, file_s
     assert all("hours" not in r["fields"] and "cause" not in r["fields"] for r in kept)
     days = [float(r["fields"]["running_days"]) for r in kept if r["fields"]["running_days"]]
     assert max(days) > 1000, "days between orders, not hours of repair work"
+    assert_no_near_pair_across_splits(result, 0.8)
