@@ -89,6 +89,9 @@ def test_cache_returns_the_same_artifact_without_work(tmp_path, sources, file_st
     assert run(spec, {}, file_store).id != first.id, "new file content, new artifact"
     reseeded = make_spec(tmp_path, sources, {"split": {"seed": 7}})
     assert run(reseeded, {}, file_store).id != first.id
+    current = run(spec, {}, file_store)
+    monkeypatch.setattr(stage, "FORMAT", stage.FORMAT + 1)
+    assert run(spec, {}, file_store).id != current.id, "output of older code is not reused"
 
 
 def test_same_input_same_split(tmp_path, sources, file_store, tmp_path_factory):
