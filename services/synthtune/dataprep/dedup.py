@@ -87,7 +87,7 @@ def pair_margin(threshold: float, num_perm: int) -> float:
 
 @functools.lru_cache(maxsize=65536)
 def _shingle_set(text: str, k: int) -> set[bytes]:
-    """The k-byte shingles themselves (not their CRC-32): the exact set that MinHash samples. Cached, never changed."""
+    """The k-byte shingles themselves, not their CRC-32s (which MinHash samples). Cached: never change it."""
     data = text.encode("utf-8")
     if len(data) <= k:
         return {data}
