@@ -41,7 +41,7 @@ PHASES = {  # progress description prefix -> reported step
     "dropping exact duplicates": "exact dedup",
     "near-duplicates (Jaccard >= 0.9)": "near dedup",
     "dropping length outliers": "filters",
-    "near-duplicates (Jaccard >= 0.8)": "split",
+    "near-duplicate groups": "near groups",
     "splitting": "split",
 }
 
@@ -110,7 +110,7 @@ def run_size(n: int, base: list[dict[str, str]]) -> dict[str, Any]:
         steps[phase] = steps.get(phase, 0.0) + end - start
     return {
         "n": n, "cpu_s": cpu, "wall_s": wall, "steps": steps, "kept": kept, "rejected": rejects.by_code(),
-        "splits": {k: len(v) for k, v in prepared.splits.items()},
+        "splits": {k: len(v) for k, v in prepared.splits.items()}, "groups": prepared.extra_stats["split_groups"],
         "rows_per_min_core": n / cpu * 60, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -135,6 +135,7 @@ def main() -> None:
             f"= {r['rows_per_min_core'] / TARGET_ROWS_PER_MIN_PER_CORE:.2f}x target; max RSS {r['max_rss_mb']:,.0f} MB",
             f"           steps (CPU): {step_text}",
             f"           kept {r['kept']:,} {r['splits']}; rejected {r['rejected']}",
+            f"           near-duplicate groups in the split: {r['groups']}",
         ]
         print("\n".join(block), flush=True)
         lines += block
@@ -144,9 +145,11 @@ def main() -> None:
         for r in results[1:]:
             size_ratio = r["n"] / small["n"]
             near_ratio = r["steps"]["near dedup"] / small["steps"]["near dedup"]
+            group_ratio = r["steps"]["near groups"] / small["steps"]["near groups"]
             total_ratio = r["cpu_s"] / small["cpu_s"]
             line = (f"growth {small['n']:,} -> {r['n']:,} rows (x{size_ratio:g}): near-dedup time x{near_ratio:.2f} "
-                    f"(per row x{near_ratio / size_ratio:.2f}; 1.00 = linear), all steps x{total_ratio:.2f} (per row x{total_ratio / size_ratio:.2f})")
+                    f"(per row x{near_ratio / size_ratio:.2f}; 1.00 = linear), near-dup grouping x{group_ratio:.2f} "
+                    f"(per row x{group_ratio / size_ratio:.2f}), all steps x{total_ratio:.2f} (per row x{total_ratio / size_ratio:.2f})")
             print(line)
             lines.append(line)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -37,3 +37,23 @@ def assert_counts_add_up(result: dict[str, Any]) -> None:
 
 def jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def assert_no_near_pair_across_splits(result: dict[str, Any], threshold: float = 0.8, k: int = 5) -> int:
+    """Brute force: no record in validation or test has exact shingle Jaccard >= ``threshold`` with a
+    record of another split. Returns how many such cross-split pairs were compared."""
+    from synthtune.dataprep.dedup import content_text
+
+    def shingle_set(text: str) -> frozenset[bytes]:  # an oracle of its own, not the code under test
+        data = text.encode("utf-8")
+        return frozenset([data]) if len(data) <= k else frozenset(data[i:i + k] for i in range(len(data) - k + 1))
+
+    sets = {s: [shingle_set(content_text(r)) for r in result[s]] for s in ("train", "validation", "test")}
+    compared = 0
+    for held in ("validation", "test"):
+        others = [t for s in ("train", "validation", "test") if s != held for t in sets[s]]
+        for a in sets[held]:
+            for b in others:
+                compared += 1
+                assert len(a & b) / len(a | b) < threshold, f"a {held} record nearly duplicates one in another split: {sorted(a)[:5]}"
+    return compared

@@ -44,6 +44,49 @@ def test_mapped_column_missing_lists_the_columns(tmp_path, write, file_store):
     assert "field 'machine' maps to column 'Machne'" in message
 
 
+def _workbook(path, sheets):  # type: ignore[no-untyped-def]
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+
+
+def test_a_sheet_without_the_mapped_columns_is_rejected_row_by_row(tmp_path, file_store):
+    orders = [["Problem", "Machine", "Action"]] + [[f"Hydraulic leak number {i} at boom", f"EX{i % 3}", f"Replaced seal {i}"]
+                                                   for i in range(12)]
+    notes = [["Note", "Author"], ["Bucket teeth ordered for May", "planner"], ["Shift change at 6", "planner"],
+             ["Call the dealer about the warranty", "supervisor"]]
+    legend = [["Code", "Meaning", "Action"], ["PM01", "breakdown", "repair"]]
+    _workbook(tmp_path / "book.xlsx", {"Orders": orders, "Notes": notes, "Legend": legend})
+    result = prepare(tmp_path, file_store, {"paths": ["book.xlsx"], "fields": FIELDS})
+    assert_counts_add_up(result)
+    stats = result["stats"]
+    assert stats["counts"]["input"] == 12 + 3 + 1, "the other sheets' rows are input too"
+    assert stats["counts"]["kept"] == 12
+    unmapped = [r for r in result["rejects"] if r["code"] == "unmapped_sheet"]
+    assert [r["id"] for r in unmapped] == ["book.xlsx:Notes:2", "book.xlsx:Notes:3", "book.xlsx:Notes:4", "book.xlsx:Legend:2"]
+    assert "book.xlsx[Notes]: row 3: sheet 'Notes' of book.xlsx lacks the mapped column(s) 'Problem', 'Machine', 'Action'" in unmapped[1]["reason"]
+    assert "lacks the mapped column(s) 'Problem', 'Machine' (its columns: 'Code', 'Meaning', 'Action')" in unmapped[3]["reason"]
+    assert unmapped[0]["source"] == {"file": "book.xlsx", "sheet": "Notes", "row": 2}
+    assert stats["rejected_by_code"]["unmapped_sheet"] == 4
+    [info] = stats["files"]
+    assert info["sheets"] == ["Orders"]
+    assert [(s["sheet"], s["rows_rejected"]) for s in info["skipped_sheets"]] == [("Notes", 3), ("Legend", 1)]
+
+
+def test_a_workbook_where_no_sheet_has_the_mapped_columns_is_an_error(tmp_path, file_store):
+    _workbook(tmp_path / "book.xlsx", {"Orders": [["Issue", "Unit", "Fix"], ["Leak", "EX1", "Seal"]], "Notes": [["Note"], ["x"]]})
+    with pytest.raises(InvalidInput) as err:
+        prepare(tmp_path, file_store, {"paths": ["book.xlsx"], "fields": FIELDS})
+    assert err.value.exit_code == EXIT_BAD_INPUT
+    assert "book.xlsx[Orders]:1: 3 mapped column(s) missing; the columns are: 'Issue', 'Unit', 'Fix'" in str(err.value)
+
+
 def test_wrong_delimiter_points_at_the_right_one(tmp_path, write, file_store):
     write("o.csv", "Problem;Machine;Action\nLeak;EX1;Fixed\n")
     with pytest.raises(InvalidInput, match=r"'Problem;Machine;Action'.*looks ';'-separated"):

@@ -5,9 +5,20 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 
-from synthtune.dataprep.dedup import drop_exact_duplicates, drop_near_duplicates, near_representatives
+from synthtune.dataprep.dedup import (
+    GROUP_MISS,
+    content_text,
+    drop_exact_duplicates,
+    drop_near_duplicates,
+    exact_jaccard,
+    near_groups,
+    near_representatives,
+    recall_bands,
+    signatures,
+)
 from synthtune.dataprep.pipeline import split_records
 from synthtune.dataprep.rejects import Rejects
 from synthtune.dataprep.split import apportion, assign_splits, deal, length_bins
@@ -144,3 +155,124 @@ def test_deal_every_prefix_is_proportional():
 def test_split_spec_is_validated(bad):
     with pytest.raises(ValueError):
         PrepareSpec.model_validate({"split": bad})
+
+
+# --- near-duplicate groups: connected components, leak-free, order-free ---------------------------------------------
+
+def _words(seed: int, n: int = 60) -> list[str]:
+    rng = random.Random(seed)
+    return [f"{rng.getrandbits(24):x}" for _ in range(n)]
+
+
+def _chain(seed: int) -> tuple[str, str, str]:
+    """A~B and B~C above 0.8, A~C well below: sliding windows over one list of random words."""
+    w = _words(seed)
+    return " ".join(w[0:40]), " ".join(w[3:43]), " ".join(w[7:47])
+
+
+def _jaccard(a: str, b: str) -> float:
+    return exact_jaccard(content_text(record("x", a, "x")), content_text(record("y", b, "x")), 5)
+
+
+def test_recall_bands_miss_few_pairs_at_the_threshold():
+    assert recall_bands(0.8, 128) == (21, 6)
+    for threshold in (0.5, 0.7, 0.8, 0.9, 0.95):
+        bands, rows = recall_bands(threshold, 128)
+        assert bands * rows <= 128 and (1 - threshold**rows) ** bands <= GROUP_MISS
+        assert (1 - threshold ** (rows + 1)) ** (128 // (rows + 1)) > GROUP_MISS, "the most rows that reach the recall"
+
+
+def test_a_chain_of_near_duplicates_never_straddles_splits():
+    a, b, c = _chain(0)
+    assert _jaccard(a, b) >= 0.84 and 0.8 <= _jaccard(b, c) < 0.82 and _jaccard(a, c) < 0.72
+    for seed in range(40):
+        records = distinct_records(300, seed=seed) + [record(f"A{seed}", a, "x"), record(f"B{seed}", b, "x"), record(f"C{seed}", c, "x")]
+        splits, groups = split_records(records, PrepareSpec.model_validate({"split": {"seed": seed}}), Progress("t"))
+        where = {r["id"]: name for name, rows in splits.items() for r in rows}
+        assert where[f"A{seed}"] == where[f"B{seed}"] == where[f"C{seed}"], f"seed {seed}: {where[f'A{seed}']}/{where[f'B{seed}']}/{where[f'C{seed}']}"
+        assert groups["groups"] == 1 and groups["largest"] == 3
+
+
+def test_many_chains_are_each_one_group():
+    chains = [_chain(100 + k) for k in range(60)]
+    texts = [content_text(record("x", t, "x")) for chain in chains for t in chain]
+    groups = near_groups([str(i) for i in range(len(texts))], texts, 0.8, 128, 5, Progress("t"))
+    for k in range(60):
+        assert groups[3 * k] == groups[3 * k + 1] == groups[3 * k + 2], f"chain {k}"
+    assert len(set(groups)) == 60, "different chains stay apart"
+
+
+def _pair_just_below_by_estimate() -> tuple[str, str, float, float]:
+    """Two texts whose exact Jaccard reaches 0.8 while their MinHash estimate is below it."""
+    for seed in range(500):
+        w = _words(1000 + seed)
+        a, b = " ".join(w[0:40]), " ".join(w[4:44])
+        ta, tb = content_text(record("x", a, "x")), content_text(record("y", b, "x"))
+        exact = exact_jaccard(ta, tb, 5)
+        sa, sb = signatures([ta, tb], 128, 5)
+        estimate = float(np.count_nonzero(sa == sb)) / 128
+        if exact >= 0.8 > estimate:
+            return a, b, exact, estimate
+    raise AssertionError("no such pair found")
+
+
+def test_a_true_pair_whose_estimate_is_just_below_the_threshold_is_grouped_and_deduplicated():
+    a, b, exact, estimate = _pair_just_below_by_estimate()
+    assert exact >= 0.8 > estimate
+    texts = [content_text(record("x", t, "x")) for t in (a, b)]
+    assert len(set(near_groups(["a", "b"], texts, 0.8, 128, 5, Progress("t")))) == 1
+    reps, _ = near_representatives(["a", "b"], texts, 0.8, 128, 5, Progress("t"))
+    assert reps == [0, 0]
+    for seed in range(20):
+        records = distinct_records(200, seed=seed) + [record("a", a, "x"), record("b", b, "x")]
+        splits, _ = split_records(records, PrepareSpec.model_validate({"split": {"seed": seed}}), Progress("t"))
+        where = {r["id"]: name for name, rows in splits.items() for r in rows}
+        assert where["a"] == where["b"]
+
+
+def test_groups_hold_every_pair_above_the_threshold_by_brute_force():
+    rng = random.Random(9)
+    texts = []
+    for fam in range(100):  # families of edited copies at assorted similarities, and unrelated records
+        w = _words(5000 + fam, 50)
+        for _ in range(rng.randint(1, 6)):
+            words = list(w[:40])
+            for _ in range(rng.randint(0, 6)):
+                words[rng.randrange(len(words))] = f"{rng.getrandbits(24):x}"
+            texts.append(content_text(record("x", " ".join(words), "x")))
+    rng.shuffle(texts)
+    groups = near_groups([str(i) for i in range(len(texts))], texts, 0.8, 128, 5, Progress("t"))
+    above = [(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts)) if exact_jaccard(texts[i], texts[j], 5) >= 0.8]
+    assert len(above) > 100 and sum(1 for i, j in above if exact_jaccard(texts[i], texts[j], 5) < 0.85) > 20
+    assert all(groups[i] == groups[j] for i, j in above)
+    # Groups are components: every member is linked to another by a pair that passed, not just any pair sharing a band.
+    for g in set(groups):
+        members = [i for i in range(len(texts)) if groups[i] == g]
+        if len(members) > 1:
+            assert all(any(exact_jaccard(texts[i], texts[j], 5) >= 0.7 for j in members if j != i) for i in members)
+
+
+def test_split_with_groups_does_not_depend_on_input_order():
+    records = distinct_records(800, seed=4)
+    for k in range(30):
+        a, b, c = _chain(200 + k)
+        records += [record(f"c{k}a", a, "x"), record(f"c{k}b", b, "x"), record(f"c{k}c", c, "x")]
+    spec = PrepareSpec.model_validate({"split": {"seed": 3}})
+    first, groups = split_records(records, spec, Progress("t"))
+    assert groups["groups"] == 30
+    shuffled = list(records)
+    random.Random(8).shuffle(shuffled)
+    again, _ = split_records(shuffled, spec, Progress("t"))
+    place = {r["id"]: name for name, rows in first.items() for r in rows}
+    assert place == {r["id"]: name for name, rows in again.items() for r in rows}
+
+
+def test_near_dedup_keeps_the_first_and_drops_what_nearly_duplicates_a_kept_record():
+    a, b, c = _chain(0)  # A~B 0.85, B~C 0.81, A~C 0.70
+    rejects = Rejects()
+    kept, _ = drop_near_duplicates([record("a", a, "x"), record("b", b, "x"), record("c", c, "x")], 0.8, 128, 5, rejects, Progress("t"))
+    assert [r["id"] for r in kept] == ["a", "c"], "C is not a near duplicate of a kept record"
+    assert [(r["id"], r["duplicate_of"]) for r in rejects.rows] == [("b", "a")]
+    rejects = Rejects()
+    kept, _ = drop_near_duplicates([record("b", b, "x"), record("a", a, "x"), record("c", c, "x")], 0.8, 128, 5, rejects, Progress("t"))
+    assert [r["id"] for r in kept] == ["b"] and {r["duplicate_of"] for r in rejects.rows} == {"b"}

@@ -101,10 +101,12 @@ def test_excel_every_sheet_or_a_named_one(tmp_path):
     notes.append(["Written by the planner"])
     book.save(tmp_path / "orders.xlsx")
 
-    result, _ = read(tmp_path, paths=["orders.xlsx"], fields=FIELDS)
+    result, rejects = read(tmp_path, paths=["orders.xlsx"], fields=FIELDS)
     assert [r["id"] for r in result.records] == ["orders.xlsx:2023:2", "orders.xlsx:2024:3"]
     assert result.files[0]["sheets"] == ["2023", "2024"]
-    assert result.files[0]["skipped_sheets"] == ["Notes"]
+    assert result.files[0]["skipped_sheets"] == [{"sheet": "Notes", "missing_columns": ["Problem", "Machine", "Action"],
+                                                  "columns": ["Written by the planner"], "rows_rejected": 0}]
+    assert len(rejects) == 0, "a one-line notes sheet has a header and no rows"
 
     result, _ = read(tmp_path, paths=["orders.xlsx"], fields=FIELDS, sheet="2024")
     assert [r["fields"]["problem"] for r in result.records] == ["Noise"]

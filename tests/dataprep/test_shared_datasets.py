@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 
-from dataprep_helpers import assert_counts_add_up, load_artifact, make_spec
+from dataprep_helpers import assert_counts_add_up, assert_no_near_pair_across_splits, load_artifact, make_spec
 
 from synthtune.dataprep import run, suggest_fields
 from synthtune.dataprep.abbreviations import load_abbreviations
@@ -57,6 +57,9 @@ def test_mining_truck_fmea(shared_datasets, file_store):
     assert result["stats"]["counts"]["input"] == 330
     # The README: Recommended Action is filled in 192 of 330 rows.
     assert result["stats"]["rejected_by_code"]["incomplete"] == 330 - 192
+    completeness = result["stats"]["field_completeness"]
+    assert completeness["input"]["solution"] == round(192 / 330, 4), "completeness of the source, before dropping"
+    assert completeness["kept"]["solution"] == 1.0
     assert_counts_add_up(result)
     record = kept(result)[0]
     assert record["fields"]["cause"] and record["fields"]["rpn"] and record["fields"]["effect"]
@@ -67,6 +70,8 @@ def test_maintie_json_array(shared_datasets, file_store):
     result = prepare(shared_datasets, file_store, source, {"required": ["problem"], "dedup": {"near": 0.95}})
     assert result["stats"]["counts"]["input"] == 1076
     assert_counts_add_up(result)
+    assert result["stats"]["split_groups"]["groups"] > 0
+    assert assert_no_near_pair_across_splits(result, 0.8) > 100_000, "leak-free, checked pair by pair"
     record = kept(result)[0]
     assert record["id"].startswith("maintie_gold.json:") and record["fields"]["entities"].startswith("[")
 
@@ -95,3 +100,36 @@ def test_field_suggestions_for_the_shared_tables(shared_datasets):
         "problem": "Potential Failure Mode", "solution": "Recommended Action", "cause": "Potential Cause(s) of Failure",
         "machine": "Subsystem"}
     assert suggest_fields(shared_datasets / "maintie_gold.json") == {"problem": "text"}
+
+
+# The mapping docs recommend for the labelled excavator orders (README "Your own data" maps cause: FM and
+# hours: RunningTime; FM is the failure mode, not a cause, and RunningTime is days since the asset's previous
+# order on that system, not repair hours, so they travel as failure_mode and an extra instead).
+EXCAVATOR_FIELDS = {"problem": "OriginalShorttext", "machine": "Asset", "solution": "Action", "failure_mode": "FM",
+                    "system": "MajorSystem", "part": "Part", "running_days": "RunningTime"}
+
+
+def test_excavator_labelled_with_the_recommended_mapping(shared_datasets, file_store):
+    path = shared_datasets / "excavator_work_orders_labelled.csv"
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    no_action = sum(1 for r in rows if not r["Action"].strip())
+    result = prepare(shared_datasets, file_store, {"paths": [path.name], "fields": EXCAVATOR_FIELDS})
+    stats = result["stats"]
+    assert stats["counts"]["input"] == len(rows) == 5485
+    assert_counts_add_up(result)
+    assert stats["rejected_by_code"]["incomplete"] == no_action == 2503, "solution (Action) is required and empty in 2,503 rows"
+    assert stats["counts"]["kept"] + stats["counts"]["rejected"] == 5485
+    assert sum(stats["splits"].values()) == stats["counts"]["kept"]
+    for before, after in zip(stats["steps"], stats["steps"][1:], strict=False):
+        assert after["in"] == before["kept"]
+    completeness = stats["field_completeness"]["input"]
+    assert completeness["solution"] == round(2982 / 5485, 4) and completeness["failure_mode"] == round(2303 / 5485, 4)
+    assert completeness["problem"] == 1.0 and completeness["machine"] == 1.0
+    assert stats["top_failure_modes"]["from"] == "field 'failure_mode'"
+    assert {m for m, _ in stats["top_machines"]} == {"A", "B", "C", "D", "E"}
+    kept = [r for s in ("train", "validation", "test") for r in result[s]]
+    assert all("hours" not in r["fields"] and "cause" not in r["fields"] for r in kept)
+    days = [float(r["fields"]["running_days"]) for r in kept if r["fields"]["running_days"]]
+    assert max(days) > 1000, "days between orders, not hours of repair work"
+    assert_no_near_pair_across_splits(result, 0.8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 
@@ -57,7 +56,10 @@ def test_run_writes_a_complete_prepared_artifact(tmp_path, sources, file_store):
     for before, after in zip(stats["steps"], stats["steps"][1:], strict=False):
         assert after["in"] == before["kept"]
     assert stats["rejected_by_code"]["incomplete"] == 1 and stats["rejected_by_code"]["exact_duplicate"] == 1
-    assert stats["field_completeness"]["problem"] == 1.0
+    completeness = stats["field_completeness"]
+    assert completeness["input"]["solution"] == round(201 / 202, 4), "the source as read: one row lacks an action"
+    assert completeness["input"]["problem"] == 1.0 and completeness["input"]["hours"] == 1.0
+    assert completeness["kept"]["solution"] == 1.0, "incomplete records were dropped"
     assert stats["top_machines"][0][0].startswith("EX")
     assert stats["top_failure_modes"]["from"] == "field 'failure_mode'"
     assert stats["redactions"] == {"PHONE": 1}
@@ -87,6 +89,9 @@ def test_cache_returns_the_same_artifact_without_work(tmp_path, sources, file_st
     assert run(spec, {}, file_store).id != first.id, "new file content, new artifact"
     reseeded = make_spec(tmp_path, sources, {"split": {"seed": 7}})
     assert run(reseeded, {}, file_store).id != first.id
+    current = run(spec, {}, file_store)
+    monkeypatch.setattr(stage, "FORMAT", stage.FORMAT + 1)
+    assert run(spec, {}, file_store).id != current.id, "output of older code is not reused"
 
 
 def test_same_input_same_split(tmp_path, sources, file_store, tmp_path_factory):
@@ -109,7 +114,6 @@ def test_cancellation_stops_the_stage(tmp_path, sources, file_store):
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(importlib.util.find_spec("synthtune.store.s3") is None, reason="the S3 backend lands with the store work")
 def test_run_writes_to_s3(tmp_path, sources, s3_store_uri, monkeypatch):
     from synthtune.store import open_store
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,12 +12,13 @@ from synthtune.dataprep.dedup import (
     content_text,
     drop_exact_duplicates,
     drop_near_duplicates,
-    near_representatives,
+    near_groups,
 )
 from synthtune.dataprep.filters import drop_incomplete, drop_length_outliers
 from synthtune.dataprep.redact import Redactor, load_names
 from synthtune.dataprep.rejects import Rejects
 from synthtune.dataprep.split import SPLITS, assign_splits
+from synthtune.dataprep.stats import field_completeness
 from synthtune.dataprep.translate import translate_records
 from synthtune.errors import PermanentError
 from synthtune.llm.chat import ChatBackend
@@ -47,6 +49,7 @@ class Prepared:
     rejects: Rejects
     steps: list[dict[str, Any]]
     extra_stats: dict[str, Any]
+    input_completeness: dict[str, float] = field(default_factory=dict)  # of the records as read, before any step
 
 
 def _each(records: list[dict[str, Any]], action: Any, progress: Progress, description: str) -> None:
@@ -71,6 +74,7 @@ def prepare_records(
     log = StepLog(rejects)
     extra: dict[str, Any] = {}
     n = len(records)
+    input_completeness = field_completeness(records)
     _each(records, whitespace_record, progress, "normalising whitespace")
     redactor = Redactor(spec.redact, load_names(spec.redact, base_dir))
     _each(records, redactor.redact_record, progress, "redacting personal data")
@@ -123,32 +127,31 @@ def prepare_records(
     log.log("split", len(records), kept, len(rejects))
     if log.steps and log.steps[0]["in"] != n:
         raise PermanentError("bug: step counts do not start from the input")
-    return Prepared(splits, rejects, log.steps, extra)
+    return Prepared(splits, rejects, log.steps, extra, input_completeness)
 
 
 def split_records(
     records: list[dict[str, Any]], spec: PrepareSpec, progress: Progress, signatures: Any = None
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Records per split, in input order; near-duplicate groups stay within one split."""
+    """Records per split, in input order; near-duplicate groups (connected components) stay within one split."""
     ids = [r["id"] for r in records]
     split = spec.split
+    info: dict[str, Any] = {}
     if split.group_near is not False and records:
-        reps, _ = near_representatives(
+        groups = near_groups(
             ids, [content_text(r) for r in records], float(split.group_near), spec.dedup.num_perm,
-            spec.dedup.shingle_chars, progress, known=signatures,
+            spec.dedup.shingle_chars, progress, known=signatures, info=info,
         )
     else:
-        reps = list(range(len(records)))
+        groups = list(range(len(records)))
     progress.start(len(records), "splitting")
-    assignment = assign_splits(ids, [combined_length(r) for r in records], reps,
+    assignment = assign_splits(ids, [combined_length(r) for r in records], groups,
                                [split.train, split.validation, split.test], split.seed, split.length_bins)
     progress.advance(len(records))
     out: dict[str, list[dict[str, Any]]] = {name: [] for name in SPLITS}
     for record, s in zip(records, assignment, strict=True):
         out[SPLITS[s]].append(record)
-    sizes: dict[int, int] = {}
-    for r in reps:
-        sizes[r] = sizes.get(r, 0) + 1
+    sizes = Counter(groups)
     multi = [s for s in sizes.values() if s > 1]
     return out, {"threshold": split.group_near, "groups": len(multi), "records_in_groups": sum(multi),
-                 "largest": max(multi, default=1)}
+                 "largest": max(multi, default=1), **info}

@@ -20,6 +20,10 @@ from synthtune.store import ArtifactRef, Store, sha256_file
 
 KIND = "prepared"
 PRODUCER = "synthtune.dataprep"
+# Part of the cache key: raise it when the same inputs and spec would give other output, so an
+# artifact cached by older code is not reused. 2: split groups are connected components, rows of
+# unmapped sheets are rejects, field_completeness is {input, kept}.
+FORMAT = 2
 
 
 def _file_hash(path: Path, what: str) -> str:
@@ -33,6 +37,7 @@ def cache_config(spec: PipelineSpec) -> dict[str, Any]:
     """Everything the output depends on: the source and prepare spec and the input files' contents."""
     files = resolve_files(spec.source, spec.base_dir)
     config: dict[str, Any] = {
+        "format": FORMAT,
         "source": spec.source.model_dump(mode="json"),
         "inputs": {f.label: _file_hash(f.path, "source.paths") for f in files},
         "prepare": spec.prepare.model_dump(mode="json"),
@@ -111,7 +116,7 @@ def run(spec: PipelineSpec, inputs: Mapping[str, ArtifactRef] | None = None, sto
         "rejected_by_step": prepared.rejects.by_step(),
         "rejected_by_code": prepared.rejects.by_code(),
         "files": files,
-        **dataset_stats(prepared.splits),
+        **dataset_stats(prepared.splits, prepared.input_completeness),
         **prepared.extra_stats,
     }
     with store.create(KIND, [], config, PRODUCER, art_id=art_id) as writer:

@@ -53,12 +53,18 @@ def _words(record: dict[str, Any]) -> int:
     return len(str(record.get("text") or "").split()) + sum(len(str(fields.get(k) or "").split()) for k in KNOWN_FIELDS)
 
 
-def dataset_stats(splits: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def dataset_stats(splits: dict[str, list[dict[str, Any]]], input_completeness: dict[str, float] | None = None) -> dict[str, Any]:
+    """Statistics of the kept records; ``input_completeness`` is ``field_completeness`` of the records as read.
+
+    Completeness is reported twice: ``input`` shows how complete the source is (before cleaning,
+    dedup and dropping incomplete records, so a required field can be below 1.0) and ``kept`` what
+    the prepared dataset holds (required fields are 1.0 there by construction).
+    """
     kept = [r for rows in splits.values() for r in rows]
     return {
         "splits": {name: len(rows) for name, rows in splits.items()},
         "types": dict(Counter(r.get("type", "record") for r in kept)),
-        "field_completeness": field_completeness(kept),
+        "field_completeness": {"input": input_completeness or {}, "kept": field_completeness(kept)},
         "length": {"all": length_summary([combined_length(r) for r in kept]),
                    **{name: length_summary([combined_length(r) for r in rows]) for name, rows in splits.items()}},
         "words": sum(_words(r) for r in kept),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,3 +120,50 @@ def suggest_fields(path: str | Path, sheet: str | None = None, encoding: str | N
                    delimiter: str | None = None) -> dict[str, str]:
     """A ``source.fields`` mapping (field -> column) proposed for the table in ``path``."""
     return dict(explain_fields(path, sheet, encoding, delimiter)["fields"])
+
+
+# Plain scalars that YAML 1.1 readers (PyYAML and many tools) would not read back as strings.
+_YAML11_SPECIAL = re.compile(
+    r"y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|~|null|Null|NULL|"
+    r"[-+]?(\d[\d_]*)?\.?\d[\d_:]*([eE][-+]?\d+)?|0[xob][0-9a-fA-F_]+|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|"
+    r"\d{4}-\d\d?-\d\d?([Tt ].*)?|<<|=",
+)
+
+
+def _scalar(value: str) -> Any:
+    from ruamel.yaml.scalarstring import SingleQuotedScalarString
+
+    return SingleQuotedScalarString(value) if _YAML11_SPECIAL.fullmatch(value) else value
+
+
+def source_yaml(paths: list[str], fields: dict[str, str], sheet: str | None = None,
+                comments: dict[str, str] | None = None) -> str:
+    """A ``source:`` block as valid YAML: any column name (quotes, backslashes, colons, ``#``)
+    reads back as itself, in ruamel's YAML 1.2 and in YAML 1.1 readers alike. ``comments`` adds an
+    end-of-line comment per field."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    seq = CommentedSeq([_scalar(p) for p in paths])
+    seq.fa.set_flow_style()
+    mapping = CommentedMap((_scalar(k), _scalar(v)) for k, v in fields.items())
+    for name, text in (comments or {}).items():
+        if name in fields:
+            mapping.yaml_add_eol_comment(" ".join(text.split()), _scalar(name))
+    source = CommentedMap(paths=seq)
+    if sheet is not None:
+        source["sheet"] = _scalar(sheet)
+    source["fields"] = mapping
+    yaml = YAML(typ="rt")
+    yaml.width = 4096  # one field per line, never folded
+    out = io.StringIO()
+    yaml.dump({"source": source}, out)
+    return out.getvalue()
+
+
+def suggest_fields_yaml(path: str | Path, sheet: str | None = None, encoding: str | None = None,
+                        delimiter: str | None = None, reasons: bool = True) -> str:
+    """The proposed ``source:`` block for ``path`` as YAML to paste into a pipeline file
+    (what ``synthtune prepare --suggest-fields FILE`` prints), with the reason for each field as a comment."""
+    found = explain_fields(path, sheet, encoding, delimiter)
+    return source_yaml([str(path)], found["fields"], sheet, found["reasons"] if reasons else None)

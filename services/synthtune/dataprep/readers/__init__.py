@@ -12,7 +12,7 @@ from synthtune.dataprep.readers.csvfile import read_csv
 from synthtune.dataprep.readers.documents import read_pdf, read_plain
 from synthtune.dataprep.readers.events import Event, episode_record, events_from_table, group_episodes
 from synthtune.dataprep.readers.formats import read_json, read_jsonl, read_norm, read_parquet, read_xlsx
-from synthtune.dataprep.readers.mapping import records_from_table
+from synthtune.dataprep.readers.mapping import missing_columns, records_from_table, reject_unmapped_sheet
 from synthtune.dataprep.readers.table import Table
 from synthtune.dataprep.rejects import Rejects
 from synthtune.errors import InvalidInput
@@ -106,22 +106,25 @@ def _file_kind(f: SourceFile, source: SourceSpec) -> str:
 def _tabular_records(f: SourceFile, source: SourceSpec, rejects: Rejects, info: dict[str, Any]) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     tables = read_tables(f, source)
+    # Reading every sheet of a workbook, a sheet without the mapped columns (notes, a legend) is
+    # not fatal: its rows are rejected with the reason. With no sheet that has them, the mapping is wrong.
+    every_sheet = source.sheet is None and len(tables) > 1 and all(t.sheet is not None for t in tables)
+    unmapped: dict[int, list[str]] = {}
+    if every_sheet and source.fields:
+        unmapped = {i: missing for i, t in enumerate(tables) if (missing := missing_columns(t, source))}
+        if len(unmapped) == len(tables):
+            unmapped = {}  # let the first sheet's error name the columns
     skipped = []
-    first_error: InvalidInput | None = None
-    for table in tables:
-        try:
+    for i, table in enumerate(tables):
+        if i in unmapped:
+            rejected = reject_unmapped_sheet(table, unmapped[i], rejects)
+            skipped.append({"sheet": table.sheet, "missing_columns": unmapped[i], "columns": table.columns,
+                            "rows_rejected": rejected})
+        else:
             records.extend(records_from_table(table, source, rejects))
-        except InvalidInput as exc:
-            # With every sheet read, a sheet without the mapped columns (notes, a legend) is skipped, not fatal.
-            if table.sheet is None or source.sheet is not None or len(tables) == 1:
-                raise
-            skipped.append(table.sheet)
-            first_error = first_error or exc
-    if first_error is not None and len(skipped) == len(tables):
-        raise first_error
     info.update(tables[0].info, rows=sum(len(t.rows) for t in tables), unreadable_rows=sum(len(t.rejects) for t in tables))
     if len(tables) > 1 or tables[0].sheet:
-        info["sheets"] = [t.sheet for t in tables if t.sheet not in skipped]
+        info["sheets"] = [t.sheet for i, t in enumerate(tables) if i not in unmapped]
     if skipped:
         info["skipped_sheets"] = skipped
     return records
@@ -154,6 +157,9 @@ def read_sources(source: SourceSpec, prepare: PrepareSpec, base_dir: str | None,
             info["events"] = len(events) - before
         else:
             records = _tabular_records(f, source, rejects, info)
+            for sheet in info.get("skipped_sheets", []):
+                progress.note(f"{f.label}: sheet {sheet['sheet']!r} lacks {', '.join(map(repr, sheet['missing_columns']))}; "
+                              f"its {sheet['rows_rejected']} row(s) are rejected")
         info["records"] = len(records)
         result.records.extend(records)
         result.files.append(info)

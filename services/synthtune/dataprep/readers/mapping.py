@@ -33,6 +33,28 @@ def _delimiter_hint(table: Table) -> str:
     return ""
 
 
+def missing_columns(table: Table, source: SourceSpec) -> list[str]:
+    """The mapped columns (``source.fields`` and ``source.id_column``) that ``table`` lacks."""
+    wanted = list(source.fields.values()) + ([source.id_column] if source.id_column else [])
+    return list(dict.fromkeys(c for c in wanted if find_column(table.columns, c) is None))
+
+
+def reject_unmapped_sheet(table: Table, missing: list[str], rejects: Rejects) -> int:
+    """Reject every row of a sheet that lacks mapped columns, naming file, sheet and the columns.
+
+    Reading every sheet of a workbook, a sheet such as "Notes" or a legend is not fatal, but its
+    rows still count as input: each is rejected (code ``unmapped_sheet``). Returns how many.
+    """
+    reason = (f"sheet {table.sheet!r} of {table.file} lacks the mapped column(s) {', '.join(map(repr, missing))} "
+              f"(its columns: {', '.join(map(repr, table.columns))}); set source.sheet to read one sheet only")
+    rows = sorted([(bad.row, bad.reason) for bad in table.rejects] + [(row_no, "") for row_no, _ in table.rows])
+    for row_no, unreadable in rows:
+        extra = f"; the row was also unreadable: {unreadable}" if unreadable else ""
+        rejects.add(table.row_id(row_no), "read", "unmapped_sheet", f"{table.label}: row {row_no}: {reason}{extra}",
+                    source=table.row_source(row_no))
+    return len(rows)
+
+
 def resolve_columns(table: Table, source: SourceSpec) -> dict[str, str]:
     """Field -> actual column; raises InvalidInput listing the columns that do exist."""
     if not source.fields:
