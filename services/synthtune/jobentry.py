@@ -1,6 +1,6 @@
 """Shared body of the Job entry points: read the request, run the stage, exit with a Job-friendly code.
 
-Exit codes: 0 done; 2 bad request or input (permanent: a podFailurePolicy fails the Job);
+Exit codes: 0 done (or nothing to do: StageSkipped); 2 bad request or input (permanent: a podFailurePolicy fails the Job);
 75 retryable fault (the Job's backoffLimit retries it); 1 anything else. How it ended is also
 written beside the request (``requests/<name>.result.json``: the artifact, or the error and
 its kind), which is how the controller learns the result of a Job it submitted.
@@ -18,11 +18,13 @@ from typing import Any
 from synthtune.errors import (
     EXIT_BAD_INPUT,
     EXIT_FAILURE,
+    EXIT_OK,
     EXIT_RETRYABLE,
     InvalidInput,
     NotFound,
     PermanentError,
     RetryableError,
+    StageSkipped,
 )
 from synthtune.progress import Progress, ProgressEvent
 
@@ -34,6 +36,8 @@ def _log(ev: ProgressEvent) -> None:
 
 def _outcome(exc: BaseException) -> tuple[int, str, str]:
     """(exit code, error kind, message) of a failure."""
+    if isinstance(exc, StageSkipped):  # nothing to do is not a failure: the Job succeeds, the run goes on
+        return EXIT_OK, "skipped", str(exc)
     if isinstance(exc, NotFound):
         return EXIT_BAD_INPUT, "not_found", str(exc)
     if isinstance(exc, InvalidInput):
@@ -53,11 +57,12 @@ def main(stage: str, call: Callable[[Any, dict[str, Any], Any, Progress, dict[st
     store, key = None, ""
     try:
         from synthtune.spec import load_spec_text
-        from synthtune.store import ArtifactRef
+        from synthtune.store import ArtifactRef, open_store
         from synthtune.store.requests import read_request, split_request_uri
 
-        key = split_request_uri(args.request)[1]
-        store, request = read_request(args.request)
+        root, key = split_request_uri(args.request)
+        store = open_store(root)  # first, so that even an unreadable request gets its outcome written
+        _, request = read_request(args.request)
         spec = load_spec_text(request["spec_yaml"], f"{args.request}#spec_yaml", base_dir=request.get("base_dir"))
         inputs = {k: ArtifactRef(**v) if v else None for k, v in (request.get("inputs") or {}).items()}
         ref = call(spec, inputs, store, Progress(stage, [_log]), request)
@@ -66,10 +71,11 @@ def main(stage: str, call: Callable[[Any, dict[str, Any], Any, Progress, dict[st
         return 0
     except Exception as exc:  # noqa: BLE001 - reported, and the Job's policy decides on the exit code
         code, kind, message = _outcome(exc)
-        prefix = {EXIT_BAD_INPUT: "bad request", EXIT_RETRYABLE: "retryable"}.get(code, "failed")
+        prefix = {EXIT_OK: "skipped", EXIT_BAD_INPUT: "bad request", EXIT_RETRYABLE: "retryable"}.get(code, "failed")
         print(f"{prefix}: {message}", file=sys.stderr)
         if store is not None:
-            _write_result(store, key, {"error": message, "error_kind": kind, "exit_code": code})
+            outcome = {"skipped": message} if kind == "skipped" else {"error": message}
+            _write_result(store, key, {**outcome, "error_kind": kind, "exit_code": code})
         return code
 
 

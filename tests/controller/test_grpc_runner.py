@@ -138,3 +138,12 @@ def test_an_unreachable_service_is_a_retryable_fault(file_store, tmp_path):
     task = StageTask(run_id="r1", stage="prepare", spec=load_spec_text(SPEC), spec_yaml=SPEC, base_dir=None, inputs={})
     with pytest.raises(RetryableError, match=r"dataprep service at 127\.0\.0\.1:\d+"):
         runner.run(task, file_store, Progress("prepare"))
+
+
+def test_a_stage_with_nothing_to_do_is_skipped_through_the_service(services, file_store):
+    make, count, _, _, _ = services
+    ex = make(file_store, fail={"train:persona": "skip"})
+    record = ex.execute(_submit(ex.runbook))
+    assert record["status"] == "succeeded", record.get("error")
+    assert record["stages"]["train:persona"]["state"] == "skipped"
+    assert "no usable examples" in record["stages"]["train:persona"]["message"]

@@ -33,7 +33,7 @@ from synthtune.controller.manifests import (
     selector,
 )
 from synthtune.controller.runner import StageTask
-from synthtune.errors import Cancelled, InvalidInput, PermanentError, RetryableError
+from synthtune.errors import Cancelled, InvalidInput, PermanentError, RetryableError, StageSkipped
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
 from synthtune.store import Store, open_store
@@ -188,6 +188,15 @@ def test_bad_request_fails_at_once_with_the_stage_message_and_the_log_tail(kube,
     job = kube.get(JOBS, job_name())
     assert job is not None and job["status"]["conditions"][-1]["reason"] == "PodFailurePolicy"  # kept for its logs
     assert "job" not in task.handle  # a later attempt submits a new Job
+
+
+def test_a_job_with_nothing_to_do_skips_the_stage(kube, background, up):
+    task = up.task()
+    fut = background(KubernetesRunner(config(), api=kube.api_client()).run, task, up.store, Progress(task.stage))
+    assert kube.run_job(job_name(), failing(StageSkipped("no trainable examples among the 3 synthetic examples"))) == 0
+    with pytest.raises(StageSkipped, match="no trainable examples"):
+        fut.result(timeout=20)
+    assert kube.called("DELETE", f"*/jobs/{job_name()}")  # it succeeded: deleted like any finished Job
 
 
 def test_retryable_outcome_is_retryable_after_the_jobs_own_retries(kube, background, up):

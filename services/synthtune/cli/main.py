@@ -143,10 +143,9 @@ def prepare(
 ) -> None:
     """Read, clean, deduplicate, redact and split the records."""
     if suggest_fields is not None:
-        from synthtune.dataprep import suggest_fields as suggest
+        from synthtune.dataprep import suggest_fields_yaml
 
-        mapping = suggest(suggest_fields)
-        typer.echo("source:\n  paths: [" + str(suggest_fields) + "]\n  fields: {" + ", ".join(f"{k}: {v!r}" for k, v in mapping.items()) + "}")
+        typer.echo(suggest_fields_yaml(suggest_fields).rstrip())
         return
     if pipeline is None:
         raise InvalidInput("synthtune prepare needs a PIPELINE file (or --suggest-fields RECORDS_FILE)")

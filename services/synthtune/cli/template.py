@@ -4,16 +4,16 @@ from __future__ import annotations
 
 
 def pipeline_template(path: str, fields: dict[str, str]) -> str:
-    mapping = ", ".join(f"{k}: {v!r}" for k, v in fields.items()) or "problem: Title, machine: Machine, solution: WorkPerformed"
+    from synthtune.dataprep import source_yaml
+
+    source = source_yaml([path], fields or {"problem": "Title", "machine": "Machine", "solution": "WorkPerformed"})
     return f"""# synthtune pipeline (spec version 1). Check it with: synthtune validate THIS_FILE
 version: 1
 name: my-plant
-source:
-  # Files or globs, relative to this file: CSV/TSV, XLSX, JSONL, JSON, Parquet, PDF, Markdown, event logs.
-  paths: [{path}]
-  # Record field -> column. Known fields: problem, machine, cause, solution, hours; others travel along.
-  # `synthtune prepare --suggest-fields FILE` proposes a mapping.
-  fields: {{{mapping}}}
+# source.paths: files or globs, relative to this file: CSV/TSV, XLSX, JSONL, JSON, Parquet, PDF, Markdown, event logs.
+# source.fields: record field -> column. Known fields: problem, machine, cause, solution, hours; others travel along.
+# `synthtune prepare --suggest-fields FILE` proposes a mapping.
+{source.rstrip()}
 prepare:
   required: [problem, solution]        # records missing these are rejected (see rejects.jsonl)
   dedup: {{exact: true, near: 0.9}}      # near: MinHash Jaccard threshold, or false

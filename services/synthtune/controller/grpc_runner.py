@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from synthtune.controller.runner import StageTask
-from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, SynthtuneError
+from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, StageSkipped, SynthtuneError
 from synthtune.progress import Progress
 from synthtune.rpc.client import channel, domain_error
 from synthtune.rpc.gen.synthtune.v1 import (
@@ -61,6 +61,8 @@ def operation_error(op: operations_pb2.Operation, peer: str) -> SynthtuneError:
         return InvalidInput(message)
     if err.code == "NOT_FOUND":
         return NotFound(message)
+    if err.code == "FAILED_PRECONDITION":
+        return StageSkipped(message)
     if err.retryable or err.code == "UNAVAILABLE":
         return RetryableError(message, delay=err.retry_delay_seconds)
     return SynthtuneError(f"{op.stage} failed on {peer}: {message}")

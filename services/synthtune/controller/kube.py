@@ -34,6 +34,7 @@ from synthtune.errors import (
     NotFound,
     PermanentError,
     RetryableError,
+    StageSkipped,
     SynthtuneError,
 )
 from synthtune.progress import Progress
@@ -343,9 +344,11 @@ class KubernetesRunner:
                  outcome_key: str) -> ArtifactRef:
         outcome = self._read_outcome(store, outcome_key)
         self._forget(task)
-        if state == "succeeded" and outcome.get("result"):
+        if state == "succeeded" and (outcome.get("result") or outcome.get("error_kind") == "skipped"):
             if self.cfg.delete_on_success:
                 self.delete(name, rayjob)
+            if outcome.get("error_kind") == "skipped":
+                raise StageSkipped(str(outcome.get("skipped") or "nothing to do"))
             return ArtifactRef(**outcome["result"])
         what = f"{task.stage}: {'RayJob' if rayjob else 'Job'} {self.cfg.namespace}/{name}"
         if state == "succeeded":

@@ -7,7 +7,7 @@ import uuid
 
 import grpc
 
-from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError
+from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, StageSkipped
 
 log = logging.getLogger("synthtune.rpc")
 
@@ -27,6 +27,8 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
         return grpc.StatusCode.UNAVAILABLE, str(exc), ""
     if isinstance(exc, Cancelled):
         return grpc.StatusCode.CANCELLED, str(exc), ""
+    if isinstance(exc, StageSkipped):  # nothing to do: the caller goes on without this stage's artifact
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc), ""
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error %s: %s: %s", error_id, type(exc).__name__, exc, exc_info=exc, extra={"error_id": error_id})
     return grpc.StatusCode.INTERNAL, f"internal error (error id {error_id}; details are in the server log)", error_id

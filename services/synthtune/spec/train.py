@@ -26,7 +26,7 @@ class QuantSpec(SpecModel):
 
 
 class ScalingSpec(SpecModel):
-    workers: int = field(1, help="Ray Train workers.", ge=1)
+    workers: int = field(1, help="Ray Train workers. More than one node needs an S3 store (or a file store every node mounts at the same path).", ge=1)
     gpus_per_worker: float = field(0, help="GPUs per worker; 0 runs on CPU.", ge=0)
     cpus_per_worker: float = field(1, help="CPUs per worker.", gt=0)
     use_ray: bool = field(True, help="Run through Ray Train (TorchTrainer); false trains in this process (e.g. where Ray is not installed).")
@@ -43,14 +43,16 @@ class TrainSpec(SpecModel):
     warmup_steps: int = field(300, help="Linear warm-up steps before the cosine schedule.", ge=0)
     scheduler: Literal["cosine", "linear", "constant"] = field("cosine", help="Learning-rate schedule after warm-up.")
     optimizer: str = field("paged_adamw_32bit", help="Optimiser name as transformers knows it.")
-    batch_size: int = field(18, help="Effective batch size (sequences per optimiser step).", ge=1)
+    batch_size: int = field(18, help="Effective batch size over all workers (sequences per optimiser step).", ge=1)
     micro_batch_size: int | None = field(None, help="Sequences per forward pass; gradient accumulation makes up the rest.", ge=1)
     max_seq_len: int = field(1024, help="Longest sequence in tokens.", ge=16)
     overlong: Literal["truncate", "reject"] = field("truncate", help="What to do with sequences longer than max_seq_len.")
     packing: bool = field(False, help="Padding-free packing of sequences.")
-    gradient_checkpointing: bool = field(True, help="Trade compute for memory.")
+    gradient_checkpointing: bool = field(
+        True, help="Trade compute for memory. On GPU as set; on CPU only when set explicitly in the spec (off there by default).")
     precision: Literal["auto", "bf16", "fp16", "fp32"] = field("auto", help="Training precision; auto picks bf16 on GPUs that have it, fp32 on CPU.")
-    eval_steps: int = field(50, help="Evaluation loss every this many steps.", ge=1)
+    eval_steps: int = field(
+        50, help="Evaluation loss every this many steps, at most every total_steps // 4 (so short runs get a curve), and after the last step.", ge=1)
     early_stopping_patience: int | None = field(None, help="Stop after this many evaluations without improvement.", ge=1)
     checkpoint_steps: int = field(100, help="Checkpoint to the store every this many steps.", ge=1)
     seed: int = field(42, help="Seed for reproducible training.")
