@@ -92,3 +92,20 @@ def test_window_cuts_long_episodes(tmp_path, write):
     write("log.csv", "timestamp,signal,value\n" + rows)
     result, _ = read(tmp_path, {"paths": ["log.csv"], "event_log": {"window_s": 100}})
     assert [len(r["events"]) for r in result.records] == [11, 11, 8]
+
+
+def test_work_orders_and_the_lines_event_log_in_one_source(tmp_path, write):
+    """With source.kind auto, a table without the event columns is read as records beside the event log."""
+    write("orders.csv", "Title,Fix\nCapper jams,Realign the chute\nLabeler wrinkles,Reset web tension\n")
+    write("events.csv", "timestamp,signal,value,command\n2025-03-03T06:00:00,capper.chute,LOW,\n"
+          "2025-03-03T06:00:07,line.speed,0,STOP_CAPPER\n2025-03-03T09:00:00,labeler.web,SLACK,\n")
+    source = {"paths": ["orders.csv", "events.csv"], "fields": {"problem": "Title", "solution": "Fix"}, "event_log": {"gap_s": 60}}
+    result, rejects = read(tmp_path, source)
+    kinds = {f["file"]: f["kind"] for f in result.files}
+    assert kinds == {"orders.csv": "records", "events.csv": "event_log"}
+    types = sorted(r["type"] for r in result.records)
+    assert types == ["episode", "episode", "record", "record"]
+    assert len(rejects) == 0
+    # Asked for explicitly, an event log without its columns is still an error naming them.
+    with pytest.raises(Exception, match="event log columns missing"):
+        read(tmp_path, {**source, "kind": "event_log"})

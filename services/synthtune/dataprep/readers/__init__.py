@@ -10,7 +10,13 @@ from typing import Any
 
 from synthtune.dataprep.readers.csvfile import read_csv
 from synthtune.dataprep.readers.documents import read_pdf, read_plain
-from synthtune.dataprep.readers.events import Event, episode_record, events_from_table, group_episodes
+from synthtune.dataprep.readers.events import (
+    Event,
+    episode_record,
+    events_from_table,
+    group_episodes,
+    looks_like_event_log,
+)
 from synthtune.dataprep.readers.formats import read_json, read_jsonl, read_norm, read_parquet, read_xlsx
 from synthtune.dataprep.readers.mapping import missing_columns, records_from_table, reject_unmapped_sheet
 from synthtune.dataprep.readers.table import Table
@@ -103,9 +109,10 @@ def _file_kind(f: SourceFile, source: SourceSpec) -> str:
     return "records"
 
 
-def _tabular_records(f: SourceFile, source: SourceSpec, rejects: Rejects, info: dict[str, Any]) -> list[dict[str, Any]]:
+def _tabular_records(f: SourceFile, source: SourceSpec, rejects: Rejects, info: dict[str, Any],
+                     tables: list[Table] | None = None) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
-    tables = read_tables(f, source)
+    tables = tables if tables is not None else read_tables(f, source)
     # Reading every sheet of a workbook, a sheet without the mapped columns (notes, a legend) is
     # not fatal: its rows are rejected with the reason. With no sheet that has them, the mapping is wrong.
     every_sheet = source.sheet is None and len(tables) > 1 and all(t.sheet is not None for t in tables)
@@ -149,12 +156,19 @@ def read_sources(source: SourceSpec, prepare: PrepareSpec, base_dir: str | None,
             records, more = read_plain(f.path, f.label, source.encoding, prepare.chunk_chars, prepare.chunk_overlap)
             info.update(more)
         elif kind == "event_log":
-            records = []  # episodes are formed once every file is read: they may span files
-            before = len(events)
-            for table in read_tables(f, source):
-                events.extend(events_from_table(table, log_spec, rejects, len(events)))
-                info.update(table.info)
-            info["events"] = len(events) - before
+            tables = read_tables(f, source)
+            # With source.kind auto, a table without the event columns holds records (work orders
+            # beside the line's event log), read with the field mapping.
+            if source.kind == "auto" and not any(looks_like_event_log(t, log_spec) for t in tables):
+                info["kind"] = "records"
+                records = _tabular_records(f, source, rejects, info, tables)
+            else:
+                records = []  # episodes are formed once every file is read: they may span files
+                before = len(events)
+                for table in tables:
+                    events.extend(events_from_table(table, log_spec, rejects, len(events)))
+                    info.update(table.info)
+                info["events"] = len(events) - before
         else:
             records = _tabular_records(f, source, rejects, info)
             for sheet in info.get("skipped_sheets", []):

@@ -55,6 +55,11 @@ def _iso(t: float) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def looks_like_event_log(table: Table, spec: EventLogSource) -> bool:
+    """Whether the table has the event log's timestamp, signal and value columns."""
+    return all(find_column(table.columns, name) is not None for name in (spec.timestamp, spec.signal, spec.value))
+
+
 def _columns(table: Table, spec: EventLogSource) -> dict[str, str]:
     wanted = {"timestamp": spec.timestamp, "signal": spec.signal, "value": spec.value}
     if spec.command:
