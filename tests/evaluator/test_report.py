@@ -234,3 +234,13 @@ def test_report_opens_in_headless_chromium_without_console_errors(file_store, ru
     assert all(width > 0 for _, width in probe["images"]), probe["images"]
     assert probe["ascending"] == ["base", "tuned:record_qa", "tuned:persona"] and probe["descending"] == probe["ascending"][::-1]
     assert probe["json"] == "plant-1"
+
+
+def test_a_skipped_method_is_named_with_its_reason(file_store, run):
+    run["stages"]["train:persona"] = {"state": "skipped", "artifact": None, "message": "no trainable examples among 4"}
+    json_key, html_key = write_report(file_store, run, load_spec_text(SPEC))
+    report = file_store.get_json(json_key)
+    assert report["not_compared"] == {"persona": "train:persona: skipped: no trainable examples among 4"}
+    assert "tuned:persona" not in [m["name"] for m in report["models"]]
+    page = file_store.get_text(html_key)
+    assert "persona is not compared: train:persona: skipped: no trainable examples among 4" in page

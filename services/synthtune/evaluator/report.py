@@ -47,6 +47,10 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
             report["training"][key] = {"train_loss": log.get("train_loss", []), "eval_loss": log.get("eval_loss", []),
                                        "train_steps": log.get("train_steps", []), "eval_steps": log.get("eval_steps", []),
                                        "runtime_s": float(log.get("runtime_s", 0.0)), "tokens_per_s": float(log.get("tokens_per_s", 0.0))}
+    # Methods that did not reach the leaderboard, and why (a skipped or failed stage says so).
+    report["not_compared"] = {key: f"{stage}: {info.get('state')}: {info.get('message') or ''}".rstrip(": ")
+                              for key in spec.method_keys() for stage in (f"generate:{key}", f"train:{key}")
+                              if (info := (run.get("stages") or {}).get(stage) or {}).get("state") in ("skipped", "failed", "cancelled")}
     evaluation = _artifact(store, run, "evaluate")
     if evaluation is not None:
         m = evaluation.read_json("metrics.json")
@@ -235,8 +239,11 @@ def render_html(report: dict[str, Any], extra_images: dict[str, str]) -> str:
         parts.append(_table(["temperature", "model", *[labels.get(k, k) for k in keys]],
                             [[t, n, *[Num(v.get(k), "by_temperature", t, n, k) for k in keys]] for t, models in sweep.items() for n, v in models.items()],
                             "table-temperature"))
-    if report.get("leaderboard"):
+    if report.get("leaderboard") or report.get("not_compared"):
         parts.append("<h2>Generation methods</h2>")
+    for key, why in (report.get("not_compared") or {}).items():
+        parts.append(f"<p class=muted id=not-compared-{html.escape(key)}>{html.escape(key)} is not compared: {html.escape(why)}</p>")
+    if report.get("leaderboard"):
         parts.append(_table(["method", "metric", "score", "base", "gain over base", "95% CI low", "95% CI high"],
                             [[r["method"], r["metric"], Num(r["score"], "leaderboard", str(i), "score"),
                               Num(r.get("base_score"), "leaderboard", str(i), "base_score"), Num(r["delta"], "leaderboard", str(i), "delta"),
