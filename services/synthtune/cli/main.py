@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: every domain error is mapped to its exit code here, once."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our bars show the progress; no tqdm per model load
     try:
         result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
