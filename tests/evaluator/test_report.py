@@ -1,16 +1,12 @@
 """report.json carries the contract keys; report.html shows the same numbers and opens cleanly in Chromium.
 
-The README's picture of the report (docs/report.png) is this module's Chromium screenshot; refresh it with
-
-    SYNTHTUNE_UPDATE_SCREENSHOT=1 PYTHONPATH=services pytest tests/evaluator/test_report.py -k chromium
-
-(without the variable the screenshot goes to the test's tmp_path).
+The Chromium test keeps its screenshot in its tmp_path. The README's picture (docs/report.png) is
+the demo's own report: `make demo && python scripts/screenshot_report.py` (same browser flags).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -212,7 +208,7 @@ def test_report_opens_in_headless_chromium_without_console_errors(file_store, ru
         pytest.fail("chromium is not installed: run scripts/install_system_deps.sh (make test does)")
     _, html_key = write_report(file_store, run, load_spec_text(SPEC))
     page = Path(file_store.backend.root) / html_key
-    shot = REPO / "docs" / "report.png" if os.environ.get("SYNTHTUNE_UPDATE_SCREENSHOT") == "1" else tmp_path / "report.png"
+    shot = tmp_path / "report.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
              "--hide-scrollbars", "--virtual-time-budget=5000"]
