@@ -121,3 +121,17 @@ def test_cancel_through_the_standby_stops_the_run_on_the_leader(replicas, tmp_pa
         time.sleep(0.1)
     assert state == pipeline_pb2.RUN_STATE_CANCELLED
     assert "report" not in calls(tmp_path / "calls.txt")
+
+
+def test_the_leader_leaves_a_run_with_a_fresh_heartbeat_to_whoever_executes_it(replicas, tmp_path):
+    leader, _ = replicas(leading=True)
+    book = leader.book
+    from synthtune.spec import load_spec_text
+
+    record = book.create(load_spec_text(SPEC), SPEC, None)
+    record.update(status="running", owner="laptop-123", heartbeat=time.time())  # e.g. a `synthtune run` on the same store
+    book.save(record)
+    assert leader.resume_all() == []
+    record["heartbeat"] = time.time() - leader.executor.config.stale_after_s - 1  # that process died
+    book.save(record)
+    assert leader.resume_all() == [record["run_id"]]

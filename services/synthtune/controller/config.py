@@ -95,6 +95,9 @@ class ControllerConfig(_Model):
     max_concurrent_runs: int = Field(default=4, ge=1, description="Runs executing at once; more wait as pending.")
     max_parallel_stages: int = Field(default=1, ge=1, description="Stages of one run executing at once.")
     poll_s: float = Field(default=2.0, gt=0, description="How often the store is checked for new runs and cancel requests.")
+    heartbeat_s: float = Field(default=30.0, gt=0, description="How often an executing run's record is touched, even when nothing happens.")
+    stale_after_s: float = Field(default=120.0, gt=0, description="A running run whose record was not touched for this long has lost "
+                                                                  "its controller (or CLI): the leader continues it.")
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retries of retryable stage failures.")
     leader: LeaderConfig = Field(default_factory=LeaderConfig, description="Leader election between replicas.")
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig, description="GPU Jobs.")

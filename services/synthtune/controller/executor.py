@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -84,6 +86,7 @@ class Executor:
         self._progress: dict[str, Progress] = {}
         self._lock = threading.Lock()
         self._shutdown = threading.Event()
+        self.identity = f"{socket.gethostname()}-{os.getpid()}"
 
     def shutdown(self) -> None:
         """Stop writing run records and stop scheduling stages; runs stay as they are, to be resumed."""
@@ -139,6 +142,12 @@ class Executor:
         """Run ids of every pending or running run in the store (to continue after a restart)."""
         return [r["run_id"] for r in self.runbook.list() if r.get("status") in ("pending", "running")]
 
+    def orphaned(self, record: dict[str, Any]) -> bool:
+        """Whether nobody executes this unfinished run: pending, or running without a heartbeat for a while."""
+        if record.get("status") == "pending":
+            return True
+        return record.get("status") == "running" and time.time() - float(record.get("heartbeat") or 0) > self.config.stale_after_s
+
     # execution ----------------------------------------------------------------------------
     def execute(self, run_id: str, listener: Callable[[ProgressEvent], None] | None = None) -> dict[str, Any]:
         """Run every unfinished stage of ``run_id``; returns the final record."""
@@ -157,8 +166,8 @@ class Executor:
             if self.runbook.cancel_requested(run_id):
                 raise Cancelled("cancelled by the user")
             spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=self._base_dir(record))
-            record["status"] = "running"
-            self.runbook.event(record, "run_started")
+            record.update(status="running", owner=self.identity, heartbeat=time.time())
+            self.runbook.event(record, "run_started", message=f"executing on {self.identity}")
             self._run_graph(spec, record, progress)
             self._finish(record, "succeeded", "", "")
         except Detached:
@@ -221,6 +230,10 @@ class Executor:
                     break
                 if self._shutdown.is_set():
                     raise Detached(record["run_id"])
+                if time.time() - record.get("heartbeat", 0) > self.config.heartbeat_s:
+                    with self.runbook.lock:  # alive, even through a stage that reports nothing for an hour
+                        record["heartbeat"] = time.time()
+                    self.runbook.save(record)
                 try:
                     stage, exc = finished.get(timeout=self.config.poll_s)
                 except queue.Empty:

@@ -98,14 +98,16 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         return True
 
     def resume_all(self) -> list[str]:
-        """Start every unfinished run in the store (after a restart, or on becoming the leader)."""
+        """Start every run in the store that nobody executes (after a restart, on becoming the leader, every poll).
+
+        A running run is someone else's while its heartbeat is fresh: another controller's (a
+        leader handing over) or a `synthtune run` on the same store."""
         started = []
         for record in self.book.list(skip=self._final):
-            if record.get("status") in ("pending", "running"):
-                if self.start(record["run_id"]):
-                    started.append(record["run_id"])
-            else:
+            if record.get("status") not in ("pending", "running"):
                 self._final.add(record["run_id"])
+            elif self.executor.orphaned(record) and self.start(record["run_id"]):
+                started.append(record["run_id"])
         return started
 
     def schedule_forever(self, stop: threading.Event, poll_s: float) -> None:
