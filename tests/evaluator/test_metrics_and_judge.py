@@ -126,4 +126,4 @@ def test_content_judge_wins_in_both_orders():
 def test_off_format_judge_is_invalid_not_a_win():
     assert parse_verdict("I think both are fine") is None
     result = tally(judge_pairs(PositionalJudge("Both answers are good."), ITEMS))
-    assert result["invalid"] == 1 and result["wins"] == 0 and result["win_rate"] == 0.0
+    assert result["invalid"] == 1 and result["wins"] == 0 and result["win_rate"] is None

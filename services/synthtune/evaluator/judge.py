@@ -66,7 +66,8 @@ def tally(verdicts: list[PairVerdict]) -> dict[str, Any]:
     invalid = sum(v.outcome == "invalid" for v in verdicts)
     decided = wins + losses + ties
     return {"wins": wins, "losses": losses, "ties": ties, "invalid": invalid,
-            "win_rate": (wins + 0.5 * ties) / decided if decided else 0.0}
+            # No valid verdict at all is no evidence either way: null, not 0.
+            "win_rate": (wins + 0.5 * ties) / decided if decided else None}
 
 
 RUBRIC_SYSTEM = (

@@ -238,6 +238,6 @@ def verdict(result: dict[str, Any]) -> str:
     text = (f"{best['method']} won: {metric} {best['score']:.3f} vs base {best['base_score']:.3f} "
             f"({best['delta']:+.3f}, 95% CI {lo:+.3f} to {hi:+.3f}, {sure}).")
     judge = (result.get("judge") or {}).get(best["model"])
-    if judge:
+    if judge and judge.get("win_rate") is not None:
         text += f" The judge preferred it over base in {judge['win_rate']:.0%} of comparisons."
     return text
