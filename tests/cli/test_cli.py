@@ -131,7 +131,10 @@ def test_ctrl_c_exits_130_and_the_run_can_be_resumed(tmp_path):
         time.sleep(0.1)
     time.sleep(1.0)  # inside the prepare stage
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # never leave it running past the test
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err
     import json

@@ -342,5 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
+def entry() -> None:
+    """The `synthtune` command: main(), then an exit that an interrupted stage cannot hold up.
+
+    After Ctrl-C the run record is already written (cancelled, resumable). A stage still busy in
+    its daemon thread may hold a lock that interpreter shutdown needs (an import, a log handler),
+    so an interrupted command leaves at once instead of finalising.
+    """
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

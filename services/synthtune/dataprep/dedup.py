@@ -156,7 +156,7 @@ def near_representatives(
             keys = index.keys(sig)
             best, best_count = i, -1
             border: list[tuple[int, int]] = []
-            for cand in index.query(keys):
+            for cand in index.candidates(keys):
                 count = int(np.count_nonzero(rep_sigs[cand] == sig))
                 if count >= test.need:
                     if count > best_count or (count == best_count and cand < best):
@@ -207,7 +207,8 @@ def near_groups(
     missed about once in 20,000), and the estimate's noise is covered by ``PairTest``.
 
     Candidates are found band by band with numpy (sort by band hash, pair the records of each
-    bucket), so the cost per candidate pair is a fraction of a microsecond. ``info``, when given,
+    bucket; a bucket of more than FULL_BUCKET records is paired along a window, so that templated
+    records cannot make the work quadratic), so the cost per candidate pair is a fraction of a microsecond. ``info``, when given,
     receives the bands, rows, candidate pairs (one per band shared), close pairs and exact checks.
     """
     n = len(ids)
@@ -284,10 +285,17 @@ def near_groups(
 
 
 _PAIR_CHUNK = 65536
+# A bucket of at most FULL_BUCKET records is paired completely. A larger one (templated tickets:
+# thousands of records that differ in a number) would give k^2/2 pairs, so each record is paired
+# with its next BUCKET_WINDOW members only: the pairs that pass still chain the family into one
+# group, and the cost stays linear in the records.
+FULL_BUCKET = 64
+BUCKET_WINDOW = 8
 
 
 def _band_pairs(matrix: np.ndarray, start: int, end: int, multipliers: np.ndarray) -> np.ndarray:
-    """Every pair (i < j) of rows whose hash values ``start:end`` hash alike, as an (m, 2) array."""
+    """Pairs (i < j) of rows whose hash values ``start:end`` hash alike, as an (m, 2) array: every
+    pair of a bucket up to FULL_BUCKET records, each record with its next BUCKET_WINDOW in a larger one."""
     key = np.zeros(len(matrix), dtype=np.uint64)
     for col in range(start, end):  # multilinear hash mod 2**64: a collision only adds a candidate that fails
         key += matrix[:, col].astype(np.uint64) * multipliers[col]
@@ -303,6 +311,7 @@ def _band_pairs(matrix: np.ndarray, start: int, end: int, multipliers: np.ndarra
     # For each position, how many later positions share its bucket; pair it with each in turn.
     ends = np.repeat(starts + sizes, sizes)
     later = ends - np.arange(len(order)) - 1
+    later = np.where(np.repeat(sizes, sizes) <= FULL_BUCKET, later, np.minimum(later, BUCKET_WINDOW))
     active = np.flatnonzero(later > 0)
     out = []
     step = 1
@@ -367,6 +376,13 @@ class BandIndex:
             else:
                 found.update(hit)
         return found
+
+    def candidates(self, keys: list[int], limit: int = 256) -> list[int]:
+        """The query's records, at most ``limit`` of them (the earliest): templated records that stay
+        apart at the dedup threshold would otherwise make every query scan thousands. A duplicate
+        missed this way is only kept; the split's grouping still keeps it beside its family."""
+        found = self.query(keys)
+        return sorted(found)[:limit] if len(found) > limit else list(found)
 
     def insert(self, keys: list[int], item: int) -> None:
         for table, key in zip(self.tables, keys, strict=True):

@@ -22,8 +22,9 @@ KIND = "prepared"
 PRODUCER = "synthtune.dataprep"
 # Part of the cache key: raise it when the same inputs and spec would give other output, so an
 # artifact cached by older code is not reused. 2: split groups are connected components, rows of
-# unmapped sheets are rejects, field_completeness is {input, kept}.
-FORMAT = 2
+# unmapped sheets are rejects, field_completeness is {input, kept}. 3: large LSH buckets are paired
+# along a window; tables without event columns beside an event log are records.
+FORMAT = 3
 
 
 def _file_hash(path: Path, what: str) -> str:
