@@ -123,8 +123,11 @@ def test_ctrl_c_exits_130_and_the_run_can_be_resumed(tmp_path):
     rows = "".join(f"pump {i} leaks at seal {i % 97},replace seal and check shaft {i}\n" for i in range(200_000))
     spec = _pipeline(tmp_path, "Title,Fix\n" + rows)
     env = dict(os.environ, PYTHONPATH=str(REPO / "services"), SYNTHTUNE_CACHE=str(tmp_path / "cache"))
+    # A background job (CI under `cmd &`) inherits SIGINT ignored, and Python then keeps it so:
+    # give the child the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "synthtune.cli.main", "prepare", str(spec), "--store", str(tmp_path / "store")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     runs = tmp_path / "store" / "runs"
     deadline = time.time() + 60
     while time.time() < deadline and not (runs.is_dir() and any(runs.iterdir())):
