@@ -139,7 +139,7 @@ class KubernetesRunner:
         if task.handle.get("job") and store.exists(request_key):
             request_uri = f"{store.uri}/{request_key}"  # the Job reads it: leave it as it was
             done = self._read_outcome(store, outcome_key)
-            if done.get("result"):  # it finished while no controller watched
+            if done.get("result") or done.get("error_kind") == "skipped":  # it finished while no controller watched
                 return self._outcome(task, store, name, rayjob, "succeeded", "", outcome_key)
         else:
             request = {"spec_yaml": task.spec_yaml, "base_dir": task.base_dir, "method": task.method, "run_id": task.run_id,
