@@ -85,7 +85,9 @@ def pair_margin(threshold: float, num_perm: int) -> float:
     return 4.0 * math.sqrt(threshold * (1.0 - threshold) / num_perm)
 
 
-@functools.lru_cache(maxsize=65536)
+# Each set is ~128 bytes a shingle (a 1,500-character chunk: ~190 KB), so few are kept: the
+# borderline checks of one record against its neighbours reuse it, a long-lived service stays small.
+@functools.lru_cache(maxsize=2048)
 def _shingle_set(text: str, k: int) -> set[bytes]:
     """The k-byte shingles themselves, not their CRC-32s (which MinHash samples). Cached: never change it."""
     data = text.encode("utf-8")
@@ -207,8 +209,10 @@ def near_groups(
     missed about once in 20,000), and the estimate's noise is covered by ``PairTest``.
 
     Candidates are found band by band with numpy (sort by band hash, pair the records of each
-    bucket; a bucket of more than FULL_BUCKET records is paired along a window, so that templated
-    records cannot make the work quadratic), so the cost per candidate pair is a fraction of a microsecond. ``info``, when given,
+    bucket; a bucket of more than FULL_BUCKET records is paired along a window, in an order shuffled
+    per band, so that templated records cannot make the work quadratic: there the miss bound above
+    holds for pairs within reach of the window, and other pairs of such a family usually join
+    through chains), so the cost per candidate pair is a fraction of a microsecond. ``info``, when given,
     receives the bands, rows, candidate pairs (one per band shared), close pairs and exact checks.
     """
     n = len(ids)
@@ -299,7 +303,10 @@ def _band_pairs(matrix: np.ndarray, start: int, end: int, multipliers: np.ndarra
     key = np.zeros(len(matrix), dtype=np.uint64)
     for col in range(start, end):  # multilinear hash mod 2**64: a collision only adds a candidate that fails
         key += matrix[:, col].astype(np.uint64) * multipliers[col]
-    order = np.argsort(key, kind="stable")
+    # Inside a bucket, a per-band shuffle (seeded by the band): a large bucket's window then pairs
+    # other neighbours in every band, so a pair far apart in the input is still met in some band.
+    shuffle = np.random.default_rng(start).permutation(len(matrix))
+    order = np.lexsort((shuffle, key))
     sorted_keys = key[order]
     new = np.empty(len(order), dtype=bool)
     new[0] = True

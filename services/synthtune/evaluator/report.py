@@ -48,9 +48,13 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
                                        "train_steps": log.get("train_steps", []), "eval_steps": log.get("eval_steps", []),
                                        "runtime_s": float(log.get("runtime_s", 0.0)), "tokens_per_s": float(log.get("tokens_per_s", 0.0))}
     # Methods that did not reach the leaderboard, and why (a skipped or failed stage says so).
-    report["not_compared"] = {key: f"{stage}: {info.get('state')}: {info.get('message') or ''}".rstrip(": ")
-                              for key in spec.method_keys() for stage in (f"generate:{key}", f"train:{key}")
-                              if (info := (run.get("stages") or {}).get(stage) or {}).get("state") in ("skipped", "failed", "cancelled")}
+    report["not_compared"] = {}
+    for key in spec.method_keys():
+        for stage in (f"generate:{key}", f"train:{key}"):  # the first stage that stopped is the cause
+            info = (run.get("stages") or {}).get(stage) or {}
+            if info.get("state") in ("skipped", "failed", "cancelled"):
+                report["not_compared"][key] = f"{stage}: {info['state']}: {info.get('message') or ''}".rstrip(": ")
+                break
     evaluation = _artifact(store, run, "evaluate")
     if evaluation is not None:
         m = evaluation.read_json("metrics.json")

@@ -70,7 +70,10 @@ def check_fields(method: Method, records: list[dict[str, Any]], prepared_id: str
 
 
 def record_plan(method: Method, judge: PromptSet | None, record: dict[str, Any]) -> Plan:
-    candidates = yield from method.plan(record)
+    try:
+        candidates = yield from method.plan(record)
+    finally:
+        method.release(record["id"])  # its candidates carry what they need
     if judge is not None:
         candidates = yield from judge_plan(judge, candidates, record)
     return candidates

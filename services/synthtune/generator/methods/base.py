@@ -114,6 +114,10 @@ class Method:
     def plan(self, record: dict[str, Any]) -> Plan:
         raise NotImplementedError
 
+    def release(self, record_id: str) -> None:
+        """Forget what was noted while planning ``record_id`` (called when its plan ends)."""
+        self._sampling.pop(record_id, None)
+
     # helpers for subclasses ---------------------------------------------------------------
     def ask(self, record: dict[str, Any], variant: str, prompt: str | list[dict[str, Any]], *,
             tools: list[dict[str, Any]] | None = None, temperature: float | None = None) -> ChatRequest:
