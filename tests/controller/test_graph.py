@@ -155,3 +155,29 @@ def test_a_controller_shutting_down_leaves_its_runs_to_the_next_one(tmp_path, fi
     done = successor.execute(run_id)
     assert done["status"] == "succeeded"
     assert calls(count).count("prepare") == 1  # finished before the shutdown: not redone
+
+
+def test_submissions_keep_counting_when_a_failed_run_is_reopened(tmp_path, file_store):
+    """Job and operation names come from the submission number: a reopened run must not reuse the failed Job's."""
+    from synthtune.controller.runner import InProcessRunner
+    from synthtune.errors import InvalidInput
+
+    seen = []
+    stages = make_stages(tmp_path / "calls.txt")
+
+    class Recording(InProcessRunner):
+        def run(self, task, store, progress):
+            seen.append((task.stage, task.attempt))
+            if task.stage == "prepare" and len(seen) == 1:
+                raise InvalidInput("records.csv:3: column 'Action' is empty")
+            return super().run(task, store, progress)
+
+    ex = Executor(file_store, RunBook(file_store), stages, config=ControllerConfig(poll_s=0.05),
+                  runners={"inprocess": Recording(stages)})
+    run_id = _submit(ex.runbook)
+    assert ex.execute(run_id)["status"] == "failed"
+    record = ex.runbook.load(run_id)
+    ex.runbook.reopen(record)
+    assert ex.execute(run_id)["status"] == "succeeded"
+    assert seen[:2] == [("prepare", 1), ("prepare", 2)]
+    assert ex.runbook.load(run_id)["stages"]["prepare"]["attempts"] == 1  # retries count afresh after a reopen

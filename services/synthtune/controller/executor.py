@@ -274,15 +274,15 @@ class Executor:
             inputs = {"prepared": ref("prepare"), **{f"adapter:{n.split(':', 1)[1]}": ref(n) for n in stages
                                                      if n.startswith("train:") and stages[n].get("artifact")}}
         info = stages[stage]
+        with self.runbook.lock:
+            handle = info.setdefault("handle", {})
         return StageTask(run_id=record["run_id"], stage=stage, spec=spec, spec_yaml=record["spec_yaml"], base_dir=self._base_dir(record),
-                         inputs=inputs, attempt=info["attempts"], handle=info.setdefault("handle", {}),
-                         save=lambda: self.runbook.save(record))
+                         inputs=inputs, attempt=info.get("submissions", info["attempts"]), handle=handle,
+                         save=lambda: self.runbook.save(record), lock=self.runbook.lock)
 
     def _attempt(self, spec: PipelineSpec, record: dict[str, Any], stage: str, progress: Progress) -> ArtifactRef | None:
-        if stage == "report":
-            with self.runbook.lock:
-                record["status"] = "succeeded"  # the report describes the finished run
-            self.stages["report"](self.store, record, spec)
+        if stage == "report":  # the report describes the finished run; the record itself is finished after it
+            self.stages["report"](self.store, {**record, "status": "succeeded"}, spec)
             return None
         task = self._task(spec, record, stage)
         return self.runner(task.kind).run(task, self.store, progress)
@@ -292,8 +292,9 @@ class Executor:
         book = self.runbook
         while True:
             started = time.time()
-            with book.lock:
-                info.update(state="running", attempts=info["attempts"] + 1, message="", started_at=started)
+            with book.lock:  # submissions name Jobs and operations: unlike attempts, a reopened run never resets them
+                info.update(state="running", attempts=info["attempts"] + 1, submissions=info.get("submissions", 0) + 1,
+                            message="", started_at=started)
             book.event(record, "stage_started", stage)
             try:
                 progress.check_cancelled()
@@ -336,8 +337,7 @@ class Executor:
             return
         message = str(exc) if isinstance(exc, SynthtuneError) else f"{type(exc).__name__}: {exc}"
         with self.runbook.lock:
-            info.update(state="failed", message=message, error_kind=error_kind(exc),
-                        permanent=isinstance(exc, PermanentError))
+            info.update(state="failed", message=message, error_kind=error_kind(exc))
         self.runbook.event(record, "stage_failed", stage, message=message)
 
     def _finish(self, record: dict[str, Any], status: str, error: str, kind: str) -> None:

@@ -102,8 +102,7 @@ class GrpcRunner:
                 op = getattr(stub, method)(request, timeout=self.start_timeout_s, wait_for_ready=True).operation
             except grpc.RpcError as exc:
                 raise domain_error(exc, peer) from None
-            task.handle.update(operation=op.name, target=target)
-            task.save()
+            task.remember(operation=op.name, target=target)
         op = self._follow(op, ops, progress, peer)
         if op.state == State.OPERATION_STATE_SUCCEEDED:
             return ArtifactRef(op.result.kind, op.result.id, op.result.uri)

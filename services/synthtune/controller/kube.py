@@ -154,8 +154,7 @@ class KubernetesRunner:
         else:  # training: one pod with every worker's GPUs, Ray inside it
             gpus = scaling.workers * per_worker if kind == "train" else self.cfg.gpus.get(kind, 0)
             manifest = job_manifest(self.cfg, name=name, run_id=task.run_id, stage=task.stage, request_uri=request_uri, gpus=gpus)
-        task.handle.update(job=name, object=manifest["kind"])
-        task.save()
+        task.remember(job=name, object=manifest["kind"])
         self._create(manifest)
         progress.note(f"{manifest['kind']} {self.cfg.namespace}/{name} submitted")
         try:
@@ -172,9 +171,8 @@ class KubernetesRunner:
     @staticmethod
     def _forget(task: StageTask) -> None:
         """The attempt's Job has ended: a later attempt (a retry) must submit its own, not follow this one."""
-        if task.handle.pop("job", None) is not None:
-            task.handle.pop("object", None)
-            task.save()
+        if task.handle.get("job") is not None:
+            task.remember(job=None, object=None)
 
     @staticmethod
     def _read_outcome(store: Store, key: str) -> dict[str, Any]:

@@ -117,7 +117,10 @@ class LeaseElector:
                 if not leading:
                     leading = True
                     log.info("leading as %s", self.identity)
-                    on_started()
+                    try:
+                        on_started()
+                    except Exception:  # noqa: BLE001 - the campaign must go on renewing, whatever the callback did
+                        log.exception("on_started failed")
             elif leading and (self.holder not in (None, self.identity) or time.monotonic() - renewed > self.renew_deadline_s):
                 leading = False
                 log.error("lost the lease %s/%s (held by %s)", self.namespace, self.name, self.holder or "nobody")

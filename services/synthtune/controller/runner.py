@@ -4,7 +4,7 @@ A runner executes one stage attempt somewhere (this process, a stage service, a 
 Job) and returns the artifact it produced, or raises a domain error: ``RetryableError`` to be
 retried, ``PermanentError``/``InvalidInput`` to fail the run with the stage's own message,
 ``Cancelled`` when ``progress`` was cancelled. A runner may keep small facts in
-``task.handle`` (a Job's name, an operation's name) and persist them with ``task.save()``:
+``task.handle`` (a Job's name, an operation's name) with ``task.remember(...)``, which persists them:
 after a controller restart the next attempt finds them there and re-attaches to the work
 instead of starting it again.
 """
@@ -12,6 +12,7 @@ instead of starting it again.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,9 +32,20 @@ class StageTask:
     spec_yaml: str
     base_dir: str | None
     inputs: dict[str, ArtifactRef | None]
-    attempt: int = 1
+    attempt: int = 1  # numbers this stage's submissions; never reused, even after the run is reopened
     handle: dict[str, Any] = field(default_factory=dict)
     save: Callable[[], None] = lambda: None
+    lock: threading.RLock = field(default_factory=threading.RLock)  # guards handle (the run record is saved by other threads)
+
+    def remember(self, **facts: Any) -> None:
+        """Keep facts in the handle (None forgets one) and persist them at once."""
+        with self.lock:
+            for key, value in facts.items():
+                if value is None:
+                    self.handle.pop(key, None)
+                else:
+                    self.handle[key] = value
+        self.save()
 
     @property
     def kind(self) -> str:

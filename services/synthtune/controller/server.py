@@ -78,9 +78,8 @@ def start(names: list[str], options: ServerOptions, store_uri: str | None, confi
         elector = LeaseElector(api_client(), config.leader.name, config.lease_namespace(), identity,
                                config.leader.duration_s, config.leader.renew_s)
 
-        def lead() -> None:
+        def lead() -> None:  # the scheduler picks the runs up at its next pass; the campaign thread must stay free to renew
             pipeline.leading.set()
-            pipeline.resume_all()
 
         campaign = threading.Thread(target=elector.run, args=(controller.stop_event, lead, on_lost_lease), name="lease", daemon=True)
         controller.threads.append(campaign)
