@@ -26,14 +26,20 @@ CONTROLLER = textwrap.dedent(
     from synthtune.spec import load_spec_text
     from synthtune.store import open_store
 
+    import time
+    from synthtune.controller.config import ControllerConfig
+
     store = open_store(sys.argv[1])
     book = RunBook(store)
-    ex = Executor(store, book, make_stages(Path(sys.argv[2]), sleep_s=0.6))
+    # A killed controller leaves a fresh heartbeat: the next one waits until it is stale (1 s here).
+    ex = Executor(store, book, make_stages(Path(sys.argv[2]), sleep_s=0.6), config=ControllerConfig(stale_after_s=1.0, poll_s=0.1))
     pending = ex.resume_unfinished()
     if not pending:
         pending = [book.create(load_spec_text(SPEC), SPEC, None)["run_id"]]
     print("RUN", pending[0], flush=True)
     for run_id in pending:
+        while not ex.orphaned(book.load(run_id)):
+            time.sleep(0.1)
         ex.execute(run_id)
     print("DONE", flush=True)
     """

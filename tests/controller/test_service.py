@@ -29,6 +29,7 @@ def controller(s3_store_uri, tmp_path, monkeypatch):
                            ServerOptions(port=0, host="127.0.0.1", token=TOKEN))
     yield pipeline_pb2_grpc.PipelineServiceStub(channel(f"127.0.0.1:{running.port}", token=TOKEN))
     running.stop(0)
+    servicer.executor.shutdown()
 
 
 def test_submit_watch_and_get(controller):
@@ -82,12 +83,13 @@ def replicas(s3_store_uri, tmp_path, monkeypatch):
                                     leading=leading)
         running = build_server([ServiceBinding(servicer, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server,
                                                "synthtune.v1.PipelineService")], ServerOptions(port=0, host="127.0.0.1", token=TOKEN))
-        made.append(running)
+        made.append((running, servicer))
         return servicer, pipeline_pb2_grpc.PipelineServiceStub(channel(f"127.0.0.1:{running.port}", token=TOKEN))
 
     yield replica
-    for running in made:
+    for running, servicer in made:
         running.stop(0)
+        servicer.executor.shutdown()  # runs still executing write nothing more once the test's S3 is gone
 
 
 def test_a_standby_accepts_runs_that_the_leader_executes_and_streams_them(replicas, tmp_path):
@@ -125,13 +127,29 @@ def test_cancel_through_the_standby_stops_the_run_on_the_leader(replicas, tmp_pa
 
 def test_the_leader_leaves_a_run_with_a_fresh_heartbeat_to_whoever_executes_it(replicas, tmp_path):
     leader, _ = replicas(leading=True)
+    leader.executor.config = leader.executor.config.model_copy(update={"stale_after_s": 0.5})
     book = leader.book
     from synthtune.spec import load_spec_text
 
     record = book.create(load_spec_text(SPEC), SPEC, None)
-    record.update(status="running", owner="laptop-123", heartbeat=time.time())  # e.g. a `synthtune run` on the same store
+    # e.g. a `synthtune run` on the same store, on a laptop whose clock is an hour behind
+    record.update(status="running", owner="laptop-123", heartbeat=time.time() - 3600)
     book.save(record)
     assert leader.resume_all() == []
-    record["heartbeat"] = time.time() - leader.executor.config.stale_after_s - 1  # that process died
-    book.save(record)
+    for _ in range(3):  # it keeps beating: never taken over, whatever its clock says
+        time.sleep(0.3)
+        record["heartbeat"] += 30
+        book.save(record)
+        assert leader.resume_all() == []
+    time.sleep(0.7)  # it stopped beating (that process died)
+    assert leader.resume_all() == [record["run_id"]]
+
+
+def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tmp_path):
+    leader, _ = replicas(leading=True)
+    from synthtune.spec import load_spec_text
+
+    record = leader.book.create(load_spec_text(SPEC), SPEC, None)
+    record.update(status="running", owner="old-pod-1", heartbeat=0.0)  # what Executor.shutdown leaves
+    leader.book.save(record)
     assert leader.resume_all() == [record["run_id"]]

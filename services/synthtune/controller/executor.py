@@ -21,7 +21,7 @@ from typing import Any
 from synthtune.controller.config import ControllerConfig
 from synthtune.controller.runner import InProcessRunner, Runner, StageFn, StageTask, default_stages
 from synthtune.controller.runs import DONE, FINAL, RunBook
-from synthtune.errors import Cancelled, NotFound, PermanentError, RetryableError, StageSkipped, SynthtuneError
+from synthtune.errors import Cancelled, NotFound, RetryableError, StageSkipped, SynthtuneError
 from synthtune.progress import Progress, ProgressEvent
 from synthtune.spec import PipelineSpec, load_spec_text
 from synthtune.store import ArtifactRef, Store
@@ -87,11 +87,28 @@ class Executor:
         self._lock = threading.Lock()
         self._shutdown = threading.Event()
         self.identity = f"{socket.gethostname()}-{os.getpid()}"
+        self._records: dict[str, dict[str, Any]] = {}  # the records of the runs executing here
+        self._beats: dict[str, tuple[float, float]] = {}  # run id -> (heartbeat seen, when it changed, monotonic)
 
     def shutdown(self) -> None:
-        """Stop writing run records and stop scheduling stages; runs stay as they are, to be resumed."""
+        """Stop writing run records and stop scheduling stages; runs stay as they are, to be resumed.
+
+        Their heartbeat is zeroed on the way out, so the next controller takes them at once."""
         self._shutdown.set()
-        self.runbook.close()
+        with self.runbook.lock:
+            with self._lock:
+                records = list(self._records.values())
+            for record in records:
+                record["heartbeat"] = 0.0
+                try:
+                    self.runbook.save(record)
+                except Exception:  # noqa: BLE001 - then the next controller waits for the heartbeat to go stale
+                    log.exception("could not hand run %s over", record["run_id"])
+            self.runbook.close()
+        for runner in self.runners.values():
+            close = getattr(runner, "close", None)
+            if close is not None:
+                close()
 
     # runners ------------------------------------------------------------------------------
     def runner(self, kind: str) -> Runner:
@@ -114,7 +131,8 @@ class Executor:
             return run_id in self._progress
 
     def cancel(self, run_id: str) -> dict[str, Any]:
-        """Ask a run to stop; a run that no controller executes is marked cancelled at once."""
+        """Ask a run to stop. Only a cancel request is written: whoever executes the run (or starts it
+        next: a pending run is cancelled as it starts) finishes it, so no two writers race on run.json."""
         record = self.runbook.load(run_id)
         if record["status"] in FINAL:
             return record
@@ -123,19 +141,23 @@ class Executor:
             progress = self._progress.get(run_id)
         if progress is not None:
             progress.cancel()
-        elif record["status"] == "pending":
-            self._finish(record, "cancelled", "cancelled by the user", "cancelled")
-        return self.runbook.load(run_id)
+        return record
 
     def interrupted(self, run_id: str) -> dict[str, Any]:
-        """Record that this process stopped executing ``run_id`` (Ctrl-C): the run is cancelled, resumable."""
-        record = self.runbook.load(run_id)
-        if record["status"] in FINAL:
-            return record
-        for info in record["stages"].values():
-            if info["state"] == "running":
-                info.update(state="cancelled", message="interrupted")
-        self._finish(record, "cancelled", "interrupted by the user", "cancelled")
+        """This process stops executing ``run_id`` (Ctrl-C): record it cancelled (resumable), then write nothing more.
+
+        The record in memory is the one the stage threads still update, so it is finished under the
+        run book's lock and the book is closed in the same hold: a stage thread's late save is dropped."""
+        with self._lock:
+            record = self._records.get(run_id) or self.runbook.load(run_id)
+        with self.runbook.lock:
+            if record["status"] not in FINAL:
+                for info in record["stages"].values():
+                    if info["state"] == "running":
+                        info.update(state="cancelled", message="interrupted")
+                record["heartbeat"] = 0.0  # nobody executes it now
+                self._finish(record, "cancelled", "interrupted by the user", "cancelled")
+            self.runbook.close()
         return record
 
     def resume_unfinished(self) -> list[str]:
@@ -143,17 +165,36 @@ class Executor:
         return [r["run_id"] for r in self.runbook.list() if r.get("status") in ("pending", "running")]
 
     def orphaned(self, record: dict[str, Any]) -> bool:
-        """Whether nobody executes this unfinished run: pending, or running without a heartbeat for a while."""
+        """Whether nobody executes this unfinished run: pending, or running with a heartbeat that stopped.
+
+        A heartbeat is judged by this process's own clock (it must stop changing for stale_after_s),
+        never by comparing another machine's timestamp with ours; a heartbeat that is missing, or
+        zeroed by a controller or CLI that let the run go, counts at once."""
         if record.get("status") == "pending":
             return True
-        return record.get("status") == "running" and time.time() - float(record.get("heartbeat") or 0) > self.config.stale_after_s
+        if record.get("status") != "running" or self.running(record["run_id"]):
+            return False
+        beat = float(record.get("heartbeat") or 0.0)
+        if beat == 0.0:
+            return True
+        with self._lock:
+            seen = self._beats.get(record["run_id"])
+            if seen is None or seen[0] != beat:
+                self._beats[record["run_id"]] = (beat, time.monotonic())
+                return False
+        return time.monotonic() - seen[1] > self.config.stale_after_s
 
     # execution ----------------------------------------------------------------------------
     def execute(self, run_id: str, listener: Callable[[ProgressEvent], None] | None = None) -> dict[str, Any]:
-        """Run every unfinished stage of ``run_id``; returns the final record."""
+        """Run every unfinished stage of ``run_id``; returns the final record.
+
+        A run another process is executing (its heartbeat still beats) is refused, not doubled."""
         record = self.runbook.load(run_id)
         if record["status"] in FINAL:
             return record
+        if record["status"] == "running" and record.get("owner") != self.identity and not self.orphaned(record):
+            raise SynthtuneError(f"run {run_id} is executing on {record.get('owner') or 'another controller'}: "
+                                 f"watch it, or resume it once that stops (after {self.config.stale_after_s:.0f} s without a heartbeat)")
         progress = Progress(run_id)
         if listener is not None:
             progress.add_listener(listener)
@@ -162,11 +203,13 @@ class Executor:
             if run_id in self._progress:
                 raise SynthtuneError(f"run {run_id} is already executing in this controller")
             self._progress[run_id] = progress
+            self._records[run_id] = record
         try:
             if self.runbook.cancel_requested(run_id):
                 raise Cancelled("cancelled by the user")
             spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=self._base_dir(record))
-            record.update(status="running", owner=self.identity, heartbeat=time.time())
+            with self.runbook.lock:
+                record.update(status="running", owner=self.identity, heartbeat=time.time())
             self.runbook.event(record, "run_started", message=f"executing on {self.identity}")
             self._run_graph(spec, record, progress)
             self._finish(record, "succeeded", "", "")
@@ -181,6 +224,7 @@ class Executor:
         finally:
             with self._lock:
                 self._progress.pop(run_id, None)
+                self._records.pop(run_id, None)
         return record
 
     def _base_dir(self, record: dict[str, Any]) -> str | None:
@@ -230,16 +274,11 @@ class Executor:
                     break
                 if self._shutdown.is_set():
                     raise Detached(record["run_id"])
-                if time.time() - record.get("heartbeat", 0) > self.config.heartbeat_s:
-                    with self.runbook.lock:  # alive, even through a stage that reports nothing for an hour
-                        record["heartbeat"] = time.time()
-                    self.runbook.save(record)
                 try:
                     stage, exc = finished.get(timeout=self.config.poll_s)
                 except queue.Empty:
                     stage, exc = "", None
-                if not progress.cancelled and self.runbook.cancel_requested(record["run_id"]):
-                    progress.cancel()
+                self._bookkeeping(record, progress)
                 if not stage:
                     continue
                 running.discard(stage)
@@ -247,15 +286,31 @@ class Executor:
                     failure = exc
                     if not isinstance(exc, Cancelled):
                         progress.cancel()  # siblings stop: the run has failed
-        except Detached:
+        except (Detached, KeyboardInterrupt):
+            progress.cancel()  # Ctrl-C: the process leaves at once; the stage threads are daemons
             raise
         except BaseException:
             progress.cancel()
+            while running:  # nothing may still write the record once the run is reported ended
+                running.discard(finished.get()[0])
             raise
         if failure is not None:
             raise failure
         if progress.cancelled or todo:
             raise Cancelled("cancelled by the user")
+
+    def _bookkeeping(self, record: dict[str, Any], progress: Progress) -> None:
+        """Between stage events: heartbeat, and a cancel request from any replica. A store hiccup here
+        is logged, never fatal: the stages are still running."""
+        try:
+            if time.time() - float(record.get("heartbeat") or 0.0) > self.config.heartbeat_s:
+                with self.runbook.lock:  # alive, even through a stage that reports nothing for an hour
+                    record["heartbeat"] = time.time()
+                    self.runbook.save(record)
+            if not progress.cancelled and self.runbook.cancel_requested(record["run_id"]):
+                progress.cancel()
+        except Exception as exc:  # noqa: BLE001 - retried at the next poll
+            log.warning("run %s: store bookkeeping failed (retried): %s", record["run_id"], exc)
 
     def _task(self, spec: PipelineSpec, record: dict[str, Any], stage: str) -> StageTask:
         stages = record["stages"]
@@ -348,7 +403,6 @@ class Executor:
             if status == "succeeded":
                 record["report"] = f"runs/{record['run_id']}/report.html" if "report" in record["stages"] else None
         self.runbook.event(record, "run_finished", message=error or status)
-        self.runbook.clear_cancel(record["run_id"])
         kube_kinds = [k for k in ("prepare", "generate", "train", "evaluate") if self.config.runner(k) == "kubernetes"]
         if status != "succeeded" and kube_kinds:  # no Job of a run that ended may keep a GPU
             cleanup = getattr(self.runner(kube_kinds[0]), "cleanup", None)  # one runner serves every such kind

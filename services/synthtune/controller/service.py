@@ -90,11 +90,18 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
             try:
                 if self.leading.is_set():
                     self.executor.execute(run_id)
+            except Exception:  # noqa: BLE001 - e.g. another process executes it: the scheduler looks again later
+                log.exception("run %s not executed here", run_id)
             finally:
                 with self._lock:
                     self._active.discard(run_id)
 
-        self.pool.submit(work)
+        try:
+            self.pool.submit(work)
+        except RuntimeError:  # shutting down
+            with self._lock:
+                self._active.discard(run_id)
+            return False
         return True
 
     def resume_all(self) -> list[str]:
@@ -103,7 +110,9 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         A running run is someone else's while its heartbeat is fresh: another controller's (a
         leader handing over) or a `synthtune run` on the same store."""
         started = []
-        for record in self.book.list(skip=self._final):
+        with self._lock:
+            skip = self._final | self._active
+        for record in self.book.list(skip=skip):
             if record.get("status") not in ("pending", "running"):
                 self._final.add(record["run_id"])
             elif self.executor.orphaned(record) and self.start(record["run_id"]):
@@ -112,7 +121,11 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
 
     def schedule_forever(self, stop: threading.Event, poll_s: float) -> None:
         """Pick up runs that other replicas accepted, and runs left by a controller that died."""
+        passes = 0
         while not stop.wait(poll_s):
+            passes += 1
+            if passes % 30 == 0:  # a finished run may be reopened through another replica: look again now and then
+                self._final.clear()
             if self.leading.is_set():
                 try:
                     self.resume_all()
@@ -157,6 +170,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
                 try:
                     ev = events.get(timeout=1.0)
                 except queue.Empty:
+                    if self.executor.running(request.run_id):
+                        continue  # executing here: its events come through the queue
                     record = self.book.load(request.run_id)  # another replica may be executing it
                     status = record["status"]
                     for ev in record["events"]:
