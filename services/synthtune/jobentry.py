@@ -62,12 +62,13 @@ def main(stage: str, call: Callable[[Any, dict[str, Any], Any, Progress, dict[st
 
         root, key = split_request_uri(args.request)
         store = open_store(root)  # first, so that even an unreadable request gets its outcome written
-        _, request = read_request(args.request)
+        _, request = read_request(args.request, store)
         spec = load_spec_text(request["spec_yaml"], f"{args.request}#spec_yaml", base_dir=request.get("base_dir"))
         inputs = {k: ArtifactRef(**v) if v else None for k, v in (request.get("inputs") or {}).items()}
         ref = call(spec, inputs, store, Progress(stage, [_log]), request)
-        _write_result(store, key, {"result": ref.to_dict()})
         print(json.dumps({"result": ref.to_dict()}), flush=True)
+        if not _write_result(store, key, {"result": ref.to_dict()}):
+            return EXIT_RETRYABLE  # the work is done and cached; a rerun only writes the result
         return 0
     except Exception as exc:  # noqa: BLE001 - reported, and the Job's policy decides on the exit code
         code, kind, message = _outcome(exc)
@@ -79,10 +80,12 @@ def main(stage: str, call: Callable[[Any, dict[str, Any], Any, Progress, dict[st
         return code
 
 
-def _write_result(store: Any, request_key: str, outcome: dict[str, Any]) -> None:
+def _write_result(store: Any, request_key: str, outcome: dict[str, Any]) -> bool:
     from synthtune.store.requests import result_key
 
     try:
         store.put_json(result_key(request_key), outcome)
     except Exception as exc:  # noqa: BLE001 - the exit code still tells the outcome
         print(f"could not write the result of {request_key}: {exc}", file=sys.stderr)
+        return False
+    return True

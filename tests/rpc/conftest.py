@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from rpc_helpers import SPEC, TOKEN, make_artifact  # noqa: F401 - re-exported for the fixtures
 
 from synthtune.rpc.client import channel
 from synthtune.rpc.logs import JsonFormatter
@@ -19,9 +20,6 @@ from synthtune.rpc.operations import OperationManager
 from synthtune.rpc.server import RunningServer, build_server
 from synthtune.rpc.stages import stage_bindings
 from synthtune.store import ArtifactRef, Store
-
-TOKEN = "s3cret-token"
-SPEC = "version: 1\nname: t\nsource: {paths: [a.csv]}\ngenerate: {methods: [{name: record_qa}, {name: evol, label: fm}]}\n"
 
 
 class FakeStage:
@@ -87,13 +85,6 @@ def server(stage_server: StageServer) -> StageServer:
     for fake in stage_server.fakes.values():
         fake.reset()
     return stage_server
-
-
-def make_artifact(store: Store, kind: str, name: str = "x") -> ArtifactRef:
-    """A real (tiny) artifact, so stage servicers find the inputs they are given."""
-    with store.create(kind, [], {"name": name}, "test") as writer:
-        writer.write_json("data.json", {"name": name})
-        return writer.commit()
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from rpc_helpers import SPEC, TOKEN, make_artifact
 
-from conftest import SPEC, TOKEN, make_artifact
 from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError
 from synthtune.rpc.gen.synthtune.v1 import (
     common_pb2,

@@ -90,7 +90,9 @@ class KubernetesConfig(_Model):
 class ControllerConfig(_Model):
     runners: dict[str, RunnerName] = Field(default_factory=dict,
                                            description="Runner per stage kind: inprocess (default), grpc or kubernetes.")
-    services: dict[str, str] = Field(default_factory=dict, description="host:port of the stage service per stage kind run by grpc.")
+    services: dict[str, str] = Field(default_factory=dict, description="host:port of the stage service per stage kind run by grpc "
+                                                                      "(the bearer token is $SYNTHTUNE_AUTH_TOKEN).")
+    services_tls_ca: str | None = Field(default=None, description="PEM of the CA (or certificate) of stage services that serve TLS.")
     service_base_dir: str | None = Field(default=None, description="Folder relative source paths resolve against in the services (a mounted volume).")
     max_concurrent_runs: int = Field(default=4, ge=1, description="Runs executing at once; more wait as pending.")
     max_parallel_stages: int = Field(default=1, ge=1, description="Stages of one run executing at once.")

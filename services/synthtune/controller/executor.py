@@ -118,7 +118,7 @@ class Executor:
                 if name == "grpc":
                     from synthtune.controller.grpc_runner import GrpcRunner
 
-                    self.runners[name] = GrpcRunner(self.config.services)
+                    self.runners[name] = GrpcRunner(self.config.services, tls_ca=self.config.services_tls_ca)
                 else:
                     from synthtune.controller.kube import KubernetesRunner
 

@@ -7,15 +7,14 @@ operation already running in the service instead of starting the work again.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import grpc
 
 from synthtune.controller.runner import StageTask
-from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, StageSkipped, SynthtuneError
+from synthtune.errors import Cancelled, InvalidInput, RetryableError, SynthtuneError
 from synthtune.progress import Progress
-from synthtune.rpc.client import channel, domain_error
+from synthtune.rpc.client import channel, domain_error, error_for
 from synthtune.rpc.gen.synthtune.v1 import (
     common_pb2,
     operations_pb2,
@@ -57,15 +56,11 @@ def operation_error(op: operations_pb2.Operation, peer: str) -> SynthtuneError:
     message = err.message or f"{op.stage} ended {State.Name(op.state)} without a message"
     if op.state == State.OPERATION_STATE_CANCELLED:
         return Cancelled(message)
-    if err.code == "INVALID_ARGUMENT":
-        return InvalidInput(message)
-    if err.code == "NOT_FOUND":
-        return NotFound(message)
-    if err.code == "FAILED_PRECONDITION":
-        return StageSkipped(message)
-    if err.retryable or err.code == "UNAVAILABLE":
+    if err.retryable:
         return RetryableError(message, delay=err.retry_delay_seconds)
-    return SynthtuneError(f"{op.stage} failed on {peer}: {message}")
+    if err.code == "INTERNAL":
+        return SynthtuneError(f"{op.stage} failed on {peer}: {message}")
+    return error_for(err.code, message, peer, err.retry_delay_seconds)
 
 
 class GrpcRunner:
@@ -81,6 +76,12 @@ class GrpcRunner:
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for ch in channels:
+            ch.close()
+
     def _channel(self, target: str) -> grpc.Channel:
         with self._lock:
             if target not in self._channels:
@@ -94,7 +95,7 @@ class GrpcRunner:
         peer = f"{SERVICE_NAMES[task.kind]} service at {target}"
         ch = self._channel(target)
         ops = operations_pb2_grpc.OperationsServiceStub(ch)
-        op = self._reattach(task, ops, target)
+        op = self._reattach(task, ops, target, peer)
         if op is None:
             method, request = start_request(task, store.uri)
             stub = STUBS[task.kind](ch)
@@ -108,15 +109,17 @@ class GrpcRunner:
             return ArtifactRef(op.result.kind, op.result.id, op.result.uri)
         raise operation_error(op, peer)
 
-    def _reattach(self, task: StageTask, ops: Any, target: str) -> operations_pb2.Operation | None:
+    def _reattach(self, task: StageTask, ops: Any, target: str, peer: str) -> operations_pb2.Operation | None:
         """The operation an earlier attempt started, if it is still running or succeeded there."""
         name = task.handle.get("operation")
         if not name or task.handle.get("target") != target:
             return None
         try:
             op = ops.GetOperation(operations_pb2.GetOperationRequest(name=name), timeout=30).operation
-        except grpc.RpcError:
-            return None  # the service restarted (its operations are gone) or is away: start again
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None  # the service restarted (its operations live in memory): start again
+            raise domain_error(exc, peer) from None  # away for now: retry later, and keep following it
         if op.state in (State.OPERATION_STATE_FAILED, State.OPERATION_STATE_CANCELLED):
             return None
         return op  # type: ignore[no-any-return]
@@ -152,5 +155,5 @@ class GrpcRunner:
                 failures += 1
                 if failures > self.unavailable_retries:
                     raise domain_error(exc, peer) from None
-                time.sleep(min(2.0 ** failures, 30.0))
+                progress.wait_cancelled(min(2.0 ** failures, 30.0))
         return op

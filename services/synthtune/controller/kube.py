@@ -349,8 +349,8 @@ class KubernetesRunner:
                 raise StageSkipped(str(outcome.get("skipped") or "nothing to do"))
             return ArtifactRef(**outcome["result"])
         what = f"{task.stage}: {'RayJob' if rayjob else 'Job'} {self.cfg.namespace}/{name}"
-        if state == "succeeded":
-            raise SynthtuneError(f"{what} succeeded but wrote no result to {store.uri}/{outcome_key}")
+        if state == "succeeded":  # its work is in the store's cache: another attempt only writes the result
+            raise RetryableError(f"{what} succeeded but wrote no result to {store.uri}/{outcome_key}")
         message = outcome.get("error") or f"failed ({reason or 'no reason given'})"
         logs = self.failed_pod_logs(name, rayjob)
         detail = f"{message}" + (f"\n--- last lines of {logs[0]} ---\n{logs[1]}" if logs else "")

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, SynthtuneError
+from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, StageSkipped, SynthtuneError
 from synthtune.rpc.server import TOKEN_ENV
 
 
@@ -66,17 +66,26 @@ def channel(target: str, token: str | None = None, tls_ca: str | None = None) ->
     return grpc.intercept_channel(base, _AuthInterceptor(token))
 
 
+def error_for(code: str, message: str, peer: str, retry_delay: float = 0.0) -> SynthtuneError:
+    """The domain error for a gRPC status code name (of a call, or an operation's ErrorInfo) from ``peer``.
+
+    The inverse of the server's mapping (synthtune.rpc.errors.status_for), so an error keeps its
+    meaning, and its exit code, across a call."""
+    if code == "INVALID_ARGUMENT":
+        return InvalidInput(message)
+    if code == "NOT_FOUND":
+        return NotFound(message)
+    if code == "FAILED_PRECONDITION":
+        return StageSkipped(message)
+    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"):
+        return RetryableError(f"{peer} unreachable or busy ({code}): {message}", delay=retry_delay)
+    if code == "CANCELLED":
+        return Cancelled(message or f"the call to {peer} was cancelled")
+    if code == "UNAUTHENTICATED":
+        return InvalidInput(f"{peer} refused the call ({message}): set SYNTHTUNE_AUTH_TOKEN to its token")
+    return SynthtuneError(f"{peer}: {code}: {message}")
+
+
 def domain_error(exc: grpc.RpcError, peer: str) -> SynthtuneError:
-    """The domain error for a failed call to ``peer``, so it keeps its meaning (and exit code) here."""
-    code, details = exc.code(), exc.details() or ""
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidInput(details)
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(details)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED):
-        return RetryableError(f"{peer} unreachable or busy ({code.name}): {details}")
-    if code == grpc.StatusCode.CANCELLED:
-        return Cancelled(details or f"the call to {peer} was cancelled")
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return InvalidInput(f"{peer} refused the call ({details}): set SYNTHTUNE_AUTH_TOKEN to its token")
-    return SynthtuneError(f"{peer}: {code.name}: {details}")
+    """The domain error for a failed call to ``peer``."""
+    return error_for(exc.code().name, exc.details() or "", peer)

@@ -34,9 +34,10 @@ def result_key(request_key: str) -> str:
     return request_key.removesuffix(".json") + ".result.json"
 
 
-def read_request(uri: str) -> tuple[Store, dict[str, Any]]:
+def read_request(uri: str, store: Store | None = None) -> tuple[Store, dict[str, Any]]:
+    """The store and the request at ``uri`` (``store``: the request's store, when already open)."""
     root, key = split_request_uri(uri)
-    store = open_store(root)
+    store = store or open_store(root)
     data = store.get_json(key)
     if not isinstance(data, dict) or "spec_yaml" not in data:
         raise InvalidInput(f"request {uri}: not a synthtune job request (needs spec_yaml, inputs, ...): {json.dumps(data)[:200]}")
