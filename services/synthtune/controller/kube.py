@@ -312,7 +312,7 @@ class KubernetesRunner:
                 return f" ({ev.reason}: {ev.message})"
         except Exception as exc:  # noqa: BLE001 - reading Events needs a permission the Role may not grant
             log.info("no events of %s: %s", name, exc)
-        return f" (kubectl -n {ns} describe {kind.lower()} {name} shows why)"
+        return f" (kubectl -n {ns} get events --field-selector involvedObject.name={name} shows why)"
 
     @staticmethod
     def _pod_selector(name: str, rayjob: bool) -> str:
