@@ -199,6 +199,19 @@ def test_eval_interval_gives_short_runs_a_curve():
     assert planned_steps(TrainSpec.model_validate({"epochs": 7}), 10, 2, 2, 1) == 21
 
 
+def test_cpu_micro_batch_keeps_the_logits_of_one_pass_in_budget():
+    """The thesis's batch of 18 at 1,024 tokens in one CPU pass took 20 GB (SmolLM2's 49k vocabulary) and was killed."""
+    from synthtune.spec.train import TrainSpec
+    from synthtune.trainer.loop import CPU_LOGITS_BUDGET, micro_batch
+
+    spec = TrainSpec(batch_size=18, max_seq_len=1024)
+    micro = micro_batch(spec, longest=1024, vocab=49152, world=1, on_gpu=False)
+    assert 1 <= micro < 18 and micro * 1024 * 49152 * 12 <= CPU_LOGITS_BUDGET
+    assert micro_batch(spec, longest=1024, vocab=49152, world=1, on_gpu=True) == 18  # a GPU takes the batch whole
+    assert micro_batch(spec, longest=64, vocab=49152, world=2, on_gpu=False) == 9  # short sequences: each worker's share
+    assert micro_batch(TrainSpec(batch_size=18, micro_batch_size=5), longest=1024, vocab=49152, world=1, on_gpu=False) == 5
+
+
 def test_full_fine_tuning_overfits_and_writes_a_whole_model_with_eval_loss(tmp_path, file_store, tiny_model):
     """A tiny random model, trained in process: loss falls, eval loss is there, the artifact is a loadable model."""
     import torch

@@ -44,7 +44,9 @@ class TrainSpec(SpecModel):
     scheduler: Literal["cosine", "linear", "constant"] = field("cosine", help="Learning-rate schedule after warm-up.")
     optimizer: str = field("paged_adamw_32bit", help="Optimiser name as transformers knows it.")
     batch_size: int = field(18, help="Effective batch size over all workers (sequences per optimiser step).", ge=1)
-    micro_batch_size: int | None = field(None, help="Sequences per forward pass; gradient accumulation makes up the rest.", ge=1)
+    micro_batch_size: int | None = field(
+        None, help="Sequences per forward pass; gradient accumulation makes up the rest. Unset: the whole batch on a GPU; "
+                   "on CPU as many as keep one pass's logits within 2 GB.", ge=1)
     max_seq_len: int = field(1024, help="Longest sequence in tokens.", ge=16)
     overlong: Literal["truncate", "reject"] = field("truncate", help="What to do with sequences longer than max_seq_len.")
     packing: bool = field(False, help="Padding-free packing of sequences.")

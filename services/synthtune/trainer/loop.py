@@ -78,6 +78,25 @@ def eval_interval(eval_steps: int, total_steps: int) -> int:
     return max(1, min(eval_steps, total_steps // 4))
 
 
+# Bytes a CPU forward+backward may spend on the logits path (logits, their softmax and gradient, in
+# fp32): vocabulary x 4 bytes x 3 per token. SmolLM2's 49k vocabulary at 1,024 tokens makes that 0.6 GB a
+# sequence, so 18 sequences in one pass (the thesis's batch) took 20 GB and was killed.
+CPU_LOGITS_BUDGET = 2 * 1024**3
+
+
+def micro_batch(spec: Any, longest: int, vocab: int, world: int, on_gpu: bool) -> int:
+    """Sequences per forward pass: the spec's micro_batch_size, else each worker's share of the
+    batch, cut on CPU so that the logits of one pass stay within CPU_LOGITS_BUDGET (gradient
+    accumulation makes up the rest of the batch). On GPU an out-of-memory error names what to lower."""
+    if spec.micro_batch_size:
+        return int(spec.micro_batch_size)
+    share = math.ceil(spec.batch_size / world)
+    if on_gpu:
+        return share
+    per_sequence = max(1, longest) * max(1, vocab) * 4 * 3
+    return max(1, min(share, CPU_LOGITS_BUDGET // per_sequence))
+
+
 def planned_steps(spec: Any, n_train: int, micro: int, accumulation: int, world: int) -> int:
     """Optimiser steps the run will take (as transformers' Trainer counts them)."""
     if spec.max_steps:
@@ -155,7 +174,8 @@ def _train(config: dict[str, Any], out_dir: Path, on_log: Callable[[dict[str, An
     precision = pick_precision(spec) if method != "qlora" else ("bf16" if spec.quantization.compute_dtype == "bfloat16" else "fp16")
     on_gpu = torch.cuda.is_available()
     # batch_size is the effective batch over all workers: each takes its share, accumulating when needed.
-    micro = spec.micro_batch_size or math.ceil(spec.batch_size / world)
+    longest = max((len(r["input_ids"]) for r in rows["train"]), default=1)
+    micro = micro_batch(spec, longest, int(getattr(model.config, "vocab_size", 0) or len(tokenizer)), world, on_gpu)
     accumulation = max(1, math.ceil(spec.batch_size / (micro * world)))
     has_eval = bool(rows["validation"])
     total = planned_steps(spec, len(rows["train"]), micro, accumulation, world)
