@@ -70,3 +70,20 @@ class StageSkipped(SynthtuneError):
 
 class NotBuiltYet(SynthtuneError):
     """A documented command whose stage is not implemented in this version."""
+
+
+def error_kind(exc: BaseException) -> str:
+    """How a failure is reported across processes (run records, Job outcomes; the CLI's exit code
+    follows from it): skipped, cancelled, not_found, invalid_input, retryable or failed."""
+    if isinstance(exc, StageSkipped):
+        return "skipped"
+    if isinstance(exc, Cancelled):
+        return "cancelled"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    if isinstance(exc, InvalidInput):
+        return "invalid_input"
+    if isinstance(exc, RetryableError):
+        return "retryable"
+    return "failed"
+

@@ -20,11 +20,9 @@ from synthtune.errors import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_RETRYABLE,
-    InvalidInput,
-    NotFound,
     PermanentError,
-    RetryableError,
-    StageSkipped,
+    SynthtuneError,
+    error_kind,
 )
 from synthtune.progress import Progress, ProgressEvent
 
@@ -36,17 +34,15 @@ def _log(ev: ProgressEvent) -> None:
 
 def _outcome(exc: BaseException) -> tuple[int, str, str]:
     """(exit code, error kind, message) of a failure."""
-    if isinstance(exc, StageSkipped):  # nothing to do is not a failure: the Job succeeds, the run goes on
-        return EXIT_OK, "skipped", str(exc)
-    if isinstance(exc, NotFound):
-        return EXIT_BAD_INPUT, "not_found", str(exc)
-    if isinstance(exc, InvalidInput):
-        return EXIT_BAD_INPUT, "invalid_input", str(exc)
-    if isinstance(exc, RetryableError):
-        return EXIT_RETRYABLE, "retryable", str(exc)
-    if isinstance(exc, PermanentError):
-        return EXIT_BAD_INPUT, "failed", str(exc)
-    return EXIT_FAILURE, "failed", f"{type(exc).__name__}: {exc}"
+    kind = error_kind(exc)
+    message = str(exc) if isinstance(exc, SynthtuneError) else f"{type(exc).__name__}: {exc}"
+    if kind == "skipped":  # nothing to do is not a failure: the Job succeeds, the run goes on
+        return EXIT_OK, kind, message
+    if kind == "retryable":
+        return EXIT_RETRYABLE, kind, message
+    if kind in ("invalid_input", "not_found") or isinstance(exc, PermanentError):
+        return EXIT_BAD_INPUT, kind, message  # permanent: the podFailurePolicy fails the Job at once
+    return EXIT_FAILURE, kind, message
 
 
 def main(stage: str, call: Callable[[Any, dict[str, Any], Any, Progress, dict[str, Any]], Any], argv: list[str] | None = None) -> int:

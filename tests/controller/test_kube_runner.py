@@ -250,7 +250,7 @@ def test_a_job_whose_pod_is_refused_fails_with_the_reason(kube, background, up, 
         fut.result(timeout=15)
     text = str(err.value)
     assert "no pod was created" in text
-    assert (f"FailedCreate: {refused}" if event else f"kubectl -n default describe job {job_name()}") in text
+    assert (f"FailedCreate: {refused}" if event else f"kubectl -n default get events --field-selector involvedObject.name={job_name()}") in text
     assert kube.get(JOBS, job_name()) is None
 
 

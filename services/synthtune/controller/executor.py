@@ -21,7 +21,7 @@ from typing import Any
 from synthtune.controller.config import ControllerConfig
 from synthtune.controller.runner import InProcessRunner, Runner, StageFn, StageTask, default_stages
 from synthtune.controller.runs import DONE, FINAL, RunBook
-from synthtune.errors import Cancelled, NotFound, RetryableError, StageSkipped, SynthtuneError
+from synthtune.errors import Cancelled, RetryableError, StageSkipped, SynthtuneError, error_kind
 from synthtune.progress import Progress, ProgressEvent
 from synthtune.spec import PipelineSpec, load_spec_text
 from synthtune.store import ArtifactRef, Store
@@ -31,19 +31,6 @@ log = logging.getLogger("synthtune.controller")
 
 class Detached(Exception):
     """This controller is shutting down: it leaves the run as it is in the store for the next one."""
-
-
-def error_kind(exc: BaseException) -> str:
-    """How a failure is reported (and which exit code the CLI gives it)."""
-    if isinstance(exc, Cancelled):
-        return "cancelled"
-    if isinstance(exc, NotFound):
-        return "not_found"
-    if isinstance(exc, SynthtuneError) and exc.exit_code == 2:
-        return "invalid_input"
-    if isinstance(exc, RetryableError):
-        return "retryable"
-    return "failed"
 
 
 def dependencies(stage: str, names: list[str]) -> list[str]:
