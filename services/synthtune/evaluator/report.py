@@ -204,6 +204,16 @@ SKIPPED = {"empty_reference": "tickets without a solution", "reference_in_prompt
            "no_logged_command": "episodes without a logged command", "function_call_not_measured": "episodes (function_call metric off)"}
 
 
+def _rate_section(metrics: dict[str, Any], columns: Any, title: str, note: str, table_id: str) -> list[str]:
+    """A section of per-model rates (metrics.<model>.<key>), with the columns that any model has."""
+    keys = [k for k, _ in columns if any(k in v for v in metrics.values())]
+    if not keys:
+        return []
+    return [f"<h2>{title}</h2>", f"<p class=muted>{note}</p>",
+            _table(["model", *[label for k, label in columns if k in keys]],
+                   [[n, *[Num(v.get(k), "metrics", n, k) for k in keys]] for n, v in metrics.items()], table_id)]
+
+
 def render_html(report: dict[str, Any], extra_images: dict[str, str]) -> str:
     charts = _charts(report)
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>synthtune report: {html.escape(report['name'])}</title>",
@@ -221,18 +231,10 @@ def render_html(report: dict[str, Any], extra_images: dict[str, str]) -> str:
         parts.append(_table(["model", *keys], [[n, *[Num(v.get(k), "metrics", n, k) for k in keys]] for n, v in metrics.items()], "table-metrics"))
         if "metrics" in charts:
             parts.append(f"<img alt='metrics chart' id=chart-metrics src='{charts['metrics']}'>")
-    calls = [k for k, _ in CALLS if any(k in v for v in metrics.values())]
-    if calls:
-        parts.append("<h2>Function calls (event-log episodes)</h2>")
-        parts.append("<p class=muted>Share of episode answers making the logged next command as a tool call.</p>")
-        parts.append(_table(["model", *[label for k, label in CALLS if k in calls]],
-                            [[n, *[Num(v.get(k), "metrics", n, k) for k in calls]] for n, v in metrics.items()], "table-calls"))
-    health = [k for k, _ in HEALTH if any(k in v for v in metrics.values())]
-    if health:
-        parts.append("<h2>Answer health</h2>")
-        parts.append("<p class=muted>Share of answers that are empty, cut off at the token limit, looping, or refusing.</p>")
-        parts.append(_table(["model", *[label for k, label in HEALTH if k in health]],
-                            [[n, *[Num(v.get(k), "metrics", n, k) for k in health]] for n, v in metrics.items()], "table-health"))
+    parts += _rate_section(metrics, CALLS, "Function calls (event-log episodes)",
+                           "Share of episode answers making the logged next command as a tool call.", "table-calls")
+    parts += _rate_section(metrics, HEALTH, "Answer health",
+                           "Share of answers that are empty, cut off at the token limit, looping, or refusing.", "table-health")
     sweep = report.get("by_temperature") or {}
     if len(sweep) > 1:
         labels = {"function_name_accuracy": "call accuracy", "loop_rate": "loops", "n": "answers scored"}
