@@ -10,6 +10,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 3  # the run finished and wrote its report, but its promotion gate failed
 EXIT_RETRYABLE = 75  # EX_TEMPFAIL: the Job may be retried
 EXIT_INTERRUPTED = 130
 
@@ -66,6 +67,12 @@ class Cancelled(SynthtuneError):
 
 class StageSkipped(SynthtuneError):
     """The stage has nothing to do (e.g. a method generated no usable data); the run goes on without it."""
+
+
+class GateFailed(SynthtuneError):
+    """The run finished (report written) but the best tuned model did not pass ``evaluate.gate``."""
+
+    exit_code = EXIT_GATE_FAILED
 
 
 class NotBuiltYet(SynthtuneError):

@@ -27,6 +27,24 @@ from typing import Any
 KNOWN_FIELDS = ("problem", "machine", "cause", "solution", "hours")
 
 
+def repetition_loop(text: str, n: int = 4, share: float = 0.5) -> bool:
+    """True when the text loops: most of it one n-gram sequence repeated, or one sentence said three times or more.
+
+    Generation rejects such replies as ``repetitive`` and evaluation counts them in ``loop_rate``, by this one rule."""
+    words = text.lower().split()
+    if len(words) < 3 * n:
+        return False
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if 1 - len(set(grams)) / len(grams) > share:
+        return True
+    sentences = [" ".join(s.split()) for s in re.split(r"[.!?\n]+", text.lower())]
+    said: dict[str, int] = {}
+    for s in sentences:
+        if len(s.split()) >= n:
+            said[s] = said.get(s, 0) + 1
+    return any(count >= 3 for count in said.values())
+
+
 def field_text(record: dict[str, Any], name: str) -> str:
     value = (record.get("fields") or {}).get(name)
     return "" if value is None else str(value).strip()

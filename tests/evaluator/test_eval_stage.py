@@ -18,7 +18,8 @@ from eval_fixtures import (
 
 from synthtune.errors import InvalidInput
 from synthtune.evaluator.answers import check_adapter_base
-from synthtune.evaluator.stage import bootstrap_ci, leaderboard, probe_items
+from synthtune.evaluator.scoring import ModelResult, bootstrap_ci, gains, verdict
+from synthtune.evaluator.stage import probe_items
 
 TICKETS = [ticket(i, f"Caps crooked on head {i}", "Reset the chuck") for i in range(2, 5)]
 
@@ -115,6 +116,10 @@ def test_forgetting_probe_is_scored_for_base_and_tuned(file_store, monkeypatch):
     assert metrics["forgetting"] == {"base": 1.0, "tuned:record_qa": pytest.approx(1 - (len(probe) // 2) / len(probe))}
 
 
+def _results(per_item, summaries):
+    return {n: ModelResult(n, 0.0, summary=summaries.get(n, {}), per_item=p) for n, p in per_item.items()}
+
+
 def test_bootstrap_ci_on_known_inputs():
     assert bootstrap_ci([], 100, 1) == [0.0, 0.0] and bootstrap_ci([0.5], 0, 1) == [0.0, 0.0]
     assert bootstrap_ci([0.2] * 7, 200, 3) == [pytest.approx(0.2)] * 2  # no spread, no interval
@@ -131,7 +136,7 @@ def test_leaderboard_ranks_by_gain_with_intervals():
                 "tuned:a": {"rougeL": [0.2, 0.3, 0.4], "bleu_sentence": [0, 0, 0]},
                 "tuned:b": {"rougeL": [0.5, 0.5, 0.5], "bleu_sentence": [0, 0, 0]}}
     models = {"base": {"rougeL": 0.2}, "tuned:a": {"rougeL": 0.3}, "tuned:b": {"rougeL": 0.5}}
-    board = leaderboard(["base", "tuned:a", "tuned:b"], per_item, models, 500, 1)
+    board = gains(_results(per_item, models), "rougeL", 500, 1)
     assert [r["method"] for r in board] == ["b", "a"]
     assert board[0]["delta"] == pytest.approx(0.3) and board[0]["score"] == 0.5 and board[0]["metric"] == "rougeL"
     assert board[1]["ci95"] == [pytest.approx(0.1), pytest.approx(0.1)]
@@ -139,14 +144,12 @@ def test_leaderboard_ranks_by_gain_with_intervals():
     assert 0.2 - 1e-9 <= lo <= 0.3 <= hi <= 0.4 + 1e-9
     # episodes only: the board ranks by function-call correctness
     calls = {"base": {"function_call": [0.0, 1.0]}, "tuned:a": {"function_call": [1.0, 1.0]}}
-    assert leaderboard(["base", "tuned:a"], calls, {"base": {}, "tuned:a": {}}, 100, 1)[0]["metric"] == "function_call"
+    assert gains(_results(calls, {}), "function_call", 100, 1)[0]["metric"] == "function_call"
 
 
 def test_the_verdict_names_function_call_accuracy_when_only_episodes_are_scored():
-    from synthtune.evaluator.stage import verdict
-
     calls = {"base": {"function_call": [0.0, 1.0, 0.0, 0.0]}, "tuned:event_scenario": {"function_call": [1.0, 1.0, 1.0, 0.0]}}
-    board = leaderboard(["base", "tuned:event_scenario"], calls, {"base": {}, "tuned:event_scenario": {}}, 100, 1)
+    board = gains(_results(calls, {}), "function_call", 100, 1)
     assert board[0]["score"] == 0.75 and board[0]["base_score"] == 0.25 and board[0]["delta"] == 0.5
-    text = verdict({"leaderboard": board, "models": {"base": {}, "tuned:event_scenario": {}}})
+    text = verdict(board, None)
     assert text.startswith("event_scenario won: function-call accuracy 0.750 vs base 0.250 (+0.500")

@@ -7,6 +7,7 @@ the demo's own report: `make demo && python scripts/screenshot_report.py` (same 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -219,7 +220,9 @@ def test_report_opens_in_headless_chromium_without_console_errors(file_store, ru
     assert console == [], console
     # A copy with a probe script: every chart decoded, the sort script works, the JSON block parses in the browser.
     probed = tmp_path / "probed.html"
-    probed.write_text(page.read_text(encoding="utf-8").replace("</body></html>", PROBE + "</body></html>"), encoding="utf-8")
+    # The probe is a script of the test's own, which the report's Content-Security-Policy would block: drop the policy in the copy.
+    text = re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", page.read_text(encoding="utf-8"))
+    probed.write_text(text.replace("</body></html>", PROBE + "</body></html>"), encoding="utf-8")
     dump = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
     assert [line for line in dump.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line] == []
     start = dump.stdout.index('data-probe="') + len('data-probe="')

@@ -45,7 +45,7 @@ def check_valid(rows, rejects, stats, source_ids):  # type: ignore[no-untyped-de
 
 
 def test_every_method_is_registered_with_versioned_prompts() -> None:
-    assert set(METHODS) == {"record_qa", "document_qa", "event_scenario", "evol", "persona"}
+    assert set(METHODS) == {"record_qa", "document_qa", "event_scenario", "evol", "persona", "direct"}
     for name in [*METHODS, "judge"]:
         assert versions(name), name
         assert load_prompts(name).version == versions(name)[-1]

@@ -15,6 +15,7 @@ from synthtune.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
     Cancelled,
+    GateFailed,
     InvalidInput,
     NotBuiltYet,
     NotFound,
@@ -82,6 +83,13 @@ def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resu
     return record
 
 
+def _check_gate(record: dict[str, Any]) -> None:
+    """After the result line: exit 3 when the run's promotion gate failed (its report is written)."""
+    gate = record.get("gate")
+    if gate and not gate.get("passed"):
+        raise GateFailed(f"the promotion gate failed: {gate.get('reason') or gate}")
+
+
 def _last_uri(record: dict[str, Any], store_uri: str | None, stage_prefix: str | None = None) -> str:
     store = _store(store_uri)
     if stage_prefix is None and record.get("report"):
@@ -115,6 +123,7 @@ def run(
     if record.get("report"):
         stderr.print(f"[green]report:[/green] {uri}")
     _result_line(record["run_id"], uri)
+    _check_gate(record)
 
 
 def _stage_command(stage: str) -> Any:
@@ -125,6 +134,8 @@ def _stage_command(stage: str) -> Any:
     ) -> None:
         record = _run_pipeline(pipeline, store, stage, run_id)
         _result_line(record["run_id"], _last_uri(record, store, stage))
+        if stage == "evaluate":
+            _check_gate(record)
 
     command.__doc__ = {
         "generate": "Generate synthetic instruction data with every method (runs prepare first if needed).",
@@ -328,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SynthtuneError as exc:  # each domain error carries its exit code: 2 bad input, 130 cancelled, 1 other
-        prefix = {Cancelled: "interrupted", NotBuiltYet: "not built yet"}.get(type(exc), "error")
+        prefix = {Cancelled: "interrupted", NotBuiltYet: "not built yet", GateFailed: "gate failed"}.get(type(exc), "error")
         print(f"{prefix}: {exc}", file=sys.stderr)
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors (missing argument, unknown option): exit 2, no traceback

@@ -363,7 +363,10 @@ class Executor:
                 self._stage_failed(record, stage, exc)
                 raise
             cached = ref is not None and _created_before(self.store, ref, started)
+            gate = self.store.open(ref).stats.get("gate") if stage == "evaluate" and ref is not None else None
             with book.lock:
+                if gate is not None:
+                    record["gate"] = gate
                 info.update(state="cached" if cached else "succeeded", artifact=ref.to_dict() if ref else None,
                             seconds=round(time.time() - started, 3))
                 info.pop("handle", None)
@@ -388,7 +391,14 @@ class Executor:
             record["error"] = error or None
             record["error_kind"] = kind or None
             if status == "succeeded":
-                record["report"] = f"runs/{record['run_id']}/report.html" if "report" in record["stages"] else None
+                from synthtune.evaluator.report import (
+                    report_paths,  # the report stage owns where the report lives
+                )
+
+                record["report"] = report_paths(record["run_id"])[1] if "report" in record["stages"] else None
+        gate = record.get("gate") or {}
+        if status == "succeeded" and gate and not gate.get("passed"):
+            self.runbook.event(record, "gate_failed", message=gate.get("reason") or "")
         self.runbook.event(record, "run_finished", message=error or status)
         kube_kinds = [k for k in ("prepare", "generate", "train", "evaluate") if self.config.runner(k) == "kubernetes"]
         if status != "succeeded" and kube_kinds:  # no Job of a run that ended may keep a GPU

@@ -63,6 +63,8 @@ def show_run(target: str, run_id: str) -> str:
         lines.append(f"  {s.name:<24} {pipeline_pb2.StageState.Name(s.state).removeprefix('STAGE_STATE_').lower():<10} {s.artifact.uri}{where} {s.message}".rstrip())
     if run.report_uri:
         lines.append(f"report: {run.report_uri}")
+    if run.HasField("gate"):
+        lines.append(f"gate: {'passed' if run.gate.passed else 'FAILED'}: {run.gate.reason}")
     if run.error.message:
         lines.append(f"error: {run.error.message}")
     return "\n".join(lines)

@@ -45,6 +45,11 @@ def run_message(record: dict[str, Any]) -> pipeline_pb2.Run:
         store_uri=record.get("store", ""), report_uri=f"{record.get('store', '')}/{record['report']}" if record.get("report") else "",
         create_time=_ts(record.get("created_at")), update_time=_ts(record.get("updated_at")),
     )
+    if gate := record.get("gate"):
+        msg.gate.CopyFrom(pipeline_pb2.GateResult(
+            passed=bool(gate.get("passed")), metric=gate.get("metric") or "", set=gate.get("set") or "", model=gate.get("model") or "",
+            gain=float(gate.get("gain") or 0.0), ci_low=float(gate.get("ci_low") or 0.0), ci_high=float(gate.get("ci_high") or 0.0),
+            min_gain=float(gate.get("min_gain") or 0.0), reason=gate.get("reason") or ""))
     if record.get("error"):
         msg.error.CopyFrom(common_pb2.ErrorInfo(code="FAILED", message=record["error"]))
     return msg

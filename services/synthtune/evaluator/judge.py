@@ -100,3 +100,30 @@ def summarize_scores(scores: list[int | None]) -> dict[str, Any]:
     """``mean`` of the valid scores (None when there is none), ``n`` valid scores, ``invalid`` off-format or failed replies."""
     valid = [s for s in scores if s is not None]
     return {"mean": sum(valid) / len(valid) if valid else None, "n": len(valid), "invalid": len(scores) - len(valid)}
+
+
+def run_judge(spec: Any, items: list[Any], results: dict[str, Any]) -> dict[str, Any]:
+    """Pairwise verdicts (``judge``) and rubric scores (``judge_scores``) on each model's first answer; the judge
+    sees the question, the reference and anonymous answers, never a model's name."""
+    from synthtune.llm.chat import make_backend
+
+    ev = spec.evaluate
+    first = {(r.name, row["id"]): row["prediction"] for r in results.values() for row in r.rows if row["sample"] == 0}
+    names = list(results)
+    out: dict[str, Any] = {}
+    backend = make_backend(ev.judge, spec.base_dir)
+    try:
+        if ev.judge.enabled and len(names) > 1:
+            out["judge"] = {}
+            for name in names[1:]:
+                pairs = [{"question": it.question, "reference": it.reference, "tuned": first[(name, it.id)], "base": first[("base", it.id)]}
+                         for it in items]
+                out["judge"][name] = tally(judge_pairs(backend, pairs))
+        if ev.judge.rubric:
+            out["judge_scores"] = {}
+            for name in names:
+                answers = [{"question": it.question, "reference": it.reference, "answer": first[(name, it.id)]} for it in items]
+                out["judge_scores"][name] = summarize_scores(rubric_scores(backend, answers))
+    finally:
+        backend.close()
+    return out

@@ -7,6 +7,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from synthtune.records import repetition_loop
+
 REFUSAL = re.compile(r"\b(?:i(?:'m| am) (?:sorry|unable)|i can(?:no|')t (?:help|assist)|as an ai\b)", re.I)
 
 
@@ -70,15 +72,6 @@ def semantic(predictions: Sequence[str], references: Sequence[str]) -> list[floa
     a = model.encode(list(predictions), normalize_embeddings=True, convert_to_numpy=True)
     b = model.encode(list(references), normalize_embeddings=True, convert_to_numpy=True)
     return [max(0.0, min(1.0, float((x * y).sum()))) for x, y in zip(a, b, strict=True)]
-
-
-def repetition_loop(text: str, n: int = 4, share: float = 0.5) -> bool:
-    """True when most of the text is one n-gram sequence repeated (the base model's 'looping')."""
-    words = text.lower().split()
-    if len(words) < 3 * n:
-        return False
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return 1 - len(set(grams)) / len(grams) > share
 
 
 def health(predictions: Sequence[str], finish_reasons: Sequence[str]) -> dict[str, float]:

@@ -1,70 +1,44 @@
-"""The evaluate stage: base vs every tuned model on held-out records -> `evaluation` artifact."""
+"""The evaluate stage: base vs every tuned model on held-out records and the user's sets -> `evaluation` artifact.
+
+A small pipeline: gather the sets to ask (the test split, then ``evaluate.sets``), answer them all
+with every model in one pass per temperature, score each model's result, then compute the
+leaderboard, the gate, determinism and the judge from those results.
+"""
 
 from __future__ import annotations
 
 import json
-import random
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from synthtune.errors import InvalidInput
+from synthtune.evalsets import load_sets
 from synthtune.evaluator import answers as A
-from synthtune.evaluator import metrics as M
-from synthtune.evaluator.answers import Answers, Prompt, check_adapter_base
+from synthtune.evaluator import scoring as S
+from synthtune.evaluator.answers import Prompt, check_adapter_base
 from synthtune.llm.models import resolve_model
 from synthtune.progress import Progress
-from synthtune.records import SKIP_REASONS, EvalItem, evaluation_item
+from synthtune.records import SKIP_REASONS, EvalItem, evaluation_item, field_text
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Artifact, ArtifactRef, Store
 
 PRODUCER = "synthtune.evaluator"
 REPORTED = ("rouge1", "rouge2", "rougeL", "bleu", "meteor", "semantic")
-RULES_VERSION = 2  # bump when what is asked or how it is scored changes, so cached evaluations are not reused
+RULES_VERSION = 3  # bump when what is asked or how it is scored changes, so cached evaluations are not reused
+
+
+@dataclass
+class EvalSet:
+    name: str  # "test" for the held-out split
+    items: list[EvalItem]
 
 
 def probe_items() -> list[dict[str, str]]:
     text = resources.files("synthtune.evaluator").joinpath("data/forgetting_probe.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def bootstrap_ci(diffs: list[float], n: int, seed: int) -> list[float]:
-    """95% percentile interval of the mean paired difference."""
-    if not diffs or n == 0:
-        return [0.0, 0.0]
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(n))
-    return [means[int(0.025 * (n - 1))], means[int(0.975 * (n - 1))]]
-
-
-def score_model(spec: PipelineSpec, preds: list[str], refs: list[str], finishes: list[str]) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Corpus-level numbers and per-item scores (for the bootstrap) for one model at one temperature."""
-    wanted = set(spec.evaluate.metrics)
-    per: dict[str, list[float]] = {}
-    summary: dict[str, Any] = {}
-    if preds:
-        if "rouge" in wanted:
-            per.update(M.rouge(preds, refs))
-        if "bleu" in wanted:
-            summary["bleu"] = M.bleu_corpus(preds, refs)
-            per["bleu_sentence"] = M.bleu_sentences(preds, refs)
-        if "meteor" in wanted:
-            per["meteor"] = M.meteor(preds, refs)
-        if "semantic" in wanted:
-            per["semantic"] = M.semantic(preds, refs)
-    for key, values in per.items():
-        if key != "bleu_sentence":
-            summary[key] = M.mean(values)
-    summary.update(M.health(preds, finishes))  # cheap, and always worth showing
-    summary["n"] = len(preds)
-    return summary, per
-
-
-def score_calls(preds: list[str], expected: list[dict[str, Any]]) -> tuple[dict[str, Any], list[float]]:
-    """Function-call accuracy over episode answers, and per answer 1.0 when name and arguments are right."""
-    summary: dict[str, Any] = dict(M.function_call_accuracy(preds, expected))
-    summary["function_calls"] = len(preds)
-    return summary, [float(M.call_correct(M.parse_call(p), e)[1]) for p, e in zip(preds, expected, strict=True)]
 
 
 def event_commands(spec: PipelineSpec) -> list[Any]:
@@ -91,8 +65,42 @@ def select_items(spec: PipelineSpec, records: list[dict[str, Any]]) -> tuple[lis
     return items[: ev.limit] if ev.limit else items, skipped
 
 
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def check_not_in_training(name: str, items: list[EvalItem], train: list[dict[str, Any]]) -> int:
+    """Items whose question and reference both come from one training record; a set made only of them is bad input."""
+    seen = {(_norm(field_text(r, "problem")), _norm(field_text(r, "solution"))) for r in train}
+    seen = {(p, s) for p, s in seen if len(p.split()) >= 2 and s}
+    inside = sum(1 for it in items if any(p in _norm(it.question) and s in _norm(it.reference) for p, s in seen))
+    if inside == len(items):
+        raise InvalidInput(f"evaluate.sets[{name}]: all {len(items)} items are inside the training data (their question and "
+                           "reference come from prepared training records); it would measure memory, not skill")
+    return inside
+
+
+def answer_all(spec: PipelineSpec, adapters: dict[str, Artifact], sets: list[EvalSet], progress: Progress) -> dict[float, dict[str, dict[str, S.ModelResult]]]:
+    """temperature -> set -> model -> scored result; every set is answered in one pass per temperature and model."""
+    ev = spec.evaluate
+    model_path = resolve_model(spec.train.base_model, spec.base_dir) if ev.backend == "transformers" else ""
+    items = [(s.name, it) for s in sets for it in s.items]
+    prompts = [Prompt([{"role": "system", "content": it.system}, {"role": "user", "content": it.question}], it.tools) for _, it in items]
+    out: dict[float, dict[str, dict[str, S.ModelResult]]] = {}
+    for temp in ev.temperatures:
+        answers = A.generate_answers(spec, model_path, adapters, prompts, temp, 1 if temp == 0 else ev.samples, progress)
+        out[temp] = {}
+        for s in sets:
+            picked = [i for i, (name, _) in enumerate(items) if name == s.name]
+            for model, per_prompt in answers.items():
+                result = S.answer_rows(model, temp, s.items, [per_prompt[i] for i in picked], None if s.name == "test" else s.name)
+                S.score(ev, result)
+                out[temp].setdefault(s.name, {})[model] = result
+    return out
+
+
 def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: Progress) -> ArtifactRef:
-    """Answer the held-out test records with base and tuned models and score them."""
+    """Answer the held-out test records and the user's sets with base and tuned models and score them."""
     if inputs.get("prepared") is None:
         raise InvalidInput("evaluate needs the prepared artifact (run prepare first)")
     prepared = store.open(inputs["prepared"])
@@ -100,9 +108,11 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     ev = spec.evaluate
     for art in adapters.values():
         check_adapter_base(art, spec.train.base_model, spec.base_dir)
+    user_sets = load_sets(spec)
     parents = [prepared.id, *[a.id for a in adapters.values()]]
     config = {"evaluate": ev.model_dump(), "base_model": spec.train.base_model, "system_prompt": spec.generate.system_prompt,
-              "adapters": {k: a.id for k, a in adapters.items()}, "event_commands": event_commands(spec), "rules": RULES_VERSION}
+              "adapters": {k: a.id for k, a in adapters.items()}, "event_commands": event_commands(spec), "rules": RULES_VERSION,
+              "sets": {name: [[it.question, it.reference, it.expected_call] for it in items] for name, items in user_sets.items()}}
     art_id = store.artifact_id("evaluation", parents, config)
     if (cached := store.find(art_id)) is not None:
         progress.note(f"reusing cached {art_id}")
@@ -113,131 +123,68 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
         why = ", ".join(f"{len(ids)} {reason} ({SKIP_REASONS.get(reason, reason)})" for reason, ids in skipped.items()) or "it is empty"
         hint = " (add function_call to evaluate.metrics to score event-log episodes)" if "function_call_not_measured" in skipped else ""
         raise InvalidInput(f"the prepared test split has no record evaluation can score: {why}{hint}")
-    prompts = [Prompt([{"role": "system", "content": it.system}, {"role": "user", "content": it.question}], it.tools) for it in items]
-    probe = probe_items() if ev.forgetting_probe else []
-    probe_prompts = [Prompt([{"role": "user", "content": p["question"] + " Answer briefly."}]) for p in probe]
+    train = list(prepared.iter_jsonl("train.jsonl"))
+    inside = {name: check_not_in_training(name, its, train) for name, its in user_sets.items()}
+    sets = [EvalSet("test", items), *[EvalSet(n, its) for n, its in user_sets.items()]]
     names = ["base", *[f"tuned:{k}" for k in adapters]]
-    model_path = resolve_model(spec.train.base_model, spec.base_dir) if ev.backend == "transformers" else ""
-    answers_per_prompt = sum(1 if t == 0 else ev.samples for t in ev.temperatures)
-    progress.start(len(names) * (len(prompts) * answers_per_prompt + len(probe_prompts)),
-                   f"answering {len(items)} held-out records with {len(names)} models")
-
-    def answer(batch: list[Prompt], temperature: float, samples: int) -> Answers:
-        return A.generate_answers(spec, model_path, adapters, batch, temperature, samples, progress)
-
-    predictions: list[dict[str, Any]] = []
-    by_temp: dict[str, dict[str, Any]] = {}
-    per_item: dict[str, dict[str, list[float]]] = {}
-    primary = ev.temperatures[0]
-    for temp in ev.temperatures:
-        outputs = answer(prompts, temp, 1 if temp == 0 else ev.samples)
-        by_temp[f"{temp:g}"] = {}
-        for name in names:
-            ref_p, ref_r, ref_f, call_p, call_e, all_p, all_f = [], [], [], [], [], [], []
-            for item, sample_list in zip(items, outputs[name], strict=True):
-                for s, (text, finish) in enumerate(sample_list):
-                    row = {"id": item.id, "model": name, "temperature": temp, "sample": s, "kind": item.kind, "prompt": item.question,
-                           "reference": item.reference, "prediction": text, "finish_reason": finish}
-                    if item.expected_call is not None:
-                        row["expected_call"] = item.expected_call
-                        call_p.append(text)
-                        call_e.append(item.expected_call)
-                    else:
-                        ref_p.append(text)
-                        ref_r.append(item.reference)
-                        ref_f.append(finish)
-                    all_p.append(text)
-                    all_f.append(finish)
-                    predictions.append(row)
-            summary, per = score_model(spec, ref_p, ref_r, ref_f)
-            summary.update(M.health(all_p, all_f))  # health covers every answer, episodes too
-            if call_e:
-                calls, correct = score_calls(call_p, call_e)
-                summary.update(calls)
-                per["function_call"] = correct
-            by_temp[f"{temp:g}"][name] = summary
-            if temp == primary:
-                per_item[name] = per
-    counts = {reason: len(ids) for reason, ids in skipped.items()}
-    result: dict[str, Any] = {"primary_temperature": primary, "models": by_temp[f"{primary:g}"], "by_temperature": by_temp,
-                              "skipped_empty_reference": counts.get("empty_reference", 0), "skipped": counts,
-                              "skipped_ids": {reason: ids[:50] for reason, ids in skipped.items()},
-                              "test_records": len(items), "reference_records": sum(it.kind == "reference" for it in items),
-                              "function_call_records": sum(it.kind == "function_call" for it in items)}
+    probe = probe_items() if ev.forgetting_probe else []
+    per_prompt = sum(1 if t == 0 else ev.samples for t in ev.temperatures)
+    progress.start(len(names) * (sum(len(s.items) for s in sets) * per_prompt + len(probe)),
+                   f"answering {len(items)} held-out records{f' and {len(sets) - 1} sets' if len(sets) > 1 else ''} with {len(names)} models")
+    results = answer_all(spec, adapters, sets, progress)
+    result = summarise(spec, results, skipped, items, inside)
     if probe:
-        outs = answer(probe_prompts, 0.0, 1)
-        result["forgetting"] = {name: sum(p["answer"].lower() in outs[name][i][0][0].lower() for i, p in enumerate(probe)) / len(probe)
-                                for name in names}
-    result["leaderboard"] = leaderboard(names, per_item, result["models"], ev.bootstrap, ev.seed)
+        prompts = [Prompt([{"role": "user", "content": p["question"] + " Answer briefly."}]) for p in probe]
+        outs = A.generate_answers(spec, resolve_model(spec.train.base_model, spec.base_dir) if ev.backend == "transformers" else "",
+                                  adapters, prompts, 0.0, 1, progress)
+        result["forgetting"] = {n: sum(p["answer"].lower() in outs[n][i][0][0].lower() for i, p in enumerate(probe)) / len(probe) for n in names}
+    primary = results[ev.temperatures[0]]
     scored = [it for it in items if it.kind == "reference"]
     if scored and ((ev.judge.enabled and adapters) or ev.judge.rubric):
-        result.update(run_judge(spec, scored, predictions, names, primary))
-    result["verdict"] = verdict(result)
+        from synthtune.evaluator.judge import run_judge
+
+        result.update(run_judge(spec, scored, primary["test"]))
+    result["verdict"] = S.verdict(result["leaderboard"], result.get("judge"))
+    predictions = [row for sets_ in results.values() for models in sets_.values() for r in models.values() for row in r.rows]
     with store.create("evaluation", parents, config, PRODUCER, art_id) as w:
         w.write_jsonl("predictions.jsonl", predictions)
         w.write_json("metrics.json", result)
-        w.stats.update({"models": names, "test_records": len(items), "skipped": counts, "verdict": result["verdict"]})
+        w.stats.update({"models": names, "test_records": len(items), "skipped": result["skipped"], "verdict": result["verdict"],
+                        "gate": result.get("gate")})
         ref = w.commit()
     progress.note(result["verdict"])
     return ref
 
 
-def leaderboard(names: list[str], per_item: dict[str, dict[str, list[float]]], models: dict[str, Any], n: int, seed: int) -> list[dict[str, Any]]:
-    """Tuned models ranked by ROUGE-L (else the first per-item metric) gain over base, with bootstrap 95% CIs."""
-    base = per_item.get("base", {})
-    key = "rougeL" if "rougeL" in base else next((k for k in base if k != "bleu_sentence"), None)
-    rows = []
-    for name in names[1:]:
-        if key is None:
-            break
-        diffs = [t - b for t, b in zip(per_item[name][key], base[key], strict=True)]
-        rows.append({"model": name, "method": name.split(":", 1)[1], "metric": key, "score": models[name].get(key, M.mean(per_item[name][key])),
-                     "base_score": models.get("base", {}).get(key, M.mean(base[key])), "delta": M.mean(diffs), "ci95": bootstrap_ci(diffs, n, seed)})
-    return sorted(rows, key=lambda r: -r["delta"])
-
-
-def run_judge(spec: PipelineSpec, items: list[EvalItem], predictions: list[dict[str, Any]], names: list[str], temp: float) -> dict[str, Any]:
-    """Pairwise verdicts (``judge``) and rubric scores (``judge_scores``) on the first answer at ``temp``; the judge
-    sees the question, the reference and anonymous answers, never a model's name."""
-    from synthtune.evaluator.judge import judge_pairs, rubric_scores, summarize_scores, tally
-    from synthtune.llm.chat import make_backend
-
+def summarise(spec: PipelineSpec, results: dict[float, dict[str, dict[str, S.ModelResult]]], skipped: dict[str, list[str]],
+              items: list[EvalItem], inside: dict[str, int]) -> dict[str, Any]:
+    """metrics.json from the scored results: models, sweep, sets, leaderboard, gate, determinism."""
     ev = spec.evaluate
-    first = {(p["model"], p["id"]): p["prediction"] for p in predictions if p["temperature"] == temp and p["sample"] == 0}
-    out: dict[str, Any] = {}
-    backend = make_backend(ev.judge, spec.base_dir)
-    try:
-        if ev.judge.enabled and len(names) > 1:
-            out["judge"] = {}
-            for name in names[1:]:
-                pairs = [{"question": it.question, "reference": it.reference, "tuned": first[(name, it.id)], "base": first[("base", it.id)]}
-                         for it in items]
-                out["judge"][name] = tally(judge_pairs(backend, pairs))
-        if ev.judge.rubric:
-            out["judge_scores"] = {}
-            for name in names:
-                answers = [{"question": it.question, "reference": it.reference, "answer": first[(name, it.id)]} for it in items]
-                out["judge_scores"][name] = summarize_scores(rubric_scores(backend, answers))
-    finally:
-        backend.close()
+    primary_temp = ev.temperatures[0]
+    primary = results[primary_temp]
+    counts = {reason: len(ids) for reason, ids in skipped.items()}
+    test = primary["test"]
+    board_key = S.board_metric(test["base"].per_item)
+    out: dict[str, Any] = {
+        "primary_temperature": primary_temp, "models": {n: r.summary for n, r in test.items()},
+        "by_temperature": {f"{t:g}": {n: r.summary for n, r in by_set["test"].items()} for t, by_set in results.items()},
+        "skipped_empty_reference": counts.get("empty_reference", 0), "skipped": counts,
+        "skipped_ids": {reason: ids[:50] for reason, ids in skipped.items()},
+        "test_records": len(items), "reference_records": sum(it.kind == "reference" for it in items),
+        "function_call_records": sum(it.kind == "function_call" for it in items),
+        "leaderboard": S.gains(test, board_key, ev.bootstrap, ev.seed) if board_key else [],
+        "sets": {}}
+    for name, models in primary.items():
+        if name == "test":
+            continue
+        key = S.board_metric(models["base"].per_item)
+        out["sets"][name] = {"n": len(models["base"].rows), "inside_training": inside.get(name, 0),
+                             "metrics": {n: r.summary for n, r in models.items()},
+                             "leaderboard": S.gains(models, key, ev.bootstrap, ev.seed) if key else []}
+    sampled = next((t for t in ev.temperatures if t > 0 and ev.samples > 1), None)
+    if sampled is not None:
+        out["determinism"] = {n: S.determinism(r) for n, r in results[sampled]["test"].items()}
+        out["determinism_temperature"] = sampled
+    if ev.gate is not None:
+        out["gate"] = S.gate(ev.gate, primary[ev.gate.set], ev.bootstrap, ev.seed)
     return out
-
-
-def verdict(result: dict[str, Any]) -> str:
-    """One sentence a plant engineer can read: which method won, and by how much."""
-    board = result.get("leaderboard") or []
-    if not board:
-        return "Only the base model was evaluated."
-    best = board[0]
-    lo, hi = best["ci95"]
-    if best["delta"] <= 0:
-        return (f"No method beat the base model: the best, {best['method']}, changed {best['metric']} by {best['delta']:+.3f} "
-                f"(95% CI {lo:+.3f} to {hi:+.3f}).")
-    sure = "a clear gain" if lo > 0 else ("a clear loss" if hi < 0 else "not significant at 95%")
-    metric = {"rougeL": "ROUGE-L", "function_call": "function-call accuracy"}.get(best["metric"], best["metric"])
-    text = (f"{best['method']} won: {metric} {best['score']:.3f} vs base {best['base_score']:.3f} "
-            f"({best['delta']:+.3f}, 95% CI {lo:+.3f} to {hi:+.3f}, {sure}).")
-    judge = (result.get("judge") or {}).get(best["model"])
-    if judge and judge.get("win_rate") is not None:
-        text += f" The judge preferred it over base in {judge['win_rate']:.0%} of comparisons."
-    return text

@@ -13,7 +13,7 @@ from synthtune.llm.chat import ChatBackend, ChatRequest, ChatResult
 log = logging.getLogger(__name__)
 
 
-def run_plans(backend: ChatBackend, plans: dict[str, tuple[str, Plan]], outcomes: dict[str, Outcome],
+def run_plans(backend: ChatBackend | None, plans: dict[str, tuple[str, Plan]], outcomes: dict[str, Outcome],
               on_step: Callable[[], None] | None = None) -> None:
     """Drive ``plans`` (cache key -> (record id, plan)) to the end, filling ``outcomes`` as they finish.
 
@@ -47,6 +47,8 @@ def run_plans(backend: ChatBackend, plans: dict[str, tuple[str, Plan]], outcomes
     while active:
         order = list(active)
         flat = [(key, request) for key in order for request in active[key][1]]
+        if backend is None:
+            raise RuntimeError("a method that uses no teacher asked it something")
         results = backend.complete([request for _, request in flat])
         if len(results) != len(flat):
             raise RuntimeError(f"backend returned {len(results)} results for {len(flat)} requests")

@@ -1,7 +1,7 @@
 """Quality filters over every method's candidates; each reject carries id, reason and score.
 
-Order: the method's own verdict, length, refusal, greeting, language, judge score, then
-decontamination and dedup across the corpus (so a contaminated example never claims a
+Order: the method's own verdict, length, refusal, greeting, repetition, grounding in the
+record, language, judge score, then decontamination and dedup across the corpus (so a contaminated example never claims a
 dedup slot). Filters run on saved candidates, so changing a threshold re-asks nothing.
 """
 
@@ -13,8 +13,9 @@ from typing import Any
 from synthtune.generator.decontam import Decontaminator
 from synthtune.generator.dedup import Deduplicator
 from synthtune.generator.methods.base import Candidate
-from synthtune.generator.text import GREETING, REFUSAL
+from synthtune.generator.text import GREETING, REFUSAL, content_words
 from synthtune.llm.language import detect_language, language_code
+from synthtune.records import field_text, repetition_loop
 from synthtune.spec.generate import FilterSpec
 
 
@@ -31,8 +32,31 @@ class FilterResult:
     rejected: list[tuple[Candidate, Verdict]] = field(default_factory=list)
 
 
-def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str | None) -> Verdict | None:
-    """The first per-example filter this candidate fails, or None."""
+def _recall(answer: set[str], source: str) -> float | None:
+    """Share of the source's content words (5-letter stems) the answer carries; None when it has none."""
+    wanted = {w[:5] for w in content_words(source)}
+    return len(wanted & answer) / len(wanted) if wanted else None
+
+
+def grounding(c: Candidate, record: dict[str, Any], threshold: float) -> Verdict | None:
+    """``ungrounded`` when the answer misses its ticket's content or only restates the question."""
+    answer = {w[:5] for w in content_words(c.answer)}
+    for name in ("solution", "cause", "problem"):
+        score = _recall(answer, field_text(record, name))
+        if score is not None:
+            if score < threshold:
+                return Verdict("ungrounded", round(score, 3), f"answer carries {score:.0%} of the record's {name} words, "
+                               f"grounding is {threshold:g}")
+            break
+    new = answer - {w[:5] for w in content_words(c.question)}
+    if len(answer) >= 3 and len(new) < 2:
+        return Verdict("ungrounded", 0.0, "the answer only restates the question")
+    return None
+
+
+def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str | None,
+              record: dict[str, Any] | None = None) -> Verdict | None:
+    """The first per-example filter this candidate fails, or None; ``record`` is its ticket, for grounding."""
     if c.reject:
         return Verdict(c.reject, c.score, c.detail)
     answer = c.answer
@@ -46,6 +70,11 @@ def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str
         for text in (c.question, answer):
             if match := GREETING.search(text):
                 return Verdict("greeting", None, match.group(0))
+    if spec.repetitive and repetition_loop(answer):
+        return Verdict("repetitive", None, "the answer loops (a passage or sentence repeated)")
+    grounded = spec.grounding is not False and record is not None and (record.get("type") or "record") == "record"
+    if grounded and record is not None and (verdict := grounding(c, record, float(spec.grounding))):
+        return verdict
     expected = c.language or default_language
     if expected:
         for text in (c.question, answer):
@@ -60,19 +89,27 @@ def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str
     return None
 
 
-def apply_filters(candidates: list[Candidate], spec: FilterSpec, judge: bool, test_records: list[dict[str, Any]]) -> tuple[FilterResult, dict[str, Any]]:
-    """Kept and rejected candidates, in input order, plus filter statistics."""
+def apply_filters(candidates: list[Candidate], spec: FilterSpec, judge: bool, test_records: list[dict[str, Any]],
+                  sources: dict[str, dict[str, Any]] | None = None, teacher_checks: bool = True) -> tuple[FilterResult, dict[str, Any]]:
+    """Kept and rejected candidates, in input order, plus filter statistics.
+
+    ``sources`` maps record id to record (for grounding). ``teacher_checks`` False (a method that asks no
+    teacher) runs decontamination alone: the records themselves are the data, prepare already cleaned them."""
     default_language = language_code(spec.language) if spec.language else None
     decontam = Decontaminator(test_records, spec.ngram, spec.ngram_min) if spec.decontaminate else None
     dedup = Deduplicator(spec.dedup_near)
+    set_items = {str(r["id"]) for r in test_records if r.get("eval_set")}
     out = FilterResult()
     for c in candidates:
-        verdict = check_one(c, spec, judge, default_language)
+        record = (sources or {}).get(c.source_ids[0]) if c.source_ids else None
+        verdict = check_one(c, spec, judge, default_language, record) if teacher_checks else (Verdict(c.reject, c.score, c.detail) if c.reject else None)
         if verdict is None and decontam is not None:
             hit = decontam.match(c.question + "\n" + c.answer)
-            if hit:
+            if hit and hit[0] in set_items:
+                verdict = Verdict("eval_set_overlap", hit[1], f"shares {spec.ngram}-grams with evaluation set item {hit[0]}")
+            elif hit:
                 verdict = Verdict("test_overlap", hit[1], f"shares {spec.ngram}-grams with test record {hit[0]}")
-        if verdict is None:
+        if verdict is None and teacher_checks:
             dup = dedup.check(c.id, c.question, c.answer)
             if dup:
                 verdict = Verdict(dup[0], dup[1], f"same as {dup[2]}")

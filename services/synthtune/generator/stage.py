@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from synthtune.errors import InvalidInput, RetryableError
+from synthtune.evalsets import decontamination_records
 from synthtune.generator.driver import run_plans
 from synthtune.generator.filters import apply_filters
 from synthtune.generator.judge import judge_plan
@@ -92,8 +93,8 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
     prompts = load_prompts(method_spec.name, method_spec.prompt_version)
     judge_prompts = load_prompts("judge") if gen.filters.judge else None
     impl = get_method(method_spec.name)(GenContext(gen, method_spec, prompts))
-    teacher_spec = gen.teacher.model_dump(exclude=_OPERATIONAL)
-    teacher_name = getattr(teacher, "name", None) or describe(gen.teacher)
+    teacher_spec = gen.teacher.model_dump(exclude=_OPERATIONAL) if impl.uses_teacher else None
+    teacher_name = (getattr(teacher, "name", None) or describe(gen.teacher)) if impl.uses_teacher else "none (field template)"
     # What the teacher is asked depends on these alone; filters and limit only decide what is kept.
     work = {"method": [method_spec.name, method_spec.pairs_per_record, method_spec.options, prompts.version],
             "teacher": teacher_spec, "seed": gen.seed, "judge": judge_prompts.version if judge_prompts else None}
@@ -126,7 +127,7 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
         size = gen.shard_size or 4 * gen.teacher.concurrency
         for start in range(0, len(todo), size):
             progress.check_cancelled()
-            if backend is None:
+            if backend is None and impl.uses_teacher:
                 backend = make_backend(gen.teacher, spec.base_dir)
             chunk = todo[start : start + size]
             finished: dict[str, Outcome] = {}
@@ -184,7 +185,8 @@ def _write(store: Store, art_id: str, prepared_id: str, config: dict[str, Any], 
             rejects.append({"id": r["id"], "reason": "no_output", "score": None, "source_ids": [r["id"]],
                             "detail": "the method produced nothing for this record"})
         candidates.extend(outcome.candidates)
-    result, filter_stats = apply_filters(candidates, gen.filters, gen.filters.judge, tests)
+    result, filter_stats = apply_filters(candidates, gen.filters, gen.filters.judge, tests + decontamination_records(spec),
+                                         {r["id"]: r for r in records}, impl.uses_teacher)
     for c, verdict in result.rejected:
         rejects.append({"id": c.id, "reason": verdict.reason, "score": verdict.score, "source_ids": c.source_ids,
                         "detail": verdict.detail, "messages": c.messages})
@@ -209,7 +211,7 @@ def _write(store: Store, art_id: str, prepared_id: str, config: dict[str, Any], 
         "resumed_records": sum(1 for o in done if o.cached), "skipped_other_types": other_types,
         "reasons": dict(Counter(r["reason"] for r in rejects)),
         "tokens": {"prompt": tokens_in, "completion": tokens_out, "total": tokens_in + tokens_out},
-        "cost": cost, "empty": not rows, **filter_stats,
+        "cost": cost, "empty": not rows, "kept_share": round(len(rows) / len(candidates), 4) if candidates else 0.0, **filter_stats,
     }
     if not rows:
         progress.note(f"generate {method_spec.key}: no example survived ({stats['reasons']}); the artifact is empty")

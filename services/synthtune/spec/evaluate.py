@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from synthtune.spec.base import SpecModel, field
 from synthtune.spec.generate import ModelEndpointSpec
 
@@ -13,6 +15,23 @@ Metric = Literal["rouge", "bleu", "meteor", "semantic", "function_call", "health
 class JudgeSpec(ModelEndpointSpec):
     enabled: bool = field(True, help="Run the pairwise tuned-vs-base judge (both orders).")
     rubric: bool = field(False, help="Also score each answer 1-10 against a rubric.")
+
+
+class EvalSetSpec(SpecModel):
+    name: str = field(help="Set name, used in report.json `sets.<name>` and by `gate.set`.", pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = field(help="CSV, XLSX or JSONL file; relative paths resolve against the pipeline's folder.")
+    fields: dict[Literal["question", "reference"], str] | None = field(
+        None, help="Columns holding the question and the reference, e.g. {question: Question, reference: Answer}; "
+        "leave unset for chat JSONL lines (messages plus reference or expected_call)."
+    )
+    sheet: str | None = field(None, help="XLSX sheet to read; the first when unset.")
+
+
+class GateSpec(SpecModel):
+    metric: str = field("rougeL", help="Metric the best tuned model must gain on (a key of report.json `metrics`, e.g. rougeL, function_call).")
+    set: str = field("test", help="`test` (the held-out split) or the name of an evaluate.sets entry.")
+    min_gain: float = field(0.0, help="Smallest mean gain over base that passes.")
+    significant: bool = field(True, help="Also require the bootstrap 95% interval of the gain to lie above min_gain.")
 
 
 class EvaluateSpec(SpecModel):
@@ -30,3 +49,15 @@ class EvaluateSpec(SpecModel):
     bootstrap: int = field(1000, help="Bootstrap resamples for the leaderboard's 95% intervals.", ge=0)
     examples: int = field(12, help="Side-by-side answers shown in the report.", ge=0)
     seed: int = field(42, help="Seed for sampling and bootstrap.")
+    sets: list[EvalSetSpec] = field(default_factory=list, help="Your own evaluation sets, each answered by base and every tuned model; training data is decontaminated against them.")
+    gate: GateSpec | None = field(None, help="Promotion gate: when the best tuned model does not pass, the run ends with exit code 3 (report written).")
+
+    @model_validator(mode="after")
+    def _sets_and_gate_agree(self) -> EvaluateSpec:
+        names = [s.name for s in self.sets]
+        for name in names:
+            if name == "test" or names.count(name) > 1:
+                raise ValueError(f"sets: the name {name!r} is {'reserved for the test split' if name == 'test' else 'used twice'}")
+        if self.gate is not None and self.gate.set != "test" and self.gate.set not in names:
+            raise ValueError(f"gate.set {self.gate.set!r} is neither 'test' nor a set in evaluate.sets ({', '.join(names) or 'none'})")
+        return self

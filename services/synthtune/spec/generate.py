@@ -29,8 +29,8 @@ class ModelEndpointSpec(SpecModel):
 
 
 class MethodSpec(SpecModel):
-    name: Literal["record_qa", "document_qa", "event_scenario", "evol", "persona"] = field(
-        help="Generation method, registered by name."
+    name: Literal["record_qa", "document_qa", "event_scenario", "evol", "persona", "direct"] = field(
+        help="Generation method, registered by name; `direct` asks no teacher (records rendered by a field template: the control)."
     )
     label: str | None = field(None, help="Name used for this method's adapter and report rows; defaults to `name`.")
     pairs_per_record: int = field(1, help="Examples generated per input record or chunk.", ge=1)
@@ -52,6 +52,12 @@ class FilterSpec(SpecModel):
         False, help="Keep replies cut off at max_tokens, trimmed to their last complete sentence (small CPU teachers ramble); "
         "false rejects them."
     )
+    grounding: float | Literal[False] = field(
+        0.5, help="Reject as `ungrounded` an answer that carries less than this share of its record's solution words "
+        "(else cause, else problem; a word's 5-letter stem counts), or that only restates the question; false turns it off. "
+        "Applies to ticket records; the score is in the reject.", ge=0, le=1
+    )
+    repetitive: bool = field(True, help="Reject as `repetitive` an answer that loops (one passage or sentence repeated), even when it ends before max_tokens.")
     dedup_near: float | Literal[False] = field(0.9, help="Near-duplicate threshold among generated questions, or false.")
     decontaminate: bool = field(True, help="Reject examples whose n-grams overlap the prepared test split.")
     ngram: int = field(8, help="n for the decontamination n-gram overlap.", ge=3)

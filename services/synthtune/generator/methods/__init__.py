@@ -20,6 +20,6 @@ def get_method(name: str) -> type[Method]:
 
 
 # Importing the modules registers them.
-from synthtune.generator.methods import document_qa, event_scenario, evol, persona, record_qa  # noqa: E402,F401
+from synthtune.generator.methods import direct, document_qa, event_scenario, evol, persona, record_qa  # noqa: E402,F401
 
 __all__ = ["METHODS", "Candidate", "GenContext", "Method", "Plan", "RecordFailed", "get_method", "register"]

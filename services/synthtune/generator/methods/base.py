@@ -96,6 +96,7 @@ class Method:
     record_type: ClassVar[str] = "record"  # the prepared records this method reads
     required_fields: ClassVar[tuple[str, ...]] = ()  # record fields that must be non-empty
     needs_text: ClassVar[bool] = False  # chunks and episodes carry their content in "text"
+    uses_teacher: ClassVar[bool] = True  # False: the plan asks nothing, so no teacher is loaded
 
     def __init__(self, ctx: GenContext) -> None:
         self.ctx = ctx

@@ -26,43 +26,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from synthtune.rpc.gen.synthtune.v1 import common_pb2 as synthtune_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynthtune/v1/pipeline.proto\x12\x0csynthtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19synthtune/v1/common.proto\"\xd6\x01\n\x0bStageStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.synthtune.v1.StageState\x12+\n\x08\x61rtifact\x18\x03 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12-\n\x08progress\x18\x06 \x01(\x0b\x32\x1b.synthtune.v1.ProgressEvent\x12\x11\n\texecution\x18\x07 \x01(\t\"\xa6\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.synthtune.v1.RunState\x12)\n\x06stages\x18\x04 \x03(\x0b\x32\x19.synthtune.v1.StageStatus\x12\x11\n\tstore_uri\x18\x05 \x01(\t\x12\x12\n\nreport_uri\x18\x06 \x01(\t\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x17.synthtune.v1.ErrorInfo\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb5\x02\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12-\n\x0bstage_state\x18\x05 \x01(\x0e\x32\x18.synthtune.v1.StageState\x12)\n\trun_state\x18\x06 \x01(\x0e\x32\x16.synthtune.v1.RunState\x12-\n\x08progress\x18\x07 \x01(\x0b\x32\x1b.synthtune.v1.ProgressEvent\x12+\n\x08\x61rtifact\x18\x08 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12\x0f\n\x07message\x18\t \x01(\t\x12(\n\x04time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x10SubmitRunRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x15\n\rresume_run_id\x18\x02 \x01(\t\x12\r\n\x05until\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\"3\n\x11SubmitRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.synthtune.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x0eGetRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.synthtune.v1.Run\"8\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.synthtune.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"9\n\x10WatchRunResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.synthtune.v1.RunEvent\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"3\n\x11\x43\x61ncelRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.synthtune.v1.Run*\x9b\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x05*\xda\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12STAGE_STATE_FAILED\x10\x04\x12\x19\n\x15STAGE_STATE_CANCELLED\x10\x05\x12\x16\n\x12STAGE_STATE_CACHED\x10\x06\x12\x17\n\x13STAGE_STATE_SKIPPED\x10\x07\x32\x8a\x03\n\x0fPipelineService\x12L\n\tSubmitRun\x12\x1e.synthtune.v1.SubmitRunRequest\x1a\x1f.synthtune.v1.SubmitRunResponse\x12\x43\n\x06GetRun\x12\x1b.synthtune.v1.GetRunRequest\x1a\x1c.synthtune.v1.GetRunResponse\x12I\n\x08ListRuns\x12\x1d.synthtune.v1.ListRunsRequest\x1a\x1e.synthtune.v1.ListRunsResponse\x12K\n\x08WatchRun\x12\x1d.synthtune.v1.WatchRunRequest\x1a\x1e.synthtune.v1.WatchRunResponse0\x01\x12L\n\tCancelRun\x12\x1e.synthtune.v1.CancelRunRequest\x1a\x1f.synthtune.v1.CancelRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bsynthtune/v1/pipeline.proto\x12\x0csynthtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19synthtune/v1/common.proto\"\xd6\x01\n\x0bStageStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.synthtune.v1.StageState\x12+\n\x08\x61rtifact\x18\x03 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12-\n\x08progress\x18\x06 \x01(\x0b\x32\x1b.synthtune.v1.ProgressEvent\x12\x11\n\texecution\x18\x07 \x01(\t\"\xce\x02\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.synthtune.v1.RunState\x12)\n\x06stages\x18\x04 \x03(\x0b\x32\x19.synthtune.v1.StageStatus\x12\x11\n\tstore_uri\x18\x05 \x01(\t\x12\x12\n\nreport_uri\x18\x06 \x01(\t\x12&\n\x05\x65rror\x18\x07 \x01(\x0b\x32\x17.synthtune.v1.ErrorInfo\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x04gate\x18\n \x01(\x0b\x32\x18.synthtune.v1.GateResult\"\x99\x01\n\nGateResult\x12\x0e\n\x06passed\x18\x01 \x01(\x08\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x0b\n\x03set\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0c\n\x04gain\x18\x05 \x01(\x01\x12\x0e\n\x06\x63i_low\x18\x06 \x01(\x01\x12\x0f\n\x07\x63i_high\x18\x07 \x01(\x01\x12\x10\n\x08min_gain\x18\x08 \x01(\x01\x12\x0e\n\x06reason\x18\t \x01(\t\"\xb5\x02\n\x08RunEvent\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\r\n\x05stage\x18\x04 \x01(\t\x12-\n\x0bstage_state\x18\x05 \x01(\x0e\x32\x18.synthtune.v1.StageState\x12)\n\trun_state\x18\x06 \x01(\x0e\x32\x16.synthtune.v1.RunState\x12-\n\x08progress\x18\x07 \x01(\x0b\x32\x1b.synthtune.v1.ProgressEvent\x12+\n\x08\x61rtifact\x18\x08 \x01(\x0b\x32\x19.synthtune.v1.ArtifactRef\x12\x0f\n\x07message\x18\t \x01(\t\x12(\n\x04time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x10SubmitRunRequest\x12\x11\n\tspec_yaml\x18\x01 \x01(\t\x12\x15\n\rresume_run_id\x18\x02 \x01(\t\x12\r\n\x05until\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61se_dir\x18\x04 \x01(\t\"3\n\x11SubmitRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.synthtune.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"0\n\x0eGetRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.synthtune.v1.Run\"8\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"L\n\x10ListRunsResponse\x12\x1f\n\x04runs\x18\x01 \x03(\x0b\x32\x11.synthtune.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"4\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"9\n\x10WatchRunResponse\x12%\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x16.synthtune.v1.RunEvent\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"3\n\x11\x43\x61ncelRunResponse\x12\x1e\n\x03run\x18\x01 \x01(\x0b\x32\x11.synthtune.v1.Run*\x9b\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12\x17\n\x13RUN_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10RUN_STATE_FAILED\x10\x04\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x05*\xda\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12STAGE_STATE_FAILED\x10\x04\x12\x19\n\x15STAGE_STATE_CANCELLED\x10\x05\x12\x16\n\x12STAGE_STATE_CACHED\x10\x06\x12\x17\n\x13STAGE_STATE_SKIPPED\x10\x07\x32\x8a\x03\n\x0fPipelineService\x12L\n\tSubmitRun\x12\x1e.synthtune.v1.SubmitRunRequest\x1a\x1f.synthtune.v1.SubmitRunResponse\x12\x43\n\x06GetRun\x12\x1b.synthtune.v1.GetRunRequest\x1a\x1c.synthtune.v1.GetRunResponse\x12I\n\x08ListRuns\x12\x1d.synthtune.v1.ListRunsRequest\x1a\x1e.synthtune.v1.ListRunsResponse\x12K\n\x08WatchRun\x12\x1d.synthtune.v1.WatchRunRequest\x1a\x1e.synthtune.v1.WatchRunResponse0\x01\x12L\n\tCancelRun\x12\x1e.synthtune.v1.CancelRunRequest\x1a\x1f.synthtune.v1.CancelRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synthtune.v1.pipeline_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RUNSTATE']._serialized_start=1501
-  _globals['_RUNSTATE']._serialized_end=1656
-  _globals['_STAGESTATE']._serialized_start=1659
-  _globals['_STAGESTATE']._serialized_end=1877
+  _globals['_RUNSTATE']._serialized_start=1697
+  _globals['_RUNSTATE']._serialized_end=1852
+  _globals['_STAGESTATE']._serialized_start=1855
+  _globals['_STAGESTATE']._serialized_end=2073
   _globals['_STAGESTATUS']._serialized_start=106
   _globals['_STAGESTATUS']._serialized_end=320
   _globals['_RUN']._serialized_start=323
-  _globals['_RUN']._serialized_end=617
-  _globals['_RUNEVENT']._serialized_start=620
-  _globals['_RUNEVENT']._serialized_end=929
-  _globals['_SUBMITRUNREQUEST']._serialized_start=931
-  _globals['_SUBMITRUNREQUEST']._serialized_end=1024
-  _globals['_SUBMITRUNRESPONSE']._serialized_start=1026
-  _globals['_SUBMITRUNRESPONSE']._serialized_end=1077
-  _globals['_GETRUNREQUEST']._serialized_start=1079
-  _globals['_GETRUNREQUEST']._serialized_end=1110
-  _globals['_GETRUNRESPONSE']._serialized_start=1112
-  _globals['_GETRUNRESPONSE']._serialized_end=1160
-  _globals['_LISTRUNSREQUEST']._serialized_start=1162
-  _globals['_LISTRUNSREQUEST']._serialized_end=1218
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1220
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1296
-  _globals['_WATCHRUNREQUEST']._serialized_start=1298
-  _globals['_WATCHRUNREQUEST']._serialized_end=1350
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1352
-  _globals['_WATCHRUNRESPONSE']._serialized_end=1409
-  _globals['_CANCELRUNREQUEST']._serialized_start=1411
-  _globals['_CANCELRUNREQUEST']._serialized_end=1445
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1447
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1498
-  _globals['_PIPELINESERVICE']._serialized_start=1880
-  _globals['_PIPELINESERVICE']._serialized_end=2274
+  _globals['_RUN']._serialized_end=657
+  _globals['_GATERESULT']._serialized_start=660
+  _globals['_GATERESULT']._serialized_end=813
+  _globals['_RUNEVENT']._serialized_start=816
+  _globals['_RUNEVENT']._serialized_end=1125
+  _globals['_SUBMITRUNREQUEST']._serialized_start=1127
+  _globals['_SUBMITRUNREQUEST']._serialized_end=1220
+  _globals['_SUBMITRUNRESPONSE']._serialized_start=1222
+  _globals['_SUBMITRUNRESPONSE']._serialized_end=1273
+  _globals['_GETRUNREQUEST']._serialized_start=1275
+  _globals['_GETRUNREQUEST']._serialized_end=1306
+  _globals['_GETRUNRESPONSE']._serialized_start=1308
+  _globals['_GETRUNRESPONSE']._serialized_end=1356
+  _globals['_LISTRUNSREQUEST']._serialized_start=1358
+  _globals['_LISTRUNSREQUEST']._serialized_end=1414
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1416
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1492
+  _globals['_WATCHRUNREQUEST']._serialized_start=1494
+  _globals['_WATCHRUNREQUEST']._serialized_end=1546
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1548
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1605
+  _globals['_CANCELRUNREQUEST']._serialized_start=1607
+  _globals['_CANCELRUNREQUEST']._serialized_end=1641
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1643
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1694
+  _globals['_PIPELINESERVICE']._serialized_start=2076
+  _globals['_PIPELINESERVICE']._serialized_end=2470
 # @@protoc_insertion_point(module_scope)

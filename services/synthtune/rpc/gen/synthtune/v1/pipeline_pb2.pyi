@@ -64,7 +64,7 @@ class StageStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., artifact: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., message: _Optional[str] = ..., attempts: _Optional[int] = ..., progress: _Optional[_Union[_common_pb2.ProgressEvent, _Mapping]] = ..., execution: _Optional[str] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "name", "state", "stages", "store_uri", "report_uri", "error", "create_time", "update_time")
+    __slots__ = ("run_id", "name", "state", "stages", "store_uri", "report_uri", "error", "create_time", "update_time", "gate")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class Run(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    GATE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
     state: RunState
@@ -83,7 +84,30 @@ class Run(_message.Message):
     error: _common_pb2.ErrorInfo
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., store_uri: _Optional[str] = ..., report_uri: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    gate: GateResult
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[RunState, str]] = ..., stages: _Optional[_Iterable[_Union[StageStatus, _Mapping]]] = ..., store_uri: _Optional[str] = ..., report_uri: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.ErrorInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., gate: _Optional[_Union[GateResult, _Mapping]] = ...) -> None: ...
+
+class GateResult(_message.Message):
+    __slots__ = ("passed", "metric", "set", "model", "gain", "ci_low", "ci_high", "min_gain", "reason")
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    GAIN_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    MIN_GAIN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    passed: bool
+    metric: str
+    set: str
+    model: str
+    gain: float
+    ci_low: float
+    ci_high: float
+    min_gain: float
+    reason: str
+    def __init__(self, passed: _Optional[bool] = ..., metric: _Optional[str] = ..., set: _Optional[str] = ..., model: _Optional[str] = ..., gain: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., min_gain: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("run_id", "seq", "type", "stage", "stage_state", "run_state", "progress", "artifact", "message", "time")
