@@ -243,3 +243,56 @@ def test_a_skipped_method_is_named_with_its_reason(file_store, run):
     assert "tuned:persona" not in [m["name"] for m in report["models"]]
     page = file_store.get_text(html_key)
     assert "persona is not compared: train:persona: skipped: no trainable examples among 4" in page
+
+
+class Attributes(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+        self.meta: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag, attrs):  # type: ignore[no-untyped-def]
+        self.names |= {name for name, _ in attrs}
+        if tag == "meta":
+            self.meta.append(dict(attrs))
+
+
+@pytest.mark.parametrize("label", ["x onfocus=alert(6) autofocus tabindex=1", "x' onfocus='alert(6)", 'x" onfocus="alert(6)', r"cost $\frac{$ and $x^$"])
+def test_a_hostile_method_label_neither_injects_markup_nor_crashes_the_charts(file_store, run, label):
+    """Issue 17, finding 2: a method label lands in ids, cells and chart legends; it stays text everywhere."""
+    from synthtune.evaluator.report import render_html
+
+    json_key, _ = write_report(file_store, run, load_spec_text(SPEC))
+    report = json.loads(json.dumps(file_store.get_json(json_key)).replace("persona", label.replace("\\", "\\\\").replace('"', '\\"')))
+    report["not_compared"] = {label: "train: skipped"}
+    page = render_html(report, {})
+    attrs = Attributes()
+    attrs.feed(page)
+    assert not attrs.names & {"onfocus", "autofocus", "tabindex", "alert(6)"}, attrs.names
+    assert any(m.get("http-equiv") == "Content-Security-Policy" and "default-src 'none'" in m.get("content", "") for m in attrs.meta)
+    parsed = Page()
+    parsed.feed(page)
+    assert json.loads(parsed.json_text) == report  # the embedded copy is still report.json, label and all
+
+
+def test_report_json_has_sets_gate_and_determinism_from_the_evaluation(file_store, run):
+    ev = file_store.open(run["stages"]["evaluate"]["artifact"]["id"])
+    metrics = ev.read_json("metrics.json")
+    models = metrics["models"]
+    metrics["sets"] = {"exam": {"n": 4, "inside_training": 1, "leaderboard": [], "metrics": {n: {**v, "n": 4} for n, v in models.items()}}}
+    metrics["gate"] = {"passed": False, "metric": "rougeL", "set": "exam", "model": "tuned:persona", "gain": 0.01, "ci_low": -0.02,
+                       "ci_high": 0.04, "min_gain": 0.02, "significant": True, "reason": "needs more"}
+    metrics["determinism"], metrics["determinism_temperature"] = {"base": 0.25, "tuned:persona": 0.75}, 0.7
+    with file_store.create("evaluation", [], {"x": 1}, "test") as w:
+        w.write_json("metrics.json", metrics)
+        w.write_jsonl("predictions.jsonl", list(ev.iter_jsonl("predictions.jsonl")))
+        run["stages"]["evaluate"]["artifact"] = w.commit().to_dict()
+    json_key, html_key = write_report(file_store, run, load_spec_text(SPEC))
+    report, html = file_store.get_json(json_key), file_store.get_text(html_key)
+    assert report["sets"]["exam"]["n"] == 4 and report["sets"]["exam"]["metrics"]["base"]["rougeL"] == models["base"]["rougeL"]
+    assert set(report["sets"]["exam"]["metrics"]["base"]) == set(report["metrics"]["base"])  # the same metric keys as `metrics`
+    assert report["gate"]["passed"] is False and report["determinism"]["tuned:persona"] == 0.75
+    page = Page()
+    page.feed(html)
+    assert {"table-set-exam", "table-gate", "table-determinism"} <= set(page.tables)
+    assert "Promotion gate FAILED: needs more" in html

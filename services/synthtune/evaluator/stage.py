@@ -178,7 +178,7 @@ def summarise(spec: PipelineSpec, results: dict[float, dict[str, dict[str, S.Mod
         if name == "test":
             continue
         key = S.board_metric(models["base"].per_item)
-        out["sets"][name] = {"n": len(models["base"].rows), "inside_training": inside.get(name, 0),
+        out["sets"][name] = {"n": len({row["id"] for row in models["base"].rows}), "inside_training": inside.get(name, 0),
                              "metrics": {n: r.summary for n, r in models.items()},
                              "leaderboard": S.gains(models, key, ev.bootstrap, ev.seed) if key else []}
     sampled = next((t for t in ev.temperatures if t > 0 and ev.samples > 1), None)
