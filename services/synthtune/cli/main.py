@@ -210,6 +210,40 @@ def export(
     _result_line(run_id, str(out.resolve()))
 
 
+@app.command("export-model")
+def export_model(
+    run_id: Annotated[str, typer.Argument(help="The run whose tuned model to export.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the model and its card (README.md) into.")],
+    fmt: Annotated[str, typer.Option("--format", help="peft (the adapter as is), merged (full safetensors) or gguf (f16 and q8_0, for llama.cpp/Ollama).")] = "gguf",
+    method: Annotated[str | None, typer.Option(help="Method key whose model to export (default: the only one the run has).")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Export a run's tuned model as a PEFT adapter, merged safetensors or GGUF, with a model card of its evaluation."""
+    from synthtune.controller import RunBook
+    from synthtune.evaluator.report import report_paths
+    from synthtune.llm.models import resolve_model
+    from synthtune.spec import load_spec_text
+    from synthtune.trainer.export_model import export_model as export
+
+    st = _store(store)
+    record = RunBook(st).load(run_id)
+    trained = {name.split(":", 1)[1]: info["artifact"] for name, info in record["stages"].items() if name.startswith("train:") and info.get("artifact")}
+    if not trained:
+        raise InvalidInput(f"run {run_id} has no tuned model yet (run its train stage first)")
+    if method is None and len(trained) > 1:
+        raise InvalidInput(f"run {run_id} has several tuned models; choose one with --method ({', '.join(sorted(trained))})")
+    key = method or next(iter(trained))
+    if key not in trained:
+        raise InvalidInput(f"run {run_id} has no tuned model for method {key!r} (has: {', '.join(sorted(trained))})")
+    spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=record.get("base_dir"))
+    json_key = report_paths(run_id)[0]
+    report = st.get_json(json_key) if st.exists(json_key) else None
+    files = export(st.open(trained[key]["id"]), resolve_model(spec.train.base_model, spec.base_dir), fmt, out, run_id=run_id, method=key,
+                   base_model=spec.train.base_model, report=report, system=spec.generate.system_prompt)
+    stderr.print(f"exported {key} as {fmt}: " + ", ".join(f.name for f in files))
+    _result_line(run_id, str(out.resolve()))
+
+
 @app.command()
 def demo(workdir: Annotated[Path, typer.Option(help="Folder for the demo's store.")] = Path("demo-work")) -> None:
     """Run the bundled quickstart example end to end on CPU and print where the report is."""
