@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CONTRACT = ["validate", "run", "prepare", "generate", "train", "evaluate", "report", "demo", "serve", "submit", "runs", "init", "export"]
+CONTRACT = ["validate", "run", "prepare", "generate", "train", "evaluate", "report", "demo", "serve", "submit", "runs", "init", "export", "export-model"]
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:

@@ -171,7 +171,7 @@ extra_top: 1
 """
     problems = _problems(text)
     assert problems == [
-        "p.yaml:9:8: generate.methods.1.name: Input should be 'record_qa', 'document_qa', 'event_scenario', 'evol' or 'persona' (got 'bogus')",
+        "p.yaml:9:8: generate.methods.1.name: Input should be 'record_qa', 'document_qa', 'event_scenario', 'evol', 'persona' or 'direct' (got 'bogus')",
         "p.yaml:10:7: generate.methods.2.name: required key is missing",
         "p.yaml:11:13: generate.filters.dedup_near: expected a valid number or False (got 'abc')",
         "p.yaml:12:30: generate.teacher.temperature: Input should be a valid number, unable to parse string as a number (got 'hot')",

@@ -45,12 +45,12 @@ def pick_method(gen: GenerateSpec, key: str | None) -> MethodSpec:
     raise InvalidInput(f"generate: no method {key!r} in the pipeline (methods: {', '.join(m.key for m in gen.methods)})")
 
 
-def select_records(rows: list[dict[str, Any]], method: Method, gen: GenerateSpec) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def select_records(rows: list[dict[str, Any]], method: Method, gen: GenerateSpec, limit: int | None) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """This method's record type, at most ``limit`` of them, sampled by seed (stable across runs)."""
     mine = [r for r in rows if (r.get("type") or "record") == method.record_type]
     others = Counter(str(r.get("type") or "record") for r in rows if (r.get("type") or "record") != method.record_type)
-    if gen.limit is not None and len(mine) > gen.limit:
-        chosen = set(sorted(range(len(mine)), key=lambda i: _digest([gen.seed, mine[i].get("id")]))[: gen.limit])
+    if limit is not None and len(mine) > limit:
+        chosen = set(sorted(range(len(mine)), key=lambda i: _digest([gen.seed, mine[i].get("id")]))[:limit])
         mine = [r for i, r in enumerate(mine) if i in chosen]
     return mine, dict(others)
 
@@ -93,19 +93,20 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
     prompts = load_prompts(method_spec.name, method_spec.prompt_version)
     judge_prompts = load_prompts("judge") if gen.filters.judge else None
     impl = get_method(method_spec.name)(GenContext(gen, method_spec, prompts))
+    limit = method_spec.limit if method_spec.limit is not None else gen.limit
     teacher_spec = gen.teacher.model_dump(exclude=_OPERATIONAL) if impl.uses_teacher else None
     teacher_name = (getattr(teacher, "name", None) or describe(gen.teacher)) if impl.uses_teacher else "none (field template)"
     # What the teacher is asked depends on these alone; filters and limit only decide what is kept.
     work = {"method": [method_spec.name, method_spec.pairs_per_record, method_spec.options, prompts.version],
             "teacher": teacher_spec, "seed": gen.seed, "judge": judge_prompts.version if judge_prompts else None}
-    config = {**work, "label": method_spec.key, "filters": gen.filters.model_dump(), "limit": gen.limit,
+    config = {**work, "label": method_spec.key, "filters": gen.filters.model_dump(), "limit": limit,
               "system_prompt": gen.system_prompt, "price": [gen.teacher.price_per_1k_input, gen.teacher.price_per_1k_output]}
     art_id = store.artifact_id("synthetic", [prepared.id], config)
     if found := store.find(art_id):
         progress.note(f"generate {method_spec.key}: reusing {art_id}")
         return found
 
-    records, other_types = select_records(list(prepared.iter_jsonl("train.jsonl")), impl, gen)
+    records, other_types = select_records(list(prepared.iter_jsonl("train.jsonl")), impl, gen, limit)
     missing = check_fields(impl, records, prepared.id, other_types)
     work_key = _digest(work)
     shards = ShardCache(store, f"{WORK_PREFIX}/{work_key}")
@@ -191,7 +192,7 @@ def _write(store: Store, art_id: str, prepared_id: str, config: dict[str, Any], 
         rejects.append({"id": c.id, "reason": verdict.reason, "score": verdict.score, "source_ids": c.source_ids,
                         "detail": verdict.detail, "messages": c.messages})
     provenance = {"method": method_spec.name, "label": method_spec.key, "teacher": teacher_name,
-                  "prompt_version": prompt_version, "temperature": gen.teacher.temperature, "seed": gen.seed}
+                  "prompt_version": prompt_version, "temperature": gen.teacher.temperature if impl.uses_teacher else None, "seed": gen.seed}
     rows = [_example(c, gen.system_prompt, provenance) for c in result.kept]
 
     kept_ids = {sid for c in result.kept for sid in c.source_ids}

@@ -34,6 +34,7 @@ class MethodSpec(SpecModel):
     )
     label: str | None = field(None, help="Name used for this method's adapter and report rows; defaults to `name`.")
     pairs_per_record: int = field(1, help="Examples generated per input record or chunk.", ge=1)
+    limit: int | None = field(None, help="Records this method uses; overrides generate.limit (e.g. all records for `direct`, a few for a slow teacher).", ge=1)
     prompt_version: str | None = field(None, help="Prompt template version; the newest shipped when unset.")
     options: dict[str, Any] = field(default_factory=dict, help="Method-specific options (e.g. personas, evolution steps, languages).")
 
