@@ -153,3 +153,16 @@ def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tm
     record.update(status="running", owner="old-pod-1", heartbeat=0.0)  # what Executor.shutdown leaves
     leader.book.save(record)
     assert leader.resume_all() == [record["run_id"]]
+
+
+def test_the_run_message_carries_the_promotion_gate():
+    from synthtune.controller.service import run_message
+
+    record = {"run_id": "r1", "name": "n", "status": "succeeded", "stages": {}, "store": "file:///s", "report": "runs/r1/report.html",
+              "gate": {"passed": False, "metric": "rougeL", "set": "exam", "model": "tuned:direct", "gain": 0.01, "ci_low": -0.02,
+                       "ci_high": 0.04, "min_gain": 0.02, "reason": "tuned:direct rougeL gain +0.010"}}
+    msg = run_message(record)
+    assert msg.HasField("gate") and not msg.gate.passed and msg.gate.set == "exam" and msg.gate.ci_low == -0.02
+    assert msg.gate.reason.startswith("tuned:direct") and msg.state == pipeline_pb2.RUN_STATE_SUCCEEDED
+    del record["gate"]
+    assert not run_message(record).HasField("gate")  # no gate in the pipeline: no gate in the message
