@@ -43,7 +43,7 @@ def lora_folder(tmp_path_factory, smollm2_path):  # type: ignore[no-untyped-def]
 
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(smollm2_path, dtype=torch.float32)
-    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False))
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "lm_head"], init_lora_weights=False))
     folder = tmp_path_factory.mktemp("adapter")
     model.save_pretrained(folder)
     return folder
@@ -69,6 +69,13 @@ def test_gguf_export_round_trips_with_the_merged_models_greedy_answers(file_stor
     assert (out / "Modelfile").read_text().startswith("FROM ./direct-q8_0.gguf")
     merged = merge(art, smollm2_path, tmp_path / "merged")
     assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    # lm_head was adapted but SmolLM2 ties it to the input embeddings: the merge unties them, so the
+    # inputs stay as the evaluated (unmerged) model saw them, and lm_head carries the change.
+    from safetensors.torch import load_file
+
+    weights, base = load_file(str(merged / "model.safetensors")), load_file(str(Path(smollm2_path) / "model.safetensors"))
+    embeddings = base.get("model.embed_tokens.weight", base.get("lm_head.weight"))  # the base file stores the tied matrix once
+    assert (weights["model.embed_tokens.weight"] == embeddings).all() and not (weights["lm_head.weight"] == embeddings).all()
 
 
 def test_peft_export_copies_the_adapter_with_a_card(file_store, lora_folder, tmp_path, shared_datasets):

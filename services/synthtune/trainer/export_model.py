@@ -38,6 +38,12 @@ def merge(art: Artifact, base_path: str, out: Path) -> Path:
     from peft import PeftModel
 
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    targets = json.loads(art.local_path("adapter_config.json").read_text(encoding="utf-8")).get("target_modules") or []
+    if getattr(base.config, "tie_word_embeddings", False) and "lm_head" in targets:
+        # Merging into a tied lm_head would change the input embeddings too, which the evaluated (unmerged) model
+        # never did: give lm_head its own copy first; the export then carries both (GGUF: output.weight).
+        base.lm_head.weight = torch.nn.Parameter(base.get_input_embeddings().weight.detach().clone())
+        base.config.tie_word_embeddings = False
     model = PeftModel.from_pretrained(base, str(art.download())).merge_and_unload()
     model.save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(base_path).save_pretrained(out)
