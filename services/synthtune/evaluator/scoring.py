@@ -12,7 +12,7 @@ from synthtune.records import EvalItem
 from synthtune.spec.evaluate import EvaluateSpec, GateSpec
 
 # A gate or leaderboard metric -> the per-item score list it is bootstrapped over.
-PER_ITEM = {"bleu": "bleu_sentence", "function_call_accuracy": "function_call", "function_args_accuracy": "function_call"}
+PER_ITEM = {"bleu": "bleu_sentence", "function_args_accuracy": "function_call"}
 
 
 @dataclass

@@ -26,7 +26,6 @@ from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Artifact, ArtifactRef, Store
 
 PRODUCER = "synthtune.evaluator"
-REPORTED = ("rouge1", "rouge2", "rougeL", "bleu", "meteor", "semantic")
 RULES_VERSION = 3  # bump when what is asked or how it is scored changes, so cached evaluations are not reused
 
 

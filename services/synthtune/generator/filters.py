@@ -1,8 +1,8 @@
 """Quality filters over every method's candidates; each reject carries id, reason and score.
 
 Order: the method's own verdict, length, refusal, greeting, repetition, grounding in the
-record, language, judge score, then decontamination and dedup across the corpus (so a contaminated example never claims a
-dedup slot). Filters run on saved candidates, so changing a threshold re-asks nothing.
+record, language, judge score, then decontamination and dedup across the corpus (so a
+contaminated example never claims a dedup slot). Filters run on saved candidates, so changing a threshold re-asks nothing.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str
                 return Verdict("greeting", None, match.group(0))
     if spec.repetitive and repetition_loop(answer):
         return Verdict("repetitive", None, "the answer loops (a passage or sentence repeated)")
-    grounded = spec.grounding is not False and record is not None and (record.get("type") or "record") == "record"
+    # A pair asked for in another language cannot share the ticket's words; its language check stands in.
+    grounded = spec.grounding is not False and record is not None and (record.get("type") or "record") == "record" and not c.language
     if grounded and record is not None and (verdict := grounding(c, record, float(spec.grounding))):
         return verdict
     expected = c.language or default_language
