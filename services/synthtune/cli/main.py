@@ -16,7 +16,6 @@ from synthtune.errors import (
     EXIT_INTERRUPTED,
     Cancelled,
     InvalidInput,
-    NotBuiltYet,
     NotFound,
     SynthtuneError,
 )
@@ -328,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SynthtuneError as exc:  # each domain error carries its exit code: 2 bad input, 130 cancelled, 1 other
-        prefix = {Cancelled: "interrupted", NotBuiltYet: "not built yet"}.get(type(exc), "error")
+        prefix = "interrupted" if isinstance(exc, Cancelled) else "error"
         print(f"{prefix}: {exc}", file=sys.stderr)
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors (missing argument, unknown option): exit 2, no traceback
