@@ -176,7 +176,8 @@ def generate_openai(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: 
     out: dict[str, list[list[tuple[str, str]]]] = {}
     for name in ["base", *[f"tuned:{k}" for k in adapters]]:
         served = spec.train.base_model if name == "base" else name.split(":", 1)[1]
-        backend = OpenAIBackend(ModelEndpointSpec(backend="openai", model=served, base_url=ev.base_url, temperature=temperature,
+        backend = OpenAIBackend(ModelEndpointSpec(backend="openai", model=served, base_url=ev.base_url, base_urls=ev.base_urls,
+                                                  temperature=temperature,
                                                   max_tokens=ev.max_new_tokens, api_key_env=answer_api_key_env(spec),
                                                   concurrency=ev.batch_size, seed=ev.seed))
         out[name] = [[] for _ in prompts]
