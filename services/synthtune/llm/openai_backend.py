@@ -106,9 +106,14 @@ class OpenAIBackend:
         self._client = asyncio.run_coroutine_threadsafe(self._make_client(key), self._loop).result()
 
     async def _make_client(self, key: str) -> Any:
-        """The client, built on the backend's loop; aiohttp's transport costs about half the CPU of httpx's."""
+        """The client, built on the backend's loop; aiohttp's transport costs about half the CPU of httpx's.
+        Several base URLs (``base_urls``): httpx with a transport spreading requests over them."""
+        from synthtune.llm.endpoints import SpreadTransport, endpoint_urls
+
+        urls = endpoint_urls(self.spec.base_url, self.spec.base_urls)
         try:
-            http_client = self._openai.DefaultAioHttpClient(timeout=self.spec.timeout_s)
+            http_client = (self._openai.DefaultAsyncHttpxClient(transport=SpreadTransport(urls), timeout=self.spec.timeout_s)
+                           if len(urls) > 1 else self._openai.DefaultAioHttpClient(timeout=self.spec.timeout_s))
         except RuntimeError:  # the aiohttp extra is missing: the default transport works too
             http_client = None
         return self._openai.AsyncOpenAI(api_key=key, base_url=self.spec.base_url, max_retries=0,
