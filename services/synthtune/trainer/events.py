@@ -27,7 +27,7 @@ def write_events(history: list[dict[str, Any]], folder: Path) -> int:
     writer = SummaryWriter(log_dir=str(folder))
     try:
         for entry in history:
-            if "train_runtime" in entry:  # the end-of-training summary line, not a step
+            if "train_loss" in entry:  # the end-of-training summary line (mean loss of the run), not a step
                 continue
             step = int(entry.get("step", 0))
             for key, value in entry.items():
