@@ -147,3 +147,31 @@ def test_retry_after_header_forms() -> None:
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     assert 25 < (retry_after_s(exc({"retry-after": future})) or 0) <= 31
     assert retry_after_s(exc({})) is None and retry_after_s(ValueError()) is None
+
+
+def test_malformed_and_hostile_retry_after_values_fall_back_to_backoff() -> None:
+    def exc(headers):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(response=SimpleNamespace(headers=headers))
+
+    for bad in ("120s", "Wed, 99 Foo 2020 25:61:61 GMT", "nan", "inf", "-inf", "soon", "1e999"):
+        assert retry_after_s(exc({"retry-after": bad})) is None, bad
+    assert retry_after_s(exc({"retry-after": "-5"})) == 0.0
+    assert retry_after_s(exc({"retry-after-ms": "-5000"})) == 0.0
+    assert retry_after_s(exc({"retry-after-ms": "nan", "retry-after": "2"})) == 2.0
+    past = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() - 60))
+    assert retry_after_s(exc({"retry-after": past})) == 0.0
+
+
+def test_every_retry_after_form_is_retried_not_a_failed_stage() -> None:
+    forms = ["429:120s", "429:garbage date", "429ms:-5000", "429ms:nan", "429:-1", "429:0", "429ms:10", "429:inf"]
+    with LoopbackOpenAI() as server:
+        server.faults = list(forms)
+        backend = make_backend(spec_for(server, concurrency=1, max_retries=len(forms)))
+        try:
+            started = time.monotonic()
+            [result] = backend.complete([ask("after the storm")])
+        finally:
+            backend.close()
+    assert result.error is None and result.text.startswith("reply to: after the storm")
+    assert len(server.requests) == len(forms) + 1
+    assert time.monotonic() - started < 10  # bad values fell back to the spec's 0.01 s backoff, none waited 120 s

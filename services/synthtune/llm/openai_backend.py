@@ -9,8 +9,10 @@ unreachable raises ``TeacherUnavailable``; every other failure is one result wit
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import json
+import math
 import os
 import random
 import re
@@ -43,25 +45,45 @@ def api_key(spec: ModelEndpointSpec) -> str:
     return value
 
 
+def _seconds(text: str, scale: float = 1.0) -> float | None:
+    """A finite, non-negative number of seconds from a header value, or None when it is not one."""
+    try:
+        value = float(text.strip()) * scale
+    except ValueError:
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def _http_date_delay(text: str) -> float | None:
+    """Seconds until an HTTP date, or None when the text is not a date email.utils can read."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:  # a date without a zone is taken as UTC, as HTTP dates are
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return max(0.0, parsed.timestamp() - time.time())
+
+
 def retry_after_s(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if it said."""
+    """Seconds the server asked us to wait (retry-after-ms, Retry-After seconds or date), if it said so readably.
+
+    Malformed values (``120s``, ``nan``, a broken date) are ignored so the caller falls back to its
+    own backoff; negative values count as 0; the result is never NaN or infinite.
+    """
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:
         return None
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
+    if (ms := headers.get("retry-after-ms")) and (delay := _seconds(str(ms), 0.001)) is not None:
+        return delay
+    value = str(headers.get("retry-after") or "").strip()
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    delay = _seconds(value)
+    return delay if delay is not None else _http_date_delay(value)
 
 
 def _short(exc: Exception) -> str:
