@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from synthtune.spec.base import SpecModel, field
-from synthtune.spec.generate import ModelEndpointSpec
+from synthtune.spec.generate import KeyEnv, ModelEndpointSpec
 
 Metric = Literal["rouge", "bleu", "meteor", "semantic", "function_call", "health"]
 
@@ -18,7 +18,9 @@ class JudgeSpec(ModelEndpointSpec):
 class EvaluateSpec(SpecModel):
     backend: Literal["transformers", "vllm", "openai"] = field("transformers", help="Backend generating the models' answers.")
     base_url: str | None = field(None, help="Endpoint serving base and adapters (openai backend).")
-    api_key_env: str | None = field(None, help="Environment variable holding the key for base_url (openai backend); never logged.")
+    api_key_env: KeyEnv | None = field(
+        None, help="Environment variable holding the key for base_url (openai backend; not AWS_* or SYNTHTUNE_*); never logged."
+    )
     metrics: list[Metric] = field(default_factory=lambda: ["rouge", "bleu", "meteor"], help="Reference metrics to compute.")
     temperatures: list[float] = field(default_factory=lambda: [0.0], help="Temperatures to sweep, e.g. [0, 0.7].")
     samples: int = field(1, help="Samples per prompt at temperatures above 0.", ge=1)
