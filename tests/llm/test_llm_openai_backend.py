@@ -175,3 +175,34 @@ def test_every_retry_after_form_is_retried_not_a_failed_stage() -> None:
     assert result.error is None and result.text.startswith("reply to: after the storm")
     assert len(server.requests) == len(forms) + 1
     assert time.monotonic() - started < 10  # bad values fell back to the spec's 0.01 s backoff, none waited 120 s
+
+
+def test_store_secret_never_leaves_as_a_bearer_token(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A spec naming AWS_SECRET_ACCESS_KEY is refused before any request; the server sees no secret."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-secret-value")
+    with LoopbackOpenAI() as server:
+        with pytest.raises(ValueError, match="may not name AWS_"):
+            spec_for(server, api_key_env="AWS_SECRET_ACCESS_KEY")
+        bypass = spec_for(server).model_copy(update={"api_key_env": "AWS_SECRET_ACCESS_KEY"})  # as code could build it
+        with pytest.raises(InvalidInput, match="names a store or service secret"):
+            make_backend(bypass)
+    assert server.requests == []
+
+
+def test_operator_lists_allowed_key_variables_and_endpoints(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TEACHER_KEY", "k1")
+    monkeypatch.setenv("OTHER_KEY", "k2")
+    with LoopbackOpenAI(api_key="k1") as server:
+        monkeypatch.setenv("SYNTHTUNE_KEY_ENVS", "TEACHER_KEY")
+        monkeypatch.setenv("SYNTHTUNE_ALLOWED_ENDPOINTS", server.base_url)
+        with pytest.raises(InvalidInput, match="api_key_env OTHER_KEY is not one of SYNTHTUNE_KEY_ENVS"):
+            make_backend(spec_for(server, api_key_env="OTHER_KEY"))
+        elsewhere = ModelEndpointSpec(backend="openai", model="loopback", base_url="http://127.0.0.2:9/v1", api_key_env="TEACHER_KEY")
+        with pytest.raises(InvalidInput, match=r"base_url http://127.0.0.2:9/v1 is not allowed here \(SYNTHTUNE_ALLOWED_ENDPOINTS"):
+            make_backend(elsewhere)
+        backend = make_backend(spec_for(server, api_key_env="TEACHER_KEY"))
+        try:
+            [result] = backend.complete([ask("allowed")])
+        finally:
+            backend.close()
+    assert result.error is None and len(server.requests) == 1

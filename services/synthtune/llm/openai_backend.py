@@ -24,14 +24,37 @@ from synthtune.errors import InvalidInput, PermanentError
 from synthtune.llm.backends import TeacherUnavailable, describe, sampling
 from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.progress import Progress
-from synthtune.spec.generate import ModelEndpointSpec
+from synthtune.spec.generate import RESERVED_KEY_PREFIXES, ModelEndpointSpec
 
 MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as down for this attempt
 MAX_BACKOFF_S = 60.0
 
 
+KEY_ENVS_ENV = "SYNTHTUNE_KEY_ENVS"  # comma-separated key variables a spec may name; unset: any but AWS_*/SYNTHTUNE_*
+ENDPOINTS_ENV = "SYNTHTUNE_ALLOWED_ENDPOINTS"  # comma-separated base_url prefixes a spec may use; unset: any
+
+
+def _listed(variable: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(variable, "").split(",") if item.strip()]
+
+
+def check_endpoint_policy(spec: ModelEndpointSpec) -> None:
+    """Refuse key variables and endpoints the operator did not allow (InvalidInput naming the setting)."""
+    if spec.api_key_env:
+        if spec.api_key_env.upper().startswith(RESERVED_KEY_PREFIXES):
+            raise InvalidInput(f"teacher {describe(spec)}: api_key_env {spec.api_key_env} names a store or service secret")
+        allowed = _listed(KEY_ENVS_ENV)
+        if allowed and spec.api_key_env not in allowed:
+            raise InvalidInput(f"teacher {describe(spec)}: api_key_env {spec.api_key_env} is not one of {KEY_ENVS_ENV} ({', '.join(allowed)})")
+    endpoints = _listed(ENDPOINTS_ENV)
+    url = (spec.base_url or "https://api.openai.com/v1").rstrip("/")
+    if endpoints and not any(url == e.rstrip("/") or url.startswith(e.rstrip("/") + "/") for e in endpoints):
+        raise InvalidInput(f"teacher {describe(spec)}: base_url {url} is not allowed here ({ENDPOINTS_ENV}: {', '.join(endpoints)})")
+
+
 def api_key(spec: ModelEndpointSpec) -> str:
     """The key from the variable the spec names; local servers without one get a placeholder."""
+    check_endpoint_policy(spec)
     if spec.api_key_env:
         value = os.environ.get(spec.api_key_env, "")
         if not value:

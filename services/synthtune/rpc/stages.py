@@ -18,6 +18,7 @@ from synthtune.rpc.gen.synthtune.v1 import (
     stages_pb2_grpc,
 )
 from synthtune.rpc.operations import OperationManager, OperationsServicer
+from synthtune.rpc.policy import ServerPolicy
 from synthtune.rpc.server import ServiceBinding
 from synthtune.spec import PipelineSpec, load_spec_text
 from synthtune.store import ArtifactRef, Store, open_store
@@ -36,8 +37,9 @@ def _lazy(module: str) -> StageFn:
 
 
 def _context(request: Any) -> tuple[PipelineSpec, Store]:
-    """The request's spec (inline YAML, or a YAML file in the store) and its store."""
-    store = open_store(request.store_uri or None)
+    """The request's spec (inline YAML, or a YAML file in the store) and its store, within the server's policy."""
+    policy = ServerPolicy.from_env()
+    store = open_store(policy.store_uri(request.store_uri))
     if request.spec_yaml:
         text, name = request.spec_yaml, "request.spec_yaml"
     elif request.spec_key:
@@ -46,7 +48,7 @@ def _context(request: Any) -> tuple[PipelineSpec, Store]:
         text, name = store.get_text(request.spec_key), request.spec_key
     else:
         raise InvalidInput("the request carries no pipeline spec: set spec_yaml (the YAML text) or spec_key (its store key)")
-    return load_spec_text(text, name, base_dir=request.base_dir or None), store
+    return policy.check_spec(load_spec_text(text, name, base_dir=request.base_dir or None), name), store
 
 
 def _input(store: Store, field: str, msg: common_pb2.ArtifactRef, kind: str) -> ArtifactRef:
