@@ -217,7 +217,7 @@ def test_reflection_and_health_cover_every_stage_service(server):
     health = health_pb2_grpc.HealthStub(insecure)
     for name in services:
         assert health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
-    stub = reflection_pb2_grpc.ServerReflectionStub(insecure)
+    stub = reflection_pb2_grpc.ServerReflectionStub(server.channel())  # reflection needs the token (grpcurl -H)
     requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
                 reflection_pb2.ServerReflectionRequest(file_containing_symbol="synthtune.v1.TrainerService")]
     replies = list(stub.ServerReflectionInfo(iter(requests), timeout=5))
