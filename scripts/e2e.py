@@ -196,6 +196,18 @@ def wait_ready(pods: list[dict[str, Any]], names: dict[str, str], deadline: floa
             time.sleep(3)
 
 
+def check_entrypoints(prefix: str, tag: str) -> None:
+    """Each image's own entry point and default command (`--help`, or the controller's `serve --help`) runs
+    with a read-only root and no network, as the chart and the GPU Jobs start them."""
+    for name, extra in (("generator", ["serve", "--help"]), ("trainer", []), ("evaluator", [])):
+        image = f"{prefix}/synthtune-{name}:{tag}"
+        out = sh(STANDIN, "run", "--rm", "--pull", "never", "--read-only", "--network", "none", "--tmpfs", "/tmp", "--tmpfs", "/cache",
+                 image, *extra, capture=True, check=False, timeout=300)
+        if out.returncode != 0 or "usage" not in out.stdout.lower():
+            raise SystemExit(f"e2e: {image} {' '.join(extra) or '(default command)'} exited {out.returncode}:\n{out.stdout}{out.stderr}")
+        log(f"{image}: entry point answers --help with no network ({len(out.stdout.splitlines())} lines)")
+
+
 def logs(name: str) -> str:
     out = podman("logs", "--tail", "60", name, capture=True, check=False)
     return f"--- {name} ---\n{out.stdout}{out.stderr}"
@@ -300,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, SYNTHTUNE_AUTH_TOKEN=token, PYTHONPATH=str(REPO / "services"))
     ok = False
     try:
+        check_entrypoints(opts.image_prefix, opts.image_tag)
         sh(STANDIN, "kube", str(kube))
         wait_ready(pods, names, deadline)
         controller = f"127.0.0.1:{ports['controller'][0]}"
