@@ -101,7 +101,8 @@ def for_podman(objects: list[dict[str, Any]], ports: dict[str, tuple[int, int]],
     """The rendered Deployments as `podman kube play` can start them on one host, and the controller config.
 
     podman has no Services, Secrets, ConfigMaps, PVCs or cluster DNS: every pod joins the host network on
-    ports of its own (args, containerPorts and probes move together), Secret references become values,
+    ports of its own (args and probes move together; containerPorts go, as podman maps none on the
+    host network), Secret references become values,
     the config map and the sources claim become read-only host folders, and the controller reaches the
     stage services at 127.0.0.1:<port>. No Kubernetes API, so the leader Lease is off (one replica).
     """
@@ -130,7 +131,7 @@ def for_podman(objects: list[dict[str, Any]], ports: dict[str, tuple[int, int]],
         for c in spec["containers"]:
             _set_flag(c["args"], "--port", str(grpc_port))
             _set_flag(c["args"], "--metrics-port", str(metrics_port))
-            c["ports"] = [{"name": "grpc", "containerPort": grpc_port}, {"name": "metrics", "containerPort": metrics_port}]
+            c.pop("ports", None)  # podman refuses port mappings on the host network; the args above set the ports
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 if "grpc" in c.get(probe, {}):
                     c[probe]["grpc"]["port"] = grpc_port
@@ -138,6 +139,11 @@ def for_podman(objects: list[dict[str, Any]], ports: dict[str, tuple[int, int]],
             for src in c.pop("envFrom", []):
                 c["env"] += [{"name": k, "value": v} for k, v in secret_data[src["secretRef"]["name"]].items()]
         for v in spec.get("volumes", []):
+            renamed = f"{component}-{v['name']}"  # podman names emptyDirs as volumes: one per pod, as in Kubernetes
+            for c in spec["containers"]:
+                for m in c.get("volumeMounts", []):
+                    m["name"] = renamed if m["name"] == v["name"] else m["name"]
+            v["name"] = renamed
             if "configMap" in v:
                 v.pop("configMap")
                 v["hostPath"] = {"path": str(config_dir), "type": "Directory"}
@@ -190,13 +196,29 @@ def wait_ready(pods: list[dict[str, Any]], names: dict[str, str], deadline: floa
             time.sleep(3)
 
 
+def check_entrypoints(prefix: str, tag: str) -> None:
+    """Each image's own entry point and default command (`--help`, or the controller's `serve --help`) runs
+    with a read-only root and no network, as the chart and the GPU Jobs start them."""
+    for name, extra in (("generator", ["serve", "--help"]), ("trainer", []), ("evaluator", [])):
+        image = f"{prefix}/synthtune-{name}:{tag}"
+        out = sh(STANDIN, "run", "--rm", "--pull", "never", "--read-only", "--network", "none", "--tmpfs", "/tmp", "--tmpfs", "/cache",
+                 image, *extra, capture=True, check=False, timeout=300)
+        if out.returncode != 0 or "usage" not in out.stdout.lower():
+            raise SystemExit(f"e2e: {image} {' '.join(extra) or '(default command)'} exited {out.returncode}:\n{out.stdout}{out.stderr}")
+        log(f"{image}: entry point answers --help with no network ({len(out.stdout.splitlines())} lines)")
+
+
 def logs(name: str) -> str:
     out = podman("logs", "--tail", "60", name, capture=True, check=False)
     return f"--- {name} ---\n{out.stdout}{out.stderr}"
 
 
 def start_moto() -> tuple[Any, str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -227,14 +249,16 @@ def cli(*args: str, env: dict[str, str], capture: bool = False, timeout: float |
     return sh(sys.executable, "-m", "synthtune.cli.main", *args, env=env, capture=capture, timeout=timeout)
 
 
-def check_store(client: Any, prefix: str, run_id: str) -> None:
+def check_store(client: Any, prefix: str, run_id: str, report: bool = True) -> None:
     """run.json says succeeded, the report is there, and every artifact's files match its manifest."""
     run = json.loads(client.get_object(BUCKET, f"{prefix}/runs/{run_id}/run.json").read())
     assert run["status"] == "succeeded", f"run.json status {run['status']!r}"
-    assert run.get("report"), f"run.json has no report: {sorted(run)}"
-    report = client.get_object(BUCKET, f"{prefix}/{run['report']}").read()
-    assert len(report) > 200, f"report {run['report']}: {len(report)} bytes"
-    log(f"run.json: succeeded; report {run['report']} ({len(report)} bytes)")
+    log(f"run.json: {json.dumps({k: v for k, v in run.items() if k != 'spec_yaml'})[:2000]}")
+    if report:
+        assert run.get("report"), f"run.json has no report: {sorted(run)}"
+        html = client.get_object(BUCKET, f"{prefix}/{run['report']}").read()
+        assert len(html) > 200, f"report {run['report']}: {len(html)} bytes"
+        log(f"report {run['report']}: {len(html)} bytes")
     manifests = [o.object_name for o in client.list_objects(BUCKET, f"{prefix}/artifacts/", recursive=True)
                  if o.object_name.endswith("/manifest.json")]
     assert manifests, f"no artifacts under s3://{BUCKET}/{prefix}/artifacts/"
@@ -256,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-tag", default=os.environ.get("IMAGE_TAG", "dev"))
     ap.add_argument("--image-prefix", default=os.environ.get("IMAGE_PREFIX", "localhost"))
     ap.add_argument("--timeout", type=float, default=1500, help="seconds for the whole run (default 1500)")
+    ap.add_argument("--values", type=Path, action="append", default=[], help="more chart values on top of ci/e2e-values.yaml")
+    ap.add_argument("--until", help="stop the run after this stage (synthtune submit --until)")
     ap.add_argument("--keep", action="store_true", help="leave the pods, moto and the work folder for a look")
     opts = ap.parse_args(argv)
     deadline = time.monotonic() + opts.timeout
@@ -270,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"store: moto S3 at {endpoint}, bucket {BUCKET}; work folder {work}")
     values = deep_merge(yaml.safe_load((CHART / "ci" / "e2e-values.yaml").read_text()),
                         {"image": {"repository": opts.image_prefix, "tag": opts.image_tag}, "store": {"s3": {"endpoint": endpoint}}})
+    for extra in opts.values:
+        values = deep_merge(values, yaml.safe_load(extra.read_text()))
     objects = render(values)
     log("rendered: " + ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects))
     pipeline = write_sources(work / "sources")
@@ -284,18 +312,20 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, SYNTHTUNE_AUTH_TOKEN=token, PYTHONPATH=str(REPO / "services"))
     ok = False
     try:
+        check_entrypoints(opts.image_prefix, opts.image_tag)
         sh(STANDIN, "kube", str(kube))
         wait_ready(pods, names, deadline)
         controller = f"127.0.0.1:{ports['controller'][0]}"
         base_dir = config.get("service_base_dir")
         log(f"controller at {controller}; sources mounted at {base_dir}")
-        submitted = cli("submit", str(pipeline), "--controller", controller, env=env, capture=True, timeout=120)
+        until = ["--until", opts.until] if opts.until else []
+        submitted = cli("submit", str(pipeline), "--controller", controller, *until, env=env, capture=True, timeout=120)
         sys.stderr.write(submitted.stderr)
         run_id = submitted.stdout.split("run_id=", 1)[1].split()[0]
         log(f"run {run_id} submitted")
         cli("runs", "watch", run_id, "--controller", controller, env=env, timeout=max(60.0, deadline - time.monotonic()))
         cli("runs", "show", run_id, "--controller", controller, env=env)
-        check_store(client, prefix, run_id)
+        check_store(client, prefix, run_id, report=not opts.until)
         wait_ready(pods, names, deadline + 60)  # still ready after the run
         ok = True
         log(f"e2e passed in {opts.timeout - (deadline - time.monotonic()):.0f} s")
@@ -311,4 +341,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as exc:
+        sys.exit(f"e2e failed: {' '.join(map(str, exc.cmd))} exited {exc.returncode}")
+    except AssertionError as exc:
+        sys.exit(f"e2e failed: {exc}")
