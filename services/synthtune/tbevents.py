@@ -6,7 +6,9 @@ The trainer writes them (``train/loss``, ``train/learning_rate``, ``train/grad_n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 
 def read_scalars(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -22,3 +24,21 @@ def read_scalars(folder: str | Path) -> dict[str, list[tuple[int, float]]]:
             for event in mux.Scalars(run, name):
                 curves.setdefault(name, {})[int(event.step)] = float(event.value)
     return {name: sorted(points.items()) for name, points in sorted(curves.items())}
+
+
+class _HasFiles(Protocol):
+    @property
+    def files(self) -> Mapping[str, Any]: ...
+
+    def local_path(self, name: str) -> Path: ...
+
+
+def artifact_curves(artifact: _HasFiles, folder: str = "runs") -> dict[str, list[tuple[int, float]]]:
+    """The curves of an artifact's event files (an adapter's ``runs/``), fetching only those files; {} without any."""
+    names = [n for n in artifact.files if n.startswith(f"{folder}/")]
+    if not names:
+        return {}
+    root = [artifact.local_path(n) for n in names][0]
+    for _ in Path(names[0]).parts[1:]:  # up from runs/<...>/events.* to runs/
+        root = root.parent
+    return read_scalars(root)

@@ -19,6 +19,7 @@ from synthtune.errors import InvalidInput, StageSkipped
 from synthtune.llm.models import resolve_model
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
+from synthtune.tbevents import read_scalars
 from synthtune.trainer.data import build_dataset, tokenize_chat, validation_size
 
 REPO = Path(__file__).resolve().parents[2]
@@ -308,7 +309,9 @@ def test_real_smollm2_trains_through_ray_and_adapter_changes_output(method, file
                  "quantization: {compute_dtype: float32}, scaling: {cpus_per_worker: 2}}\n")
     ref = run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa")
     art = file_store.open(ref)
-    assert {"adapter_model.safetensors", "adapter_config.json", "training_log.json", "loss_curve.png"} <= set(art.files)
+    assert {"adapter_model.safetensors", "adapter_config.json", "training_log.json", "loss_curve.png", "README.md"} <= set(art.files)
+    assert any(name.startswith("runs/events.out.tfevents.") for name in art.files)
+    assert "library_name: peft" in art.read_text("README.md") and f"- {method}" in art.read_text("README.md")
     log = art.read_json("training_log.json")
     assert log["method"] == method and log["format"] == "peft_lora" and log["steps"] == 3 and len(log["train_loss"]) == 3
     assert log["tokens_per_s"] > 0 and log["eval_loss"] and log["eval_steps"][-1] == 3
@@ -338,6 +341,7 @@ KILLABLE = textwrap.dedent(
     spec = load_spec_text(sys.argv[2])
     ref = store.find(sys.argv[3])
     out = run(spec, {"synthetic": ref}, store, Progress("train", [lambda e: print(e.message, flush=True) if e.message else None]), method="m")
+    print("REF", out.id, flush=True)
     print("DONE", json.dumps(store.open(out).read_json("training_log.json")), flush=True)
     """
 )
@@ -382,6 +386,8 @@ def test_killed_job_resumes_from_the_latest_s3_checkpoint(tmp_path, s3_store_uri
     # The latest complete checkpoint at the kill: one of every 5 steps, at least the one at 10.
     assert resumed is not None and resumed >= 10 and resumed % 5 == 0 and log["steps"] == 40
     assert log["train_steps"] == list(range(1, 41))  # the restored history plus the rest, each step once
+    events = read_scalars(store.open(out.stdout.split("REF ", 1)[1].split()[0]).download() / "runs")
+    assert [s for s, _ in events["train/loss"]] == list(range(1, 41))  # so do the TensorBoard events
     resumed_steps = [int(line.split()[1].rstrip(":")) for line in out.stdout.splitlines() if line.startswith("step ")]
     assert resumed_steps and min(resumed_steps) > resumed  # the resumed process never ran a step before its checkpoint
     # Its speed counts the tokens it trained itself, not those restored with the checkpoint.

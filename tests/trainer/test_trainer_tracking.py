@@ -12,7 +12,7 @@ from trainer_helpers import OVERFIT
 from synthtune.errors import InvalidInput
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
-from synthtune.tbevents import read_scalars
+from synthtune.tbevents import artifact_curves, read_scalars
 
 # SmolLM2's ChatML template with the assistant's content and end-of-turn token inside {% generation %} markers.
 MARKED_TEMPLATE = (
@@ -57,8 +57,8 @@ def test_adapter_holds_tensorboard_events_a_model_card_and_mlflow_gets_the_run(f
     spec = _spec(tiny_model, f", tracking: {{mlflow: {{tracking_uri: '{mlruns}', experiment: plant-a}}}}")
     ref = run(spec, {"synthetic": synthetic}, file_store, progress, method="record_qa")
     art = file_store.open(ref)
-    folder = art.download()
-    curves = read_scalars(folder / "runs")
+    curves = read_scalars(art.download() / "runs")
+    assert artifact_curves(file_store.open(ref)) == curves  # what the report reads, fetching runs/ alone
     assert [s for s, _ in curves["train/loss"]] == [1, 2, 3, 4]
     assert [v for _, v in curves["train/loss"]] == pytest.approx(art.read_json("training_log.json")["train_loss"], rel=1e-5)
     assert {"train/learning_rate", "train/grad_norm", "train/tokens_per_s", "eval/loss"} <= set(curves)
