@@ -75,9 +75,6 @@ class GateFailed(SynthtuneError):
     exit_code = EXIT_GATE_FAILED
 
 
-class NotBuiltYet(SynthtuneError):
-    """A documented command whose stage is not implemented in this version."""
-
 
 def error_kind(exc: BaseException) -> str:
     """How a failure is reported across processes (run records, Job outcomes; the CLI's exit code

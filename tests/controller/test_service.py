@@ -133,16 +133,16 @@ def test_the_leader_leaves_a_run_with_a_fresh_heartbeat_to_whoever_executes_it(r
 
     record = book.create(load_spec_text(SPEC), SPEC, None)
     # e.g. a `synthtune run` on the same store, on a laptop whose clock is an hour behind
-    record.update(status="running", owner="laptop-123", heartbeat=time.time() - 3600)
+    record.status, record.owner, record.heartbeat = "running", "laptop-123", time.time() - 3600
     book.save(record)
     assert leader.resume_all() == []
     for _ in range(3):  # it keeps beating: never taken over, whatever its clock says
         time.sleep(0.3)
-        record["heartbeat"] += 30
+        record.heartbeat += 30
         book.save(record)
         assert leader.resume_all() == []
     time.sleep(0.7)  # it stopped beating (that process died)
-    assert leader.resume_all() == [record["run_id"]]
+    assert leader.resume_all() == [record.run_id]
 
 
 def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tmp_path):
@@ -150,19 +150,20 @@ def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tm
     from synthtune.spec import load_spec_text
 
     record = leader.book.create(load_spec_text(SPEC), SPEC, None)
-    record.update(status="running", owner="old-pod-1", heartbeat=0.0)  # what Executor.shutdown leaves
+    record.status, record.owner, record.heartbeat = "running", "old-pod-1", 0.0  # what Executor.shutdown leaves
     leader.book.save(record)
-    assert leader.resume_all() == [record["run_id"]]
+    assert leader.resume_all() == [record.run_id]
 
 
 def test_the_run_message_carries_the_promotion_gate():
+    from synthtune.controller.runs import RunRecord
     from synthtune.controller.service import run_message
 
-    record = {"run_id": "r1", "name": "n", "status": "succeeded", "stages": {}, "store": "file:///s", "report": "runs/r1/report.html",
-              "gate": {"passed": False, "metric": "rougeL", "set": "exam", "model": "tuned:direct", "gain": 0.01, "ci_low": -0.02,
-                       "ci_high": 0.04, "min_gain": 0.02, "reason": "tuned:direct rougeL gain +0.010"}}
+    record = RunRecord(run_id="r1", name="n", status="succeeded", spec_yaml="", store="file:///s", report="runs/r1/report.html",
+                       gate={"passed": False, "metric": "rougeL", "set": "exam", "model": "tuned:direct", "gain": 0.01, "ci_low": -0.02,
+                       "ci_high": 0.04, "min_gain": 0.02, "reason": "tuned:direct rougeL gain +0.010"})
     msg = run_message(record)
     assert msg.HasField("gate") and not msg.gate.passed and msg.gate.set == "exam" and msg.gate.ci_low == -0.02
     assert msg.gate.reason.startswith("tuned:direct") and msg.state == pipeline_pb2.RUN_STATE_SUCCEEDED
-    del record["gate"]
+    record.gate = None
     assert not run_message(record).HasField("gate")  # no gate in the pipeline: no gate in the message

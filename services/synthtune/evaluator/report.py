@@ -1,8 +1,9 @@
 """report.json (the contract's keys) from the run's artifacts, and report.html rendered from report.json alone.
 
-The run is read through its documented summary only: ``run_id``, ``name``, ``status`` and, per stage
-(``prepare``, ``generate:<m>``, ``train:<m>``, ``evaluate``), ``state``, ``message`` and the artifact id.
-This module owns where a run's report lives (``report_paths``).
+Its input is the run's ``ReportInput`` (``synthtune.spec.graph``; the controller builds it): the
+artifact ids of the prepared data, each method's synthetic data and adapter, the evaluation, and
+why a method stopped; never the run record itself. This module owns where a run's report lives
+(``report_paths``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import base64
 from typing import Any
 
 from synthtune.evaluator.report_html import CONTRACT_METRICS, embed_json, render_html
+from synthtune.spec.graph import MethodOutcome, ReportInput
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Store
 
@@ -22,16 +24,15 @@ def report_paths(run_id: str) -> tuple[str, str]:
     return f"runs/{run_id}/report.json", f"runs/{run_id}/report.html"
 
 
-def _artifact(store: Store, run: dict[str, Any], stage: str) -> Any:
-    info = (run.get("stages") or {}).get(stage) or {}
-    art = info.get("artifact") or {}
-    return store.open(art["id"]) if art.get("id") else None
+def _artifact(store: Store, artifact_id: str | None) -> Any:
+    return store.open(artifact_id) if artifact_id else None
 
 
-def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[str, Any]:
-    report: dict[str, Any] = {"run_id": run["run_id"], "name": run.get("name", spec.name), "status": run.get("status", "unknown"),
+def build_report(store: Store, run: ReportInput, spec: PipelineSpec) -> dict[str, Any]:
+    report: dict[str, Any] = {"run_id": run.run_id, "name": run.name, "status": run.status,
                               "datasets": {"prepared": {}, "synthetic": {}}, "models": [], "metrics": {}, "judge": {}, "training": {}}
-    prepared = _artifact(store, run, "prepare")
+    outcomes = {key: run.methods.get(key) or MethodOutcome() for key in spec.method_keys()}
+    prepared = _artifact(store, run.prepared)
     if prepared is not None:
         stats = prepared.read_json("stats.json")
         report["datasets"]["prepared"] = {k: int(stats["splits"].get(k, 0)) for k in ("train", "validation", "test")}
@@ -39,7 +40,7 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
         report["datasets"]["prepared"].update(input=int(counts.get("input", 0)), rejected=int(counts.get("rejected", 0)))
     report["models"].append({"name": "base", "base_model": spec.train.base_model, "method": None, "adapter": None})
     for key in spec.method_keys():
-        synthetic = _artifact(store, run, f"generate:{key}")
+        synthetic = _artifact(store, outcomes[key].synthetic)
         if synthetic is not None:
             s = synthetic.stats
             report["datasets"]["synthetic"][key] = {"records": int(s.get("records", 0)), "rejected": int(s.get("rejected", 0))}
@@ -47,7 +48,7 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
                 report["datasets"].setdefault("generation_filters", {})[key] = {
                     "kept_share": float(s.get("kept_share", 0.0)), "candidates": int(s["candidates"]),
                     "reasons": {k: int(v) for k, v in (s.get("reasons") or {}).items()}}
-        adapter = _artifact(store, run, f"train:{key}")
+        adapter = _artifact(store, outcomes[key].adapter)
         if adapter is not None:
             report["models"].append({"name": f"tuned:{key}", "base_model": spec.train.base_model, "method": key, "adapter": adapter.ref.uri})
             log = adapter.read_json("training_log.json")
@@ -55,14 +56,8 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
                                        "train_steps": log.get("train_steps", []), "eval_steps": log.get("eval_steps", []),
                                        "runtime_s": float(log.get("runtime_s", 0.0)), "tokens_per_s": float(log.get("tokens_per_s", 0.0))}
     # Methods that did not reach the leaderboard, and why (a skipped or failed stage says so).
-    report["not_compared"] = {}
-    for key in spec.method_keys():
-        for stage in (f"generate:{key}", f"train:{key}"):  # the first stage that stopped is the cause
-            info = (run.get("stages") or {}).get(stage) or {}
-            if info.get("state") in ("skipped", "failed", "cancelled"):
-                report["not_compared"][key] = f"{stage}: {info['state']}: {info.get('message') or ''}".rstrip(": ")
-                break
-    evaluation = _artifact(store, run, "evaluate")
+    report["not_compared"] = {key: o.stopped for key, o in outcomes.items() if o.stopped}
+    evaluation = _artifact(store, run.evaluation)
     if evaluation is not None:
         m = evaluation.read_json("metrics.json")
         for name, values in m["models"].items():
@@ -109,16 +104,16 @@ def _examples(evaluation: Any, metrics: dict[str, Any], k: int) -> list[dict[str
     return list(rows.values())[:k]
 
 
-def write_report(store: Store, run_record: dict[str, Any], spec: PipelineSpec) -> tuple[str, str]:
+def write_report(store: Store, run: ReportInput, spec: PipelineSpec) -> tuple[str, str]:
     """Write runs/<run_id>/report.json, then report.html from it; return their keys."""
-    report = build_report(store, run_record, spec)
+    report = build_report(store, run, spec)
     images: dict[str, str] = {}
-    prepared = _artifact(store, run_record, "prepare")
+    prepared = _artifact(store, run.prepared)
     if prepared is not None:
         for name in ("length_histogram.png", "length_boxplot.png"):
             if name in prepared.files:
                 images[name] = "data:image/png;base64," + base64.b64encode(prepared.local_path(name).read_bytes()).decode()
-    json_key, html_key = report_paths(run_record["run_id"])
+    json_key, html_key = report_paths(run.run_id)
     store.put_json(json_key, report)
     store.put_text(html_key, render_html(store.get_json(json_key), images))
     return json_key, html_key
