@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # three models trained and evaluated through the CLI on CPU
 def test_a_failed_gate_exits_3_with_the_report_and_every_models_set_metrics(tmp_path, shared_datasets):
     import openpyxl
 

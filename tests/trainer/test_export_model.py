@@ -50,6 +50,7 @@ def lora_folder(tmp_path_factory, smollm2_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # merge, two GGUF files, three model loads and greedy answers on CPU
 def test_gguf_export_round_trips_with_the_merged_models_greedy_answers(file_store, lora_folder, smollm2_path, shared_datasets, tmp_path):
     from synthtune.trainer.export_model import export_model, greedy_answers, merge
 
