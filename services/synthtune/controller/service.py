@@ -16,6 +16,7 @@ from synthtune.controller.executor import Executor
 from synthtune.controller.runs import ACTIVE, FINAL, RunRecord
 from synthtune.errors import InvalidInput, NotFound
 from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
+from synthtune.rpc.policy import ServerPolicy
 from synthtune.spec import load_spec_text
 from synthtune.spec.graph import STEPS
 
@@ -139,6 +140,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
             self.book.reopen(record)
         else:
             spec = load_spec_text(request.spec_yaml, "spec_yaml", base_dir=request.base_dir or None)
+            spec = ServerPolicy.from_env().check_spec(spec, "spec_yaml")
             if request.until and request.until not in STEPS:
                 raise InvalidInput(f"until {request.until!r}: choose {', '.join(STEPS)}")
             record = self.book.create(spec, request.spec_yaml, request.until or None)

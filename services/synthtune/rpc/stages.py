@@ -17,6 +17,7 @@ from synthtune.rpc.gen.synthtune.v1 import (
     stages_pb2_grpc,
 )
 from synthtune.rpc.operations import OperationManager, OperationsServicer
+from synthtune.rpc.policy import ServerPolicy
 from synthtune.rpc.server import ServiceBinding
 from synthtune.spec import PipelineSpec, load_spec_text
 from synthtune.spec.graph import BY_KIND, Input
@@ -46,8 +47,9 @@ def request_message(kind: str, **fields: Any) -> Any:
 
 
 def _context(request: Any) -> tuple[PipelineSpec, Store]:
-    """The request's spec (inline YAML, or a YAML file in the store) and its store."""
-    store = open_store(request.store_uri or None)
+    """The request's spec (inline YAML, or a YAML file in the store) and its store, within the server's policy."""
+    policy = ServerPolicy.from_env()
+    store = open_store(policy.store_uri(request.store_uri))
     if request.spec_yaml:
         text, name = request.spec_yaml, "request.spec_yaml"
     elif request.spec_key:
@@ -56,7 +58,7 @@ def _context(request: Any) -> tuple[PipelineSpec, Store]:
         text, name = store.get_text(request.spec_key), request.spec_key
     else:
         raise InvalidInput("the request carries no pipeline spec: set spec_yaml (the YAML text) or spec_key (its store key)")
-    return load_spec_text(text, name, base_dir=request.base_dir or None), store
+    return policy.check_spec(load_spec_text(text, name, base_dir=request.base_dir or None), name), store
 
 
 def _input(store: Store, field: str, msg: common_pb2.ArtifactRef, kind: str) -> ArtifactRef:
