@@ -184,7 +184,7 @@ class Executor:
             self._finish(record, "succeeded", "", "")
         except Detached:
             log.info("run %s left to the next controller", run_id)
-        except Exception as exc:  # noqa: BLE001 - any failure ends the run with its message
+        except Exception as exc:  # any failure ends the run with its message
             if not isinstance(exc, SynthtuneError):
                 log.exception("run %s failed", run_id)
             kind = error_kind(exc)
