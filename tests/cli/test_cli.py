@@ -214,7 +214,7 @@ def test_export_writes_a_runs_synthetic_data(tmp_path, monkeypatch):
               env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text()) == [{"instruction": "Belt slips?", "input": "", "output": "1. Tension the belt.", "system": "s"}]
-    assert res.stdout.strip().splitlines()[-1] == f"run_id={record['run_id']} uri={out.resolve()}"
+    assert res.stdout.strip().splitlines()[-1] == f"run_id={record.run_id} uri={out.resolve()}"
     missing = cli("export", record.run_id, "--store", str(tmp_path / "store"), "--method", "persona", "--out", str(out),
                   env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
     assert missing.returncode == 2 and "no synthetic data for method 'persona'" in missing.stderr
