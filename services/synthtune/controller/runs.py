@@ -13,9 +13,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from tenacity import Retrying, stop_after_attempt, stop_after_delay, wait_exponential
 
 from synthtune.errors import NotFound, SynthtuneError
@@ -73,7 +73,7 @@ class RunRecord(_Record):
     error_kind: str | None = None
     report: str | None = None  # store key of report.html once the run succeeded
     owner: str | None = None  # the controller or CLI executing it
-    heartbeat: float = 0.0  # time.time() of its last sign of life; 0: nobody executes it
+    heartbeat: Annotated[float, BeforeValidator(lambda v: v or 0.0)] = 0.0  # time.time() of its last sign of life; 0: nobody executes it
     stages: dict[str, StageRecord] = Field(default_factory=dict)
     events: list[dict[str, Any]] = Field(default_factory=list)
     seq: int = 0
