@@ -205,14 +205,12 @@ class RunBook:
             watcher(ev)
         return ev
 
-    def save_or_log(self, record: RunRecord, why: str) -> bool:
+    def save_or_log(self, record: RunRecord, why: str) -> None:
         """Save; a store that stays away is logged (the run goes on, the next save writes the record)."""
         try:
             self.save(record)
         except Exception as exc:  # noqa: BLE001 - bookkeeping never fails a run; the next save retries the whole record
             log.error("run %s: could not write its record (%s) after retries: %s", record.run_id, why, exc)
-            return False
-        return True
 
     def watch(self, run_id: str, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         with self._lock:

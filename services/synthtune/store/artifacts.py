@@ -21,7 +21,6 @@ from synthtune.store.backend import CHUNK, Backend, copy_hashing
 from synthtune.store.keys import check_key
 
 ARTIFACT_PREFIX = "artifacts"
-KINDS = ("prepared", "synthetic", "adapter", "evaluation", "checkpoint", "request")
 MANIFEST = "manifest.json"
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
