@@ -65,6 +65,9 @@ class Backend(Protocol):
         """Upload ``path`` to ``key``; return its sha256 (computed in the same pass)."""
         ...
     def put_bytes(self, key: str, data: bytes) -> None: ...
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if no object is there (atomic check and write); False when one was."""
+        ...
     def open_read(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
     def list(self, prefix: str) -> Iterator[str]: ...
@@ -117,6 +120,22 @@ class FileBackend:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._atomic_write(key, lambda out: out.write(data))
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, target)  # link() fails if the name exists: the atomic "create only"
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def open_read(self, key: str) -> BinaryIO:
         try:
