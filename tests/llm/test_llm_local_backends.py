@@ -118,11 +118,10 @@ def test_transformers_backend_refuses_pickled_weights(tiny_model, tmp_path, one_
     """A teacher folder with only pytorch_model.bin (a pickle that can run code when loaded) is refused."""
     import shutil
 
+    import torch
     from transformers import AutoModelForCausalLM
 
     from synthtune.errors import InvalidInput
-
-    import torch
 
     pickled = tmp_path / "pickled"
     shutil.copytree(tiny_model, pickled, ignore=shutil.ignore_patterns("*.safetensors"))  # config and tokenizer
