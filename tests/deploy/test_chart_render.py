@@ -36,7 +36,8 @@ ROLE_SCOPE = {
     ("", "pods"): ["get", "list", "watch"],
     ("", "pods/log"): ["get"],
     ("", "events"): ["list"],  # why a Job got no pod (quota, admission)
-    ("coordination.k8s.io", "leases"): ["create", "get", "patch", "update"],
+    ("coordination.k8s.io", "leases"): ["create"],
+    ("coordination.k8s.io", "leases/{lease}"): ["get", "patch", "update"],  # only the controller's own Lease
 }
 RAYJOBS = {("ray.io", "rayjobs"): ["create", "delete", "get", "list", "watch"]}
 
@@ -48,10 +49,11 @@ def component(obj: dict) -> str:
 def role_rules(role: dict) -> dict[tuple[str, str], list[str]]:
     rules: dict[tuple[str, str], list[str]] = {}
     for rule in role["rules"]:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames/nonResourceURLs tricks
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule  # no nonResourceURLs tricks
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                rules[(group, resource)] = sorted(rule["verbs"])
+                for name in rule.get("resourceNames") or [None]:
+                    rules[(group, f"{resource}/{name}" if name else resource)] = sorted(rule["verbs"])
     return rules
 
 
@@ -115,7 +117,8 @@ def test_role_is_namespaced_and_exactly_scoped(name):
     objects = rendered_variant(name)
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
     (role,) = by_kind(objects, "Role")
-    expected = dict(ROLE_SCOPE)
+    lease = controller_config(objects)["leader"]["name"]
+    expected = {(group, resource.format(lease=lease)): verbs for (group, resource), verbs in ROLE_SCOPE.items()}
     if variant_values(name).get("gpuJobs", {}).get("rayJobs", {}).get("enabled"):
         expected.update(RAYJOBS)
     assert role_rules(role) == expected
@@ -313,6 +316,32 @@ def test_network_policies_admit_the_controller(name):
         assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
         assert grpc_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "controller"
     assert "controller" not in guarded
+    for target in ("teacher", "minio"):  # open to synthtune pods only, not to every pod of the namespace
+        if target in guarded:
+            (source,) = guarded[target]["spec"]["ingress"][0]["from"]
+            assert source["podSelector"]["matchExpressions"] == [
+                {"key": "app.kubernetes.io/name", "operator": "In", "values": ["synthtune", "synthtune"]}], source
+
+
+def test_ray_pods_answer_only_each_other_and_the_operator():
+    policy = named(rendered_variant("gpu-teacher-values"), "NetworkPolicy", "-ray")
+    ray_pods = {"app.kubernetes.io/name": "synthtune", "app.kubernetes.io/managed-by": "synthtune-controller",
+                "app.kubernetes.io/component": "train"}
+    assert policy["spec"]["podSelector"]["matchLabels"] == ray_pods
+    peers, operator = policy["spec"]["ingress"]
+    assert peers == {"from": [{"podSelector": {"matchLabels": ray_pods}}]}
+    assert operator["ports"] == [{"port": 8265, "protocol": "TCP"}]
+    assert operator["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ray-system"}}}]
+    assert not [p for p in by_kind(rendered_variant("default-values"), "NetworkPolicy") if p["metadata"]["name"].endswith("-ray")]
+
+
+def test_in_cluster_teacher_demands_the_api_key_that_pipelines_send():
+    objects = rendered_variant("gpu-teacher-values")
+    (c,) = named(objects, "Deployment", "-teacher")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "synthtune-teacher", "key": "VLLM_API_KEY"}
+    defaults = yaml.safe_load(named(objects, "ConfigMap", "-config")["data"]["pipeline-defaults.yaml"])
+    assert defaults["generate"]["teacher"]["api_key_env"] == "VLLM_API_KEY"
 
 
 def test_notes_say_how_to_submit_a_run():

@@ -60,8 +60,10 @@ def test_schema_refuses_unknown_keys_naming_them(changes, where, key):
     ({"auth": {"existingSecret": ""}}, "auth.existingSecret is required"),
     ({"stages": {"dataprep": {"enabled": False}}}, "runners.prepare is grpc but stages.dataprep.enabled is false"),
     ({"runners": {"train": "grpc"}}, "runners.train is grpc but stages.trainer.enabled is false"),
-    ({"vllmTeacher": {"enabled": True}}, "vllmTeacher.modelsClaim is required"),
-    ({"vllmTeacher": {"enabled": True, "model": "meta-llama/Llama-3.1-8B-Instruct"}}, "vllmTeacher.offline is true"),
+    ({"vllmTeacher": {"enabled": True}, "teacher": {"existingSecret": "keys"}}, "vllmTeacher.modelsClaim is required"),
+    ({"vllmTeacher": {"enabled": True, "model": "meta-llama/Llama-3.1-8B-Instruct"}, "teacher": {"existingSecret": "keys"}},
+     "vllmTeacher.offline is true"),
+    ({"vllmTeacher": {"enabled": True, "modelsClaim": "m"}}, "teacher.existingSecret is required with vllmTeacher.enabled"),
     ({"minio": {"enabled": True, "bucket": "other"}}, "must use the dev MinIO's bucket \"other\""),
 ])
 def test_missing_or_inconsistent_settings_fail_at_install(changes, message):

@@ -56,11 +56,20 @@ def test_kustomization_names_existing_files_in_one_namespace():
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+def test_synthtune_pods_applied_without_helm_take_no_ingress():
+    kust = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert "networkpolicy.yaml" in kust["resources"]
+    (policy,) = by_kind(k8s_objects(), "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and policy["spec"]["ingress"] == []
+    assert selector.items() <= train_job()["spec"]["template"]["metadata"]["labels"].items()
+
+
 def test_rbac_matches_the_chart():
     objects = k8s_objects()
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
     (role,) = by_kind(objects, "Role")
-    assert role_rules(role) == ROLE_SCOPE
+    assert role_rules(role) == {(g, r.format(lease="synthtune-controller")): v for (g, r), v in ROLE_SCOPE.items()}
     chart_role = by_kind(rendered_variant("default-values"), "Role")[0]
     assert role_rules(role) == role_rules(chart_role)
     (binding,) = by_kind(objects, "RoleBinding")

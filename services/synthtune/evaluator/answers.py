@@ -145,7 +145,7 @@ def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[st
                 from transformers import AutoModelForCausalLM
 
                 dtype = backend._torch.bfloat16 if backend.device == "cuda" else backend._torch.float32
-                backend.lm = AutoModelForCausalLM.from_pretrained(str(fulls[key].download()), dtype=dtype).to(backend.device).eval()
+                backend.lm = AutoModelForCausalLM.from_pretrained(str(fulls[key].download()), dtype=dtype, use_safetensors=True).to(backend.device).eval()
             try:
                 for s in range(samples):
                     progress.check_cancelled()
