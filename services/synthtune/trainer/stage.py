@@ -192,7 +192,7 @@ def _train(job: TrainJob, work: Path, checkpoints: StoreCheckpoints, progress: P
 
         train_worker(job.with_(output_dir=str(work)), on_log=forward)
         return work / "result"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - re-raised as the domain error Ray wrapped
         raise _unwrap(exc) from None
 
 
