@@ -107,7 +107,7 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     synthetic = store.open(inputs["synthetic"])
     train = spec.train
     kind = pick_method(train)
-    config = {"train": train.model_dump(), "resolved_method": kind}
+    config = {"train": train.model_dump(exclude={"tracking"}), "resolved_method": kind}  # where it is logged does not change the model
     art_id = store.artifact_id("adapter", [synthetic.id], config)
     if (cached := store.find(art_id)) is not None:
         progress.note(f"reusing cached {art_id}")
