@@ -249,6 +249,7 @@ def serve(
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus metrics port.")] = None,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_client_ca: Annotated[str | None, typer.Option(help="Mutual TLS: require client certificates signed by this CA (PEM).")] = None,
     config: Annotated[Path | None, typer.Option(help="Controller config YAML: runners, stage services, GPU Jobs, leader election "
                                                      "(default: $SYNTHTUNE_CONTROLLER_CONFIG, else every stage in process).")] = None,
     stage_workers: Annotated[int, typer.Option(min=1, help="Stage operations a stage service runs at once.")] = 2,
@@ -262,57 +263,74 @@ def serve(
     bad = [n for n in names if n not in ("controller", "dataprep", "generator", "trainer", "evaluator")]
     if bad:
         raise InvalidInput(f"unknown service {bad[0]!r}: choose controller, dataprep, generator, trainer, evaluator or all")
-    options = ServerOptions(port=port, host=host, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key)
+    options = ServerOptions(port=port, host=host, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key,
+                            tls_client_ca=tls_client_ca)
     serve_forever(names, options, store, load_config(config), stage_workers)
 
 
 ControllerOpt = Annotated[str, typer.Option("--controller", help="Controller address host:port.")]
+TlsCaOpt = Annotated[str | None, typer.Option("--tls-ca", envvar="SYNTHTUNE_TLS_CA", show_envvar=True,
+                                              help="CA (PEM) that signed the controller's certificate: talk TLS.")]
+TlsCertOpt = Annotated[str | None, typer.Option("--tls-cert", envvar="SYNTHTUNE_TLS_CERT", show_envvar=True,
+                                                help="Client certificate (PEM) for mutual TLS.")]
+TlsKeyOpt = Annotated[str | None, typer.Option("--tls-key", envvar="SYNTHTUNE_TLS_KEY", show_envvar=True,
+                                               help="Client key (PEM) for mutual TLS.")]
+
+
+def _tls(ca: str | None, cert: str | None, key: str | None) -> Any:
+    from synthtune.rpc.tls import ClientTLS
+
+    return ClientTLS.resolve(ca, cert, key)
 
 
 @app.command()
 def submit(pipeline: PipelineArg, controller: ControllerOpt,
-           until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None) -> None:
+           until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+           tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None) -> None:
     """Submit a pipeline to a controller; prints the run id."""
     from synthtune.controller.remote import submit_run
 
-    run = submit_run(controller, pipeline, until)
+    run = submit_run(controller, pipeline, until, _tls(tls_ca, tls_cert, tls_key))
     stderr.print(f"submitted run {run.run_id} to {controller}")
     _result_line(run.run_id, f"{run.store_uri}/runs/{run.run_id}/run.json")
 
 
 @runs_app.command("list")
-def runs_list(controller: ControllerOpt) -> None:
+def runs_list(controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None) -> None:
     """List runs, newest first."""
     from synthtune.controller.remote import list_runs
 
-    for r in list_runs(controller):
+    for r in list_runs(controller, _tls(tls_ca, tls_cert, tls_key)):
         typer.echo(f"{r.run_id}\t{r.state}\t{r.name}")
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, controller: ControllerOpt) -> None:
+def runs_show(run_id: str, controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None,
+              tls_key: TlsKeyOpt = None) -> None:
     """Show a run's stages and artifacts."""
     from synthtune.controller.remote import show_run
 
-    typer.echo(show_run(controller, run_id))
+    typer.echo(show_run(controller, run_id, _tls(tls_ca, tls_cert, tls_key)))
 
 
 @runs_app.command("watch")
-def runs_watch(run_id: str, controller: ControllerOpt) -> None:
+def runs_watch(run_id: str, controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None,
+               tls_key: TlsKeyOpt = None) -> None:
     """Stream a run's events until it ends."""
     from synthtune.controller.remote import watch_run
 
-    state = watch_run(controller, run_id, lambda line: typer.echo(line))
+    state = watch_run(controller, run_id, lambda line: typer.echo(line), _tls(tls_ca, tls_cert, tls_key))
     if state != "succeeded":
         raise SynthtuneError(f"run {run_id} ended {state}")
 
 
 @runs_app.command("cancel")
-def runs_cancel(run_id: str, controller: ControllerOpt) -> None:
+def runs_cancel(run_id: str, controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None,
+                tls_key: TlsKeyOpt = None) -> None:
     """Cancel a run (stops stage work and deletes its Jobs)."""
     from synthtune.controller.remote import cancel_run
 
-    typer.echo(cancel_run(controller, run_id))
+    typer.echo(cancel_run(controller, run_id, _tls(tls_ca, tls_cert, tls_key)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from synthtune.errors import InvalidInput
 from synthtune.progress import Progress
 from synthtune.rpc.interceptors import Metrics, ServerInterceptor
+from synthtune.rpc.tls import server_credentials, warn_token_in_clear
 
 log = logging.getLogger("synthtune.rpc")
 TOKEN_ENV = "SYNTHTUNE_AUTH_TOKEN"
@@ -43,6 +44,7 @@ class ServerOptions:
     insecure: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
+    tls_client_ca: str | None = None  # set: mutual TLS, clients must present a certificate this CA signed
     metrics_port: int | None = None
     max_workers: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,19 +80,6 @@ def resolve_token(options: ServerOptions) -> str | None:
     raise InvalidInput(f"refusing to start without a token: set {TOKEN_ENV}, or pass --insecure for local development")
 
 
-def _tls_credentials(options: ServerOptions) -> grpc.ServerCredentials | None:
-    """Server credentials from the PEM certificate and key, or None for plaintext."""
-    if not options.tls_cert and not options.tls_key:
-        return None
-    if not (options.tls_cert and options.tls_key):
-        raise InvalidInput("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
-    try:
-        with open(options.tls_key, "rb") as k, open(options.tls_cert, "rb") as c:
-            return grpc.ssl_server_credentials([(k.read(), c.read())])
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the TLS certificate or key: {exc}") from None
-
-
 def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, **fields: Any) -> RunningServer:
     """Create, configure and start a server; returns once it is listening.
 
@@ -99,7 +88,9 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
     """
     options = replace(options or ServerOptions(), **fields)
     token = resolve_token(options)
-    credentials = _tls_credentials(options)
+    credentials = server_credentials(options.tls_cert, options.tls_key, options.tls_client_ca)
+    if token and credentials is None:
+        warn_token_in_clear(f"{options.host}:{options.port}", "accepted on")
     registry = CollectorRegistry()
     metrics_http, metrics_port = None, None
     if options.metrics_port is not None:
@@ -135,7 +126,7 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
         raise InvalidInput(f"cannot listen on {address}: {cause or 'port in use or not allowed'}")
     server.start()
     log.info("serving", extra={"address": f"{options.host}:{port}", "services": names, "auth": token is not None,
-                               "tls": bool(options.tls_cert), "metrics_port": metrics_port})
+                               "tls": bool(options.tls_cert), "mutual_tls": bool(options.tls_client_ca), "metrics_port": metrics_port})
     return RunningServer(server, port, health_servicer, metrics_port, metrics_http)
 
 
