@@ -161,14 +161,52 @@ for _stage in STAGES[1:]:
 def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: StoreOpt = None) -> None:
     """Rebuild a run's report.json and report.html, and print where the HTML is."""
     from synthtune.controller import RunBook
+    from synthtune.controller.jobs import adopt_job_results
     from synthtune.evaluator.report import write_report
     from synthtune.spec import load_spec_text
 
     st = _store(store)
-    record = RunBook(st).load(run_id)
+    record = adopt_job_results(st, RunBook(st).load(run_id))  # stages run by `synthtune job` Jobs
     spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=record.get("base_dir"))
     _, html_key = write_report(st, record, spec)
     _result_line(run_id, f"{st.uri}/{html_key}")
+
+
+@app.command()
+def job(
+    stage: Annotated[str, typer.Argument(help="prepare, generate, train or evaluate.")],
+    pipeline: PipelineArg,
+    store: Annotated[str, typer.Option("--store", help="Artifact store the Job reads and writes, e.g. s3://bucket/prefix.")],
+    run: Annotated[str | None, typer.Option("--run", help="Run whose earlier stages this one reads (required after prepare).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Controller config YAML: its `kubernetes` section sets images, GPUs, "
+                                                     "node selector, tolerations, env and Secrets.")] = None,
+    image: Annotated[str | None, typer.Option(help="Container image (default: the config's, else ghcr.io/synthtune/...).")] = None,
+    gpus: Annotated[int | None, typer.Option(min=0, help="GPUs of the Job (0: a CPU Job).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace of the Job.")] = None,
+    node_selector: Annotated[list[str] | None, typer.Option(help="KEY=VALUE node label for GPU Jobs; repeatable.")] = None,
+    secret: Annotated[list[str] | None, typer.Option(help="Secret whose keys become the Job's environment (S3 keys, API keys); "
+                                                         "repeatable.")] = None,
+) -> None:
+    """Write a stage's request into the store and print its Job manifest(s) for `kubectl apply -f -`."""
+    from ruamel.yaml import YAML
+
+    from synthtune.controller.config import ControllerConfig, load_config
+    from synthtune.controller.jobs import job_config, submit_stage_jobs
+    from synthtune.spec import load_spec
+
+    spec = load_spec(pipeline)
+    st = _store(store)
+    cfg = job_config((load_config(config) if config else ControllerConfig()).kubernetes, stage, st.uri, image, gpus,
+                     namespace, node_selector or [], secret or [])
+    record, manifests = submit_stage_jobs(spec, pipeline.read_text(encoding="utf-8"), st, stage, cfg, run)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    typer.echo(f"# synthtune run_id={record['run_id']} store={st.uri}")
+    for manifest in manifests:
+        typer.echo("---")
+        yaml.dump(manifest, sys.stdout)
+    stderr.print(f"run {record['run_id']}: {len(manifests)} Job(s) for {stage}; when they end: "
+                 f"synthtune report {record['run_id']} --store {st.uri} (or runs show through a controller)")
 
 
 @app.command()
