@@ -4,6 +4,7 @@ mistake is a clear error naming the server (exit 2), and a token without TLS is 
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
@@ -105,3 +106,23 @@ def test_a_token_without_tls_is_warned_about_off_loopback(caplog):
         channel("controller.synthtune.svc:50051", token="t").close()
     assert "WITHOUT TLS" in caplog.text and "controller.synthtune.svc:50051" in caplog.text
     assert is_loopback("[::1]:5") and is_loopback("dns:///localhost:5") and not is_loopback("10.0.0.1:5")
+
+
+def test_a_tls_server_answers_health_checks_in_plaintext_on_its_health_port(certs, tmp_path):
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        health_port = s.getsockname()[1]
+    c = start(["controller"], ServerOptions(port=0, host="127.0.0.1", token=TOKEN, tls_cert=certs.server_cert, tls_key=certs.server_key,
+                                            health_port=health_port), str(tmp_path / "store"))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="synthtune.v1.PipelineService"), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as err:  # nothing but health there
+                ch.unary_unary("/synthtune.v1.PipelineService/ListRuns")(b"", timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        c.stop(0)

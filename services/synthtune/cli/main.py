@@ -288,6 +288,8 @@ def serve(
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
     tls_client_ca: Annotated[str | None, typer.Option(help="Mutual TLS: require client certificates signed by this CA (PEM).")] = None,
+    health_port: Annotated[int | None, typer.Option(help="Also serve grpc.health.v1 alone in plaintext on this port "
+                                                         "(Kubernetes gRPC probes cannot speak TLS).")] = None,
     config: Annotated[Path | None, typer.Option(help="Controller config YAML: runners, stage services, GPU Jobs, leader election "
                                                      "(default: $SYNTHTUNE_CONTROLLER_CONFIG, else every stage in process).")] = None,
     stage_workers: Annotated[int, typer.Option(min=1, help="Stage operations a stage service runs at once.")] = 2,
@@ -302,7 +304,7 @@ def serve(
     if bad:
         raise InvalidInput(f"unknown service {bad[0]!r}: choose controller, dataprep, generator, trainer, evaluator or all")
     options = ServerOptions(port=port, host=host, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key,
-                            tls_client_ca=tls_client_ca)
+                            tls_client_ca=tls_client_ca, health_port=health_port)
     serve_forever(names, options, store, load_config(config), stage_workers)
 
 

@@ -45,6 +45,7 @@ class ServerOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None  # set: mutual TLS, clients must present a certificate this CA signed
+    health_port: int | None = None  # with TLS: grpc.health.v1 alone, in plaintext, for Kubernetes' gRPC probes (they cannot do TLS)
     metrics_port: int | None = None
     max_workers: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
@@ -59,11 +60,14 @@ class RunningServer:
     health: health.HealthServicer
     metrics_port: int | None
     metrics_http: Any = None
+    health_server: grpc.Server | None = None
 
     def stop(self, grace: float | None = 2.0) -> None:
         """Report NOT_SERVING, let calls in flight finish for ``grace`` s, then close the metrics port."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
             self.metrics_http.server_close()
@@ -125,9 +129,20 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
             metrics_http.server_close()
         raise InvalidInput(f"cannot listen on {address}: {cause or 'port in use or not allowed'}")
     server.start()
+    health_server = _health_only(health_servicer, options.host, options.health_port) if options.health_port is not None else None
     log.info("serving", extra={"address": f"{options.host}:{port}", "services": names, "auth": token is not None,
                                "tls": bool(options.tls_cert), "mutual_tls": bool(options.tls_client_ca), "metrics_port": metrics_port})
-    return RunningServer(server, port, health_servicer, metrics_port, metrics_http)
+    return RunningServer(server, port, health_servicer, metrics_port, metrics_http, health_server)
+
+
+def _health_only(servicer: health.HealthServicer, host: str, port: int) -> grpc.Server:
+    """A plaintext server with only the health service (no data, no token) beside a TLS server."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="synthtune-health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise InvalidInput(f"cannot listen on {host}:{port} for health checks")
+    server.start()
+    return server
 
 
 def serve(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, *,
