@@ -5,7 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: setup sysdeps demo test lint typecheck importlint unit stubs schema clean
+.PHONY: setup sysdeps demo test lint typecheck importlint unit stubs schema clean images e2e
+
+# Images: docker when a daemon answers, else buildah through ../shared/tools/standin-base.sh (STANDIN=...).
+# IMAGE_PREFIX/IMAGE_TAG name them; TORCH_INDEX_URL or TORCH_WHEELS (see scripts/build_images.sh) pick torch.
+IMAGE_PREFIX ?= localhost
+IMAGE_TAG ?= dev
+export IMAGE_PREFIX IMAGE_TAG
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +43,17 @@ importlint: setup
 unit: setup
 	$(VENV)/bin/pytest -q
 
+# The unit and integration tests, then the three images and the chart's containers end to end.
 test: setup sysdeps lint typecheck importlint
 	$(VENV)/bin/pytest -q
+	$(MAKE) e2e
+
+images:
+	bash scripts/build_images.sh
+
+# The chart's CPU install as containers (podman kube play), the store on moto S3 on loopback: docs/deploy.md.
+e2e: setup images
+	$(PY) scripts/e2e.py
 
 stubs: setup
 	$(PY) scripts/gen_protos.py

@@ -347,10 +347,10 @@ def test_a_run_with_kubernetes_training_succeeds(kube, file_store, tmp_path):
     stages = make_stages(tmp_path / "calls.txt")
     kube.autorun = lambda resource, name: kube.run_job(name, stage_call(stages))
     ex = executor(kube, file_store, stages)
-    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     record = ex.execute(run_id)
-    assert record["status"] == "succeeded", record.get("error")
-    assert record["stages"]["train:persona"]["artifact"]["kind"] == "adapter"
+    assert record.status == "succeeded", record.error
+    assert record.stages["train:persona"].artifact["kind"] == "adapter"
     created = [c.body["metadata"]["name"] for c in kube.called("POST", "*/jobs", status=201)]
     assert created == [object_name(run_id, "train:record_qa", 1), object_name(run_id, "train:persona", 1)]
     assert kube.list(JOBS) == []  # deleted on success
@@ -361,10 +361,10 @@ def test_a_retried_stage_submits_a_new_job(kube, file_store, tmp_path):
     stages = make_stages(tmp_path / "calls.txt", fail={"train:record_qa": "retry-once"})
     kube.autorun = lambda resource, name: kube.run_job(name, stage_call(stages))
     ex = executor(kube, file_store, stages, backoff_limit=0)  # the Job does not retry: the executor does
-    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     record = ex.execute(run_id)
-    assert record["status"] == "succeeded", record.get("error")
-    assert record["stages"]["train:record_qa"]["attempts"] == 2
+    assert record.status == "succeeded", record.error
+    assert record.stages["train:record_qa"].attempts == 2
     created = [c.body["metadata"]["name"] for c in kube.called("POST", "*/jobs", status=201)]
     assert created[:2] == [object_name(run_id, "train:record_qa", 1), object_name(run_id, "train:record_qa", 2)]
 
@@ -373,11 +373,11 @@ def test_after_a_controller_crash_the_run_continues_with_the_job_it_had_submitte
     stages = make_stages(tmp_path / "calls.txt")
     first = executor(kube, file_store, stages)
     first.runners["kubernetes"] = DiesAfterSubmitting(first.config.kubernetes, api=kube.api_client())
-    run_id = first.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = first.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     with pytest.raises(ControllerDied):
         first.execute(run_id)
     submitted = object_name(run_id, "train:record_qa", 1)
-    assert RunBook(file_store).load(run_id)["stages"]["train:record_qa"]["handle"]["job"] == submitted
+    assert RunBook(file_store).load(run_id).stages["train:record_qa"].handle["job"] == submitted
 
     kube.autorun = lambda resource, name: kube.run_job(name, stage_call(stages))  # for Jobs submitted from now on
     second = executor(kube, file_store, stages)  # a new process: it knows the run only from the store
@@ -385,7 +385,7 @@ def test_after_a_controller_crash_the_run_continues_with_the_job_it_had_submitte
     done = background(second.execute, run_id)
     kube.run_job(submitted, stage_call(stages))  # the Job the first controller submitted, still running
     record = done.result(timeout=30)
-    assert record["status"] == "succeeded", record.get("error")
+    assert record.status == "succeeded", record.error
     created = [c.body["metadata"]["name"] for c in kube.called("POST", "*/jobs", status=201)]
     assert created == [submitted, object_name(run_id, "train:persona", 1)]  # no second Job for record_qa
     assert calls(tmp_path / "calls.txt").count("train:record_qa") == 1
@@ -394,7 +394,7 @@ def test_after_a_controller_crash_the_run_continues_with_the_job_it_had_submitte
 def test_a_cancelled_run_leaves_no_job_behind(kube, file_store, tmp_path):
     stages = make_stages(tmp_path / "calls.txt")
     ex = executor(kube, file_store, stages)
-    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     batch = client.BatchV1Api(kube.api_client())
     leftover = object_name(run_id, "train:persona", 7)  # from an attempt before a controller crash
     other = object_name("another-run", "train:persona", 1)
@@ -408,7 +408,7 @@ def test_a_cancelled_run_leaves_no_job_behind(kube, file_store, tmp_path):
     ex.cancel(run_id)
     thread.join(timeout=15)
     assert not thread.is_alive()
-    assert ex.runbook.load(run_id)["status"] == "cancelled"
+    assert ex.runbook.load(run_id).status == "cancelled"
     assert kube.list(JOBS, labelSelector=selector(run_id)) == []
     assert kube.called("DELETE", f"*/jobs/{current}") and kube.called("DELETE", f"*/jobs/{leftover}")
     assert [j["metadata"]["name"] for j in kube.list(JOBS)] == [other]

@@ -31,14 +31,14 @@ def _replica(host: str, port: int, count_file):  # type: ignore[no-untyped-def]
     return server, ops
 
 
-def _run(tmp_path, target: str, resolve=resolve_replicas) -> dict:  # type: ignore[no-untyped-def]
+def _run(tmp_path, target: str, resolve=resolve_replicas):  # type: ignore[no-untyped-def]
     store = open_store(str(tmp_path / "store"))
     runner = GrpcRunner(dict.fromkeys(KINDS, target), token=TOKEN, watch_window_s=0.5, resolve=resolve)
     config = ControllerConfig(runners=dict.fromkeys(KINDS, "grpc"), services=dict.fromkeys(KINDS, target), poll_s=0.05)
     ex = Executor(store, RunBook(store), {"report": make_stages(tmp_path / "report.txt")["report"]}, backoff_s=0.01, config=config,
                   runners={"grpc": runner})
     try:
-        return ex.execute(ex.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"])
+        return ex.execute(ex.runbook.create(load_spec_text(SPEC), SPEC, None).run_id)
     finally:
         runner.close()
 
@@ -66,7 +66,7 @@ def test_two_replicas_behind_one_name_both_receive_work(tmp_path, monkeypatch):
         for server, ops in replicas:
             server.stop(0)
             ops.shutdown()
-    assert record["status"] == "succeeded", record.get("error")
+    assert record.status == "succeeded", record.error
     one, two = _ran(tmp_path / "replica1.txt"), _ran(tmp_path / "replica2.txt")
     assert one and two, (one, two)  # both replicas got stage attempts
     assert sorted(one + two) == sorted(["prepare", "generate:record_qa", "generate:persona", "train:record_qa", "train:persona", "evaluate"])
@@ -83,7 +83,7 @@ def test_a_comma_separated_list_is_a_set_of_replicas_and_a_name_resolves_through
         for server, ops in (a, b):
             server.stop(0)
             ops.shutdown()
-    assert record["status"] == "succeeded", record.get("error")
+    assert record.status == "succeeded", record.error
     assert _ran(tmp_path / "a.txt") and _ran(tmp_path / "b.txt")
     assert resolve_replicas("127.0.0.1:5") == ["127.0.0.1:5"]  # one address: the target itself, name kept for TLS
     assert resolve_replicas("a:1, b:2") == ["a:1", "b:2"]

@@ -55,13 +55,13 @@ def test_evaluate_is_routed_to_the_eval_server_through_the_evaluator_service():
     assert config["services"]["evaluate"] == "dns:///synthtune-evaluator-pods:50051"
     defaults = yaml.safe_load(_configmap_data(objects)["pipeline-defaults.yaml"])["evaluate"]
     assert defaults == {**defaults, "backend": "vllm_server", "base_url": "http://synthtune-eval-server:8000/v1",
-                        "served_model": "smollm2-135m-instruct", "api_key_env": "SYNTHTUNE_EVAL_SERVER_KEY",
+                        "served_model": "smollm2-135m-instruct", "api_key_env": "EVAL_SERVER_API_KEY",
                         "lora_dir": "/adapters", "server_lora_dir": "/adapters"}
     example = PipelineSpec.model_validate(yaml.safe_load(_configmap_data(objects)["pipeline-example.yaml"]))
     assert example.evaluate.backend == "vllm_server"
     evaluator = _container(objects, "Deployment", "-evaluator")
     env = {e["name"]: e for e in evaluator["env"]}
-    assert env["SYNTHTUNE_EVAL_SERVER_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "synthtune-eval-server", "key": "VLLM_API_KEY"}
+    assert env["EVAL_SERVER_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "synthtune-eval-server", "key": "VLLM_API_KEY"}
     assert {m["mountPath"] for m in evaluator["volumeMounts"]} >= {"/adapters"}
 
 

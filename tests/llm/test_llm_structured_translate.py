@@ -1,4 +1,4 @@
-"""Tolerant JSON parsing with one repair retry, tool calls from text, and translate_texts."""
+"""Tolerant JSON parsing with one repair retry, tool calls from text, language names."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from synthtune.errors import InvalidInput
 from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.llm.language import language_code
 from synthtune.llm.structured import complete_json, parse_json, parse_tool_calls
-from synthtune.llm.translate import translate_texts
 
 
 class Canned:
@@ -59,26 +58,6 @@ def test_complete_json_repairs_once() -> None:
                         valid=lambda v: isinstance(v, dict) and "score" in v)
     assert [v for v, _ in out] == [{"score": 4}, None]
     assert len(backend.requests) == 4  # two asks, one repair each, no more
-
-
-def test_translate_texts_for_data_preparation() -> None:
-    german = {"Pump leaks oil at the shaft seal after the service.": "Die Pumpe verliert nach dem Service Öl an der Wellendichtung.",
-              "Replace the bucket tooth.": "Translation: \"Den Schaufelzahn ersetzen.\"",
-              "The conveyor belt stops every few minutes without any alarm on the panel.": "The conveyor belt stops every few minutes without any alarm on the panel."}
-
-    def reply(request: ChatRequest) -> ChatResult:
-        assert "into German" in request.messages[0]["content"] and request.temperature == 0.0
-        text = request.messages[-1]["content"]
-        return ChatResult(text=german.get(text, ""), finish_reason="stop")
-
-    backend = Canned(reply)
-    texts = [*german, "", "???"]
-    out = translate_texts(backend, texts, "German")
-    assert out[0].ok and out[0].text.startswith("Die Pumpe")
-    assert out[1].text == "Den Schaufelzahn ersetzen." and out[1].ok
-    assert out[2].error == "translation is not in German"  # the teacher answered in English
-    assert out[3].ok and out[3].text == "" and out[4].error == "empty translation"
-    assert len(backend.requests) == 4  # the empty text is not sent
 
 
 def test_language_names() -> None:

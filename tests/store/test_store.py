@@ -246,3 +246,22 @@ def test_file_uri_and_plain_path_are_the_same_store(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "s" / "artifacts" / art_id / "manifest.json").read_text())
     assert manifest["id"] == art_id
     assert not list((tmp_path / "s").rglob(".tmp-*"))  # atomic writes left no temp files
+
+
+def test_symlinks_cannot_lead_a_file_store_outside_its_folder(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("do not read")
+    store = open_store(str(tmp_path / "store"))
+    root = tmp_path / "store"
+    (root / "runs").mkdir()
+    (root / "runs" / "evil").symlink_to(outside, target_is_directory=True)
+    (root / "runs" / "link.txt").symlink_to(outside / "secret.txt")
+    (root / "runs" / "ok.txt").write_text("inside")
+    for action in (lambda: store.put_text("runs/evil/planted.txt", "x"), lambda: store.get_text("runs/evil/secret.txt"),
+                   lambda: store.get_text("runs/link.txt"), lambda: store.exists("runs/evil/secret.txt"),
+                   lambda: store.delete("runs/evil")):
+        with pytest.raises(InvalidInput, match="outside the store folder"):
+            action()
+    assert not (outside / "planted.txt").exists() and (outside / "secret.txt").is_file()
+    assert list(store.list_keys("runs")) == ["runs/ok.txt"]

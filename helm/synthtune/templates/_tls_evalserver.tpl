@@ -51,7 +51,7 @@
 {{/* The evaluator service's share of the evaluation server: its API key and the adapters volume. */}}
 {{- define "synthtune.evalServerEnv" -}}
 {{- if .Values.evalServer.enabled }}
-- name: SYNTHTUNE_EVAL_SERVER_KEY
+- name: EVAL_SERVER_API_KEY
   valueFrom: {secretKeyRef: {name: {{ .Values.evalServer.apiKeySecret }}, key: {{ .Values.evalServer.apiKeySecretKey }}}}
 {{- end }}
 {{- end -}}

@@ -13,106 +13,95 @@ from typing import Any
 
 from synthtune import __version__
 from synthtune.controller.config import KubernetesConfig
-from synthtune.controller.manifests import MODULES, job_manifest, object_name
-from synthtune.controller.runs import RunBook, now
+from synthtune.controller.manifests import job_manifest, object_name
+from synthtune.controller.runs import RunBook, RunRecord, StageRecord
 from synthtune.errors import InvalidInput
+from synthtune.spec.graph import BY_KIND, RUNNER_KINDS, inputs_for, kind_of, method_of, stage_names
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import ArtifactRef, Store
 from synthtune.store.requests import result_key, write_request
 
 IMAGES = {"prepare": "generator", "generate": "generator", "train": "trainer", "evaluate": "evaluator"}
-NEEDS = {"generate": "prepare", "train": "generate", "evaluate": "train"}
 
 
 def default_image(kind: str) -> str:
     return f"ghcr.io/synthtune/synthtune-{IMAGES[kind]}:{__version__}"
 
 
-def _inputs(record: dict[str, Any], stage: str) -> dict[str, ArtifactRef | None]:
-    """The artifacts ``stage`` reads, from the run's finished stages; a clear error naming what is missing."""
-    kind, _, method = stage.partition(":")
-    stages = record["stages"]
-
-    def artifact(name: str) -> ArtifactRef:
-        info = stages.get(name) or {}
-        if info.get("state") != "succeeded" or not info.get("artifact"):
-            raise InvalidInput(f"{stage} needs the output of {name}, which run {record['run_id']} does not have yet "
-                               f"({name}: {info.get('state', 'not in this run')}): finish it first "
-                               f"(`synthtune job {name.split(':')[0]} ... --run {record['run_id']}`)")
-        a = info["artifact"]
-        return ArtifactRef(a["kind"], a["id"], a["uri"])
-
-    if kind == "prepare":
-        return {}
-    if kind == "generate":
-        return {"prepared": artifact("prepare")}
-    if kind == "train":
-        return {"prepared": artifact("prepare"), "synthetic": artifact(f"generate:{method}")}
-    adapters = {f"adapter:{n.split(':', 1)[1]}": artifact(n) for n, i in stages.items()
-                if n.startswith("train:") and i.get("state") != "skipped"}
-    return {"prepared": artifact("prepare"), **adapters}
+def _inputs(record: RunRecord, name: str) -> dict[str, ArtifactRef | None]:
+    """The artifacts stage ``name`` reads, from the run's finished stages; a clear error naming what is missing."""
+    names = list(record.stages)
+    artifacts = record.artifacts()
+    for source in [d for inp in BY_KIND[kind_of(name)].inputs for d in names if kind_of(d) == inp.source
+                   and (not inp.same_method or method_of(d) == method_of(name))]:
+        info = record.stages[source]
+        if info.state in ("succeeded", "cached") and artifacts.get(source) is not None:
+            continue
+        if info.state == "skipped" and kind_of(name) == "evaluate":
+            continue  # a method that made nothing is left out of the evaluation
+        raise InvalidInput(f"{name} needs the output of {source}, which run {record.run_id} does not have yet "
+                           f"({source}: {info.state}): finish it first (`synthtune job {kind_of(source)} ... --run {record.run_id}`)")
+    return inputs_for(name, names, artifacts)
 
 
 def submit_stage_jobs(spec: PipelineSpec, spec_yaml: str, store: Store, kind: str, cfg: KubernetesConfig,
-                      run_id: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      run_id: str | None = None) -> tuple[RunRecord, list[dict[str, Any]]]:
     """(the run record, one Job manifest per stage of ``kind``): requests written, the run record updated."""
-    if kind not in MODULES:
-        raise InvalidInput(f"unknown stage {kind!r}: choose prepare, generate, train or evaluate")
+    if kind not in RUNNER_KINDS:
+        raise InvalidInput(f"unknown stage {kind!r}: choose {', '.join(RUNNER_KINDS)}")
     book = RunBook(store)
     if run_id:
         record = book.load(run_id)
     elif kind != "prepare":
-        raise InvalidInput(f"{kind} needs the output of {NEEDS[kind]}: start with `synthtune job prepare ...` (or any stage "
+        raise InvalidInput(f"{kind} reads what earlier stages made: start with `synthtune job prepare ...` (or any stage "
                            "command with --store) and pass the run id it prints as --run")
     else:
         record = book.create(spec, spec_yaml, "prepare")
-    names = [n for n in record["stages"] if n.partition(":")[0] == kind]
-    if not names:  # a run created with an earlier `until`: the stage joins it
-        from synthtune.controller.runs import stage_names
-
-        names = [n for n in stage_names(spec, kind) if n.partition(":")[0] == kind]
-        for n in names:
-            record["stages"][n] = {"state": "pending", "artifact": None, "attempts": 0, "message": ""}
-        record["until"] = kind
+    for name in stage_names(spec.method_keys(), kind):  # a run made with an earlier `until`: this stage joins it
+        record.stages.setdefault(name, StageRecord())
+    record.until = kind
     manifests = []
-    for stage in names:
-        info = record["stages"][stage]
-        attempt = int(info.get("attempts") or 0) + 1
-        name = object_name(record["run_id"], stage, attempt)
-        request = {"spec_yaml": record["spec_yaml"], "base_dir": record.get("base_dir"), "method": stage.partition(":")[2] or None,
-                   "run_id": record["run_id"], "stage": stage, "attempt": attempt,
-                   "inputs": {k: v.to_dict() if v else None for k, v in _inputs(record, stage).items()}}
-        uri = write_request(store, MODULES[kind], request, name=name)
-        manifests.append(job_manifest(cfg, name=name, run_id=record["run_id"], stage=stage, request_uri=uri))
-        info.update(state="running", attempts=attempt, message=f"Job {cfg.namespace}/{name} printed for kubectl apply",
-                    handle={"job": name, "object": "Job"}, execution="kubernetes")
-    record.update(status="running", owner=None, heartbeat=0, error=None)
+    for name in [n for n in record.stages if kind_of(n) == kind]:
+        info = record.stages[name]
+        inputs = _inputs(record, name)
+        info.submissions += 1
+        job = object_name(record.run_id, name, info.submissions)
+        request = {"spec_yaml": record.spec_yaml, "base_dir": record.base_dir, "method": method_of(name) or None,
+                   "run_id": record.run_id, "stage": name, "attempt": info.submissions,
+                   "inputs": {k: v.to_dict() if v else None for k, v in inputs.items()}}
+        uri = write_request(store, BY_KIND[kind].service, request, name=job)
+        manifests.append(job_manifest(cfg, name=job, run_id=record.run_id, stage=name, request_uri=uri))
+        info.state, info.attempts, info.handle = "running", info.attempts + 1, {"job": job, "object": "Job"}
+        info.message = f"Job {cfg.namespace}/{job} printed for kubectl apply"
+    record.status, record.owner, record.heartbeat, record.error = "running", None, 0.0, None
     book.event(record, "jobs_printed", message=f"{len(manifests)} Job(s) for {kind}: {', '.join(m['metadata']['name'] for m in manifests)}")
     return record, manifests
 
 
-def adopt_job_results(store: Store, record: dict[str, Any]) -> dict[str, Any]:
+def adopt_job_results(store: Store, record: RunRecord) -> RunRecord:
     """Fold the outcomes that Jobs wrote beside their requests into the run record (saved when anything changed)."""
     changed = False
-    for info in record["stages"].values():
-        job = (info.get("handle") or {}).get("job")
-        if info.get("state") != "running" or not job or not store.exists(result_key(f"requests/{job}.json")):
+    for info in record.stages.values():
+        job = (info.handle or {}).get("job")
+        if info.state != "running" or not job or not store.exists(result_key(f"requests/{job}.json")):
             continue
         outcome = store.get_json(result_key(f"requests/{job}.json"))
         if outcome.get("result"):
-            info.update(state="succeeded", artifact=outcome["result"], message="", handle=None, finished_at=now())
+            info.state, info.artifact, info.message = "succeeded", dict(outcome["result"]), ""
         elif outcome.get("error_kind") == "skipped":
-            info.update(state="skipped", message=str(outcome.get("skipped") or ""), handle=None)
+            info.state, info.message = "skipped", str(outcome.get("skipped") or "")
         else:
-            info.update(state="failed", message=str(outcome.get("error") or "the Job failed"), handle=None)
+            info.state, info.message = "failed", str(outcome.get("error") or "the Job failed")
+            info.error_kind = outcome.get("error_kind")
+        info.handle = None
         changed = True
     if changed:  # the report stage is the controller's (or `synthtune report`'s) own work, not a Job
-        states = {i["state"] for n, i in record["stages"].items() if n != "report"}
+        states = {i.state for n, i in record.stages.items() if BY_KIND[kind_of(n)].in_controller is False}
         if "failed" in states:
-            record.update(status="failed", error="; ".join(f"{n}: {i['message']}" for n, i in record["stages"].items()
-                                                           if i["state"] == "failed"))
-        elif states <= {"succeeded", "skipped"}:
-            record["status"] = "succeeded"
+            record.status = "failed"
+            record.error = "; ".join(f"{n}: {i.message}" for n, i in record.stages.items() if i.state == "failed")
+        elif states <= {"succeeded", "skipped", "cached"} and all(kind_of(n) != "report" for n in record.stages):
+            record.status = "succeeded"
         RunBook(store).save(record)
     return record
 

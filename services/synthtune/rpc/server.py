@@ -23,6 +23,7 @@ from synthtune.rpc.tls import server_credentials, warn_token_in_clear
 
 log = logging.getLogger("synthtune.rpc")
 TOKEN_ENV = "SYNTHTUNE_AUTH_TOKEN"
+RESERVED_WORKERS = 4
 
 
 @dataclass
@@ -84,6 +85,11 @@ def resolve_token(options: ServerOptions) -> str | None:
     raise InvalidInput(f"refusing to start without a token: set {TOKEN_ENV}, or pass --insecure for local development")
 
 
+def max_streams(max_workers: int) -> int:
+    """Streams held open at once: all but RESERVED_WORKERS threads, kept for unary calls and probes."""
+    return max(1, max_workers - RESERVED_WORKERS)
+
+
 def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, **fields: Any) -> RunningServer:
     """Create, configure and start a server; returns once it is listening.
 
@@ -105,7 +111,9 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
         metrics_port = int(metrics_http.server_port)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="synthtune-rpc"),
-        interceptors=[ServerInterceptor(token, Metrics(registry))],
+        interceptors=[ServerInterceptor(token, Metrics(registry), max_streams=max_streams(options.max_workers))],
+        # Calls waiting for a thread are bounded too; past this gRPC answers RESOURCE_EXHAUSTED.
+        maximum_concurrent_rpcs=options.max_workers * 4,
         options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
     )
     health_servicer = health.HealthServicer()

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import model_validator
 
 from synthtune.spec.base import SpecModel, field
-from synthtune.spec.generate import ModelEndpointSpec
+from synthtune.spec.generate import KeyEnv, ModelEndpointSpec
 
 Metric = Literal["rouge", "bleu", "meteor", "semantic", "function_call", "health"]
 
@@ -25,7 +25,9 @@ class EvaluateSpec(SpecModel):
     base_url: str | None = field(None, help="Endpoint serving base and adapters (openai, vllm_server), e.g. http://eval-server:8000/v1.")
     base_urls: list[str] = field(default_factory=list, help="More endpoints like base_url (replicas): requests spread over all of them, "
                                  "one that fails is skipped while it fails; vllm_server loads each adapter into every one.")
-    api_key_env: str | None = field(None, help="Environment variable holding the key for base_url (openai, vllm_server); never logged.")
+    api_key_env: KeyEnv | None = field(
+        None, help="Environment variable holding the key for base_url (openai, vllm_server; not AWS_* or SYNTHTUNE_*); never logged."
+    )
     served_model: str | None = field(None, help="Name the server gives the base model (vllm_server, openai); default: train.base_model.")
     lora_dir: str | None = field(None, help="vllm_server: folder on a volume the evaluator and the server both mount; each adapter is "
                                  "copied there for the server to load. Unset: the adapter's own local folder (server on this machine).")

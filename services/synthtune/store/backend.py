@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from synthtune.errors import NotFound
+from synthtune.errors import InvalidInput, NotFound
 from synthtune.store.keys import check_key
 
 CHUNK = 8 * 1024 * 1024
@@ -80,8 +80,15 @@ class FileBackend:
     def uri(self, key: str = "") -> str:
         return (self.root / key).as_uri() if key else self.root.as_uri()
 
+    def _inside(self, path: Path) -> bool:
+        return path == self.root or self.root in path.parents
+
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        """The file for ``key``, with symlinks resolved; InvalidInput when that leaves the store's folder."""
+        path = (self.root / check_key(key)).resolve()
+        if not self._inside(path):
+            raise InvalidInput(f"{self.uri(key)}: resolves to {path}, outside the store folder {self.root} (a symlink?)")
+        return path
 
     def _atomic_write(self, key: str, writer: Callable[[BinaryIO], object]) -> None:
         target = self._path(key)
@@ -126,7 +133,8 @@ class FileBackend:
         if not base.is_dir():
             return
         # Sorted as strings, the order S3 lists in, so both backends agree.
-        keys = [p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")]
+        keys = [p.relative_to(self.root).as_posix() for p in base.rglob("*")
+                if p.is_file() and not p.name.startswith(".tmp-") and self._inside(p.resolve())]
         yield from sorted(keys)
 
     def delete_prefix(self, prefix: str) -> None:
