@@ -92,12 +92,16 @@ def test_grpc_probes_on_every_synthtune_deployment(name):
         for probe in ("readinessProbe", "livenessProbe"):
             assert probe in c, (d["metadata"]["name"], probe)
         if component(d) in SYNTHTUNE_COMPONENTS:
-            assert c["startupProbe"]["grpc"]["port"] == 50051
-            assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": HEALTH_SERVICES[component(d)]}
-            assert c["livenessProbe"]["grpc"]["port"] == 50051
+            tls = variant_values(name).get("tls", {}).get("enabled", False)
+            probe_port = 50052 if tls else 50051  # with TLS: the plaintext health-only port (kubelet probes cannot do TLS)
+            assert c["startupProbe"]["grpc"]["port"] == probe_port
+            assert c["readinessProbe"]["grpc"] == {"port": probe_port, "service": HEALTH_SERVICES[component(d)]}
+            assert c["livenessProbe"]["grpc"]["port"] == probe_port
             assert c["command"] == ["synthtune"] and c["args"][:2] == ["serve", component(d)]
             assert c["args"][c["args"].index("--metrics-port") + 1] == "9090"
-            assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9090}
+            assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9090, **({"health": 50052} if tls else {})}
+            if tls:
+                assert c["args"][c["args"].index("--health-port") + 1] == "50052" and "--tls-cert" in c["args"]
 
 
 @pytest.mark.parametrize("name", VARIANT_IDS)

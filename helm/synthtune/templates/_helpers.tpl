@@ -146,16 +146,18 @@ prometheus.io/path: /metrics
 
 {{/* Native gRPC probes against grpc.health.v1 (Kubernetes >= 1.27): (dict "root" $ "name" "controller"). */}}
 {{- define "synthtune.probes" -}}
+{{- /* With TLS the probes ask the plaintext health-only port (the kubelet's gRPC probe cannot speak TLS). */}}
+{{- $port := ternary .root.Values.tls.healthPort .root.Values.ports.grpc .root.Values.tls.enabled -}}
 startupProbe:
-  grpc: {port: {{ .root.Values.ports.grpc }}, service: {{ include "synthtune.healthService" .name }}}
+  grpc: {port: {{ $port }}, service: {{ include "synthtune.healthService" .name }}}
   periodSeconds: 5
   failureThreshold: 36
 readinessProbe:
-  grpc: {port: {{ .root.Values.ports.grpc }}, service: {{ include "synthtune.healthService" .name }}}
+  grpc: {port: {{ $port }}, service: {{ include "synthtune.healthService" .name }}}
   periodSeconds: 10
   timeoutSeconds: 3
 livenessProbe:
-  grpc: {port: {{ .root.Values.ports.grpc }}}
+  grpc: {port: {{ $port }}}
   periodSeconds: 20
   timeoutSeconds: 5
   failureThreshold: 3

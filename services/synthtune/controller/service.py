@@ -13,6 +13,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from synthtune.controller.executor import Executor
+from synthtune.controller.jobs import adopt_job_results
 from synthtune.controller.runs import ACTIVE, FINAL, RunRecord
 from synthtune.errors import InvalidInput, NotFound
 from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
@@ -148,7 +149,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         return pipeline_pb2.SubmitRunResponse(run=run_message(record))
 
     def GetRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return pipeline_pb2.GetRunResponse(run=run_message(self.book.load(request.run_id)))
+        record = self.book.load(request.run_id)
+        if record.status == "running" and not record.owner:  # stages run by `synthtune job` Jobs, no executor
+            record = adopt_job_results(self.book.store, record)
+        return pipeline_pb2.GetRunResponse(run=run_message(record))
 
     def ListRuns(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         runs = self.book.list()
