@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from synthtune.errors import NotFound
+from synthtune.spec.dataflow import data_destinations
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Store
 
@@ -76,7 +77,7 @@ class RunBook:
         run_id = run_id or new_run_id(spec.name)
         record: dict[str, Any] = {
             "run_id": run_id, "name": spec.name, "status": "pending", "spec_yaml": spec_yaml, "base_dir": spec.base_dir,
-            "store": self.store.uri, "until": until, "created_at": now(), "updated_at": now(), "error": None,
+            "store": self.store.uri, "data_destinations": data_destinations(spec), "until": until, "created_at": now(), "updated_at": now(), "error": None,
             "stages": {name: {"state": "pending", "artifact": None, "attempts": 0, "message": ""} for name in stage_names(spec, until)},
             "events": [], "seq": 0,
         }

@@ -14,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from synthtune.controller.executor import Executor
 from synthtune.errors import InvalidInput, NotFound
+from synthtune.llm.models import check_base_model
 from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
 from synthtune.spec import load_spec_text
 
@@ -140,6 +141,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
             spec = load_spec_text(request.spec_yaml, "spec_yaml", base_dir=request.base_dir or None)
             if request.until and request.until not in ("prepare", "generate", "train", "evaluate"):
                 raise InvalidInput(f"until {request.until!r}: choose prepare, generate, train or evaluate")
+            if request.until not in ("prepare", "generate"):
+                check_base_model(spec.train.base_model, self.book.store, spec.base_dir)  # before any Job asks for a GPU
             record = self.book.create(spec, request.spec_yaml, request.until or None)
         self.start(record["run_id"])
         return pipeline_pb2.SubmitRunResponse(run=run_message(record))

@@ -103,7 +103,7 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     if (cached := store.find(art_id)) is not None:
         progress.note(f"reusing cached {art_id}")
         return cached
-    model_path = resolve_model(train.base_model, spec.base_dir)
+    model_path = resolve_model(train.base_model, spec.base_dir, store)
     check_model_folder(model_path, train)
     from transformers import AutoTokenizer
 
