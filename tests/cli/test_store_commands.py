@@ -7,11 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
+from test_cli import REPO, cli
 
 from synthtune.errors import InvalidInput
 from synthtune.store import open_store
-
-from test_cli import REPO, cli
 
 pytestmark = pytest.mark.integration
 QUICKSTART = REPO / "examples" / "quickstart"

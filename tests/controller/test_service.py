@@ -153,3 +153,17 @@ def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tm
     record.update(status="running", owner="old-pod-1", heartbeat=0.0)  # what Executor.shutdown leaves
     leader.book.save(record)
     assert leader.resume_all() == [record["run_id"]]
+
+
+def test_a_base_model_neither_stored_nor_allowed_from_the_hub_is_refused_at_submit(controller, monkeypatch, tmp_path):
+    """Refused before a run exists, so no training Job (and no GPU) is ever requested."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    spec = SPEC + "train: {base_model: acme/plant-7b}\n"
+    with pytest.raises(grpc.RpcError) as exc:
+        controller.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=spec), timeout=10)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "train.base_model 'acme/plant-7b' is neither in the store" in exc.value.details()
+    assert controller.ListRuns(pipeline_pb2.ListRunsRequest(), timeout=10).runs == []
+    run = controller.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=spec, until="generate"), timeout=10).run
+    assert run.run_id  # a run that stops before training needs no base model

@@ -13,7 +13,14 @@ import shutil
 from pathlib import Path
 
 from synthtune.errors import InvalidInput, NotFound
-from synthtune.llm.model_store import MODEL_MANIFEST, fetch_model, hf_cache_snapshot, hub_allowed, read_manifest, store_model_uri
+from synthtune.llm.model_store import (
+    MODEL_MANIFEST,
+    fetch_model,
+    hf_cache_snapshot,
+    hub_allowed,
+    read_manifest,
+    store_model_uri,
+)
 from synthtune.store import Store
 from synthtune.store.fetch import is_uri
 
