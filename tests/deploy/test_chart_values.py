@@ -29,6 +29,10 @@ def with_changes(base: dict, changes: dict) -> dict:
     ({"runners": {"train": "slurm"}}, "/runners/train", ""),
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", ""),
     ({"pipelineDefaults": {"train": {"method": "qlora2"}}}, "/pipelineDefaults/train/method", ""),
+    ({"controller": {"extraVolumeMounts": [{"name": "x"}]}}, "/controller/extraVolumeMounts/0", "missing property 'mountPath'"),
+    ({"gpuJobs": {"labels": {"kueue.x-k8s.io/queue-name": 1}}}, "/gpuJobs/labels/kueue.x-k8s.io~1queue-name", "want string"),
+    ({"gpuJobs": {"pullPolicy": "Sometimes"}}, "/gpuJobs/pullPolicy", ""),
+    ({"vllmTeacher": {"topologySpreadConstraints": {"maxSkew": 1}}}, "/vllmTeacher/topologySpreadConstraints", "want array"),
 ])
 def test_schema_refuses_wrong_types_naming_the_key(changes, where, why):
     with pytest.raises(helm.HelmValuesError) as err:
@@ -44,6 +48,10 @@ def test_schema_refuses_wrong_types_naming_the_key(changes, where, why):
     ({"store": {"s3": {"accessKey": "AKIA..."}}}, "/store/s3", "accessKey"),
     ({"stages": {"judge": {"enabled": True}}}, "/stages", "judge"),
     ({"pipelineDefaults": {"generate": {"teacher": {"base_uri": "http://x"}}}}, "/pipelineDefaults/generate/teacher", "base_uri"),
+    ({"controller": {"extraEnvs": []}}, "/controller", "extraEnvs"),
+    ({"gpuJobs": {"scratch": {"disk": "1Gi"}}}, "/gpuJobs/scratch", "disk"),
+    ({"stages": {"generator": {"podLabel": {}}}}, "/stages/generator", "podLabel"),
+    ({"metrics": {"serviceMonitor": {"intervall": "1m"}}}, "/metrics/serviceMonitor", "intervall"),
 ])
 def test_schema_refuses_unknown_keys_naming_them(changes, where, key):
     with pytest.raises(helm.HelmValuesError) as err:

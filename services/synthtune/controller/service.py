@@ -17,6 +17,8 @@ from synthtune.errors import InvalidInput, NotFound
 from synthtune.llm.models import check_base_model
 from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
 from synthtune.spec import load_spec_text
+from synthtune.spec.dataflow import data_destinations
+from synthtune.spec.pipeline import PipelineSpec
 
 log = logging.getLogger("synthtune.controller")
 RUN_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}
@@ -141,6 +143,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
             spec = load_spec_text(request.spec_yaml, "spec_yaml", base_dir=request.base_dir or None)
             if request.until and request.until not in ("prepare", "generate", "train", "evaluate"):
                 raise InvalidInput(f"until {request.until!r}: choose prepare, generate, train or evaluate")
+            refuse_external_endpoints(spec, self.executor.config.allow_external_endpoints)
             if request.until not in ("prepare", "generate"):
                 check_base_model(spec.train.base_model, self.book.store, spec.base_dir)  # before any Job asks for a GPU
             record = self.book.create(spec, request.spec_yaml, request.until or None)
@@ -198,4 +201,13 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         return pipeline_pb2.CancelRunResponse(run=run_message(record))
 
 
-__all__ = ["NotFound", "PipelineServicer", "run_message"]
+def refuse_external_endpoints(spec: PipelineSpec, allowed: bool) -> None:
+    """A controller that keeps records in the cluster refuses a run that would send them outside."""
+    outside = [d for d in data_destinations(spec) if d["external"]]
+    if outside and not allowed:
+        names = "; ".join(f"{d['role']} at {d['endpoint']}" for d in outside)
+        raise InvalidInput(f"this controller keeps records inside the cluster, but the pipeline sends them to {names} "
+                           "(an in-cluster teacher has a cluster address; the chart's teacher.allowExternal=true allows external ones)")
+
+
+__all__ = ["NotFound", "PipelineServicer", "refuse_external_endpoints", "run_message"]
