@@ -131,3 +131,19 @@ def test_every_value_is_documented_in_place():
         else:
             stack.append((indent, documented))
     assert undocumented == []
+
+
+def test_chart_readme_is_generated_from_the_values_and_current():
+    readme = CHART / "README.md"
+    before = readme.read_text()
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_chart_readme.py")], capture_output=True, text=True, timeout=60)
+    after = readme.read_text()
+    if after != before:
+        readme.write_text(before)
+    assert result.returncode == 0, result.stderr
+    assert after == before, "helm/synthtune/README.md is stale: run python scripts/gen_chart_readme.py"
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", before, re.M))
+    for key in ("gpuJobs.scratch.cache", "gpuJobs.labels", "controller.topologySpreadConstraints", "stages.dataprep.extraVolumeMounts",
+                "vllmTeacher.priorityClassName", "minio.podLabels", "metrics.serviceMonitor.enabled", "teacher.allowExternal"):
+        assert key in documented, key
+    assert "README.tpl.md" in (CHART / ".helmignore").read_text()
