@@ -63,6 +63,8 @@ def test_buf_curl_sees_the_documented_status_codes(address):
     assert error["code"] == "not_found" and "no run 'no-such-run'" in error["message"]
     bad = json.loads(buf_curl(address, "synthtune.v1.PipelineService/SubmitRun", {"specYaml": "version: 1\nname: x\n"}).stderr)
     assert bad["code"] == "invalid_argument" and "spec_yaml:1:1: source: required key is missing" in bad["message"]
+    token = json.loads(buf_curl(address, "synthtune.v1.PipelineService/ListRuns", {"pageToken": "page-2"}).stderr)
+    assert token["code"] == "invalid_argument" and "page_token 'page-2'" in token["message"]
     anonymous = json.loads(buf_curl(address, "synthtune.v1.PipelineService/ListRuns", {}, token=None).stderr)
     assert anonymous["code"] == "unauthenticated"
     health = buf_curl(address, "grpc.health.v1.Health/Check", {"service": "synthtune.v1.PipelineService"}, token=None)

@@ -155,7 +155,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
 
     def ListRuns(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         runs = self.book.list()
-        start = int(request.page_token or 0)
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            raise InvalidInput(f"page_token {request.page_token!r} is not one ListRuns returned") from None
         size = request.page_size or 50
         page = runs[start : start + size]
         token = str(start + size) if start + size < len(runs) else ""
