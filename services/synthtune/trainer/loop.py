@@ -112,8 +112,11 @@ def _model_path(config: dict[str, Any]) -> str:
     if Path(path).exists() or not config.get("base_model"):
         return path
     from synthtune.llm.models import resolve_model
+    from synthtune.store import open_store
 
-    return resolve_model(config["base_model"], config.get("base_dir"))
+    # A model from the store is streamed into this pod's cache as it was into the driver's.
+    store = open_store(config["store_uri"]) if config.get("store_uri") else None
+    return resolve_model(config["base_model"], config.get("base_dir"), store)
 
 
 def _tokens_at(checkpoint: str | None) -> tuple[int, int]:
