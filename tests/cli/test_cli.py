@@ -207,14 +207,14 @@ def test_export_writes_a_runs_synthetic_data(tmp_path, monkeypatch):
     text = "version: 1\nname: ex\nsource: {paths: [a.csv]}\ngenerate: {methods: [{name: record_qa}, {name: persona}]}\n"
     book = RunBook(store)
     record = book.create(load_spec_text(text), text, "generate")
-    record["stages"]["generate:record_qa"].update(state="succeeded", artifact=ref.to_dict())
+    record.stages["generate:record_qa"].state, record.stages["generate:record_qa"].artifact = "succeeded", ref.to_dict()
     book.save(record)
     out = tmp_path / "alpaca.json"
-    res = cli("export", record["run_id"], "--store", str(tmp_path / "store"), "--format", "alpaca", "--out", str(out),
+    res = cli("export", record.run_id, "--store", str(tmp_path / "store"), "--format", "alpaca", "--out", str(out),
               env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text()) == [{"instruction": "Belt slips?", "input": "", "output": "1. Tension the belt.", "system": "s"}]
     assert res.stdout.strip().splitlines()[-1] == f"run_id={record['run_id']} uri={out.resolve()}"
-    missing = cli("export", record["run_id"], "--store", str(tmp_path / "store"), "--method", "persona", "--out", str(out),
+    missing = cli("export", record.run_id, "--store", str(tmp_path / "store"), "--method", "persona", "--out", str(out),
                   env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
     assert missing.returncode == 2 and "no synthetic data for method 'persona'" in missing.stderr

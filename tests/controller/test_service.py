@@ -133,16 +133,16 @@ def test_the_leader_leaves_a_run_with_a_fresh_heartbeat_to_whoever_executes_it(r
 
     record = book.create(load_spec_text(SPEC), SPEC, None)
     # e.g. a `synthtune run` on the same store, on a laptop whose clock is an hour behind
-    record.update(status="running", owner="laptop-123", heartbeat=time.time() - 3600)
+    record.status, record.owner, record.heartbeat = "running", "laptop-123", time.time() - 3600
     book.save(record)
     assert leader.resume_all() == []
     for _ in range(3):  # it keeps beating: never taken over, whatever its clock says
         time.sleep(0.3)
-        record["heartbeat"] += 30
+        record.heartbeat += 30
         book.save(record)
         assert leader.resume_all() == []
     time.sleep(0.7)  # it stopped beating (that process died)
-    assert leader.resume_all() == [record["run_id"]]
+    assert leader.resume_all() == [record.run_id]
 
 
 def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tmp_path):
@@ -150,9 +150,9 @@ def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tm
     from synthtune.spec import load_spec_text
 
     record = leader.book.create(load_spec_text(SPEC), SPEC, None)
-    record.update(status="running", owner="old-pod-1", heartbeat=0.0)  # what Executor.shutdown leaves
+    record.status, record.owner, record.heartbeat = "running", "old-pod-1", 0.0  # what Executor.shutdown leaves
     leader.book.save(record)
-    assert leader.resume_all() == [record["run_id"]]
+    assert leader.resume_all() == [record.run_id]
 
 
 def test_a_base_model_neither_stored_nor_allowed_from_the_hub_is_refused_at_submit(controller, monkeypatch, tmp_path):

@@ -60,6 +60,7 @@ def test_rubric_scores_are_blind_and_off_format_is_invalid():
 def test_rubric_and_pairwise_judge_through_the_stage_into_metrics_and_report(file_store, monkeypatch):
     from synthtune.evaluator import answers, run
     from synthtune.evaluator.report import build_report
+    from synthtune.spec.graph import ReportInput
 
     tickets = [ticket(i, f"Caps crooked on head {i}", "Reset the chuck") for i in range(2, 6)]
 
@@ -80,9 +81,8 @@ def test_rubric_and_pairwise_judge_through_the_stage_into_metrics_and_report(fil
     assert judge.closed
     assert not any(word in p for p in judge.prompts for word in ("tuned", "record_qa", "base"))  # blind to model names
 
-    run_record = {"run_id": "r1", "name": "eval-test", "status": "succeeded", "stages": {
-        "prepare": {"artifact": {"id": inputs["prepared"].id}}, "evaluate": {"artifact": {"id": ref.id}}}}
-    report = build_report(file_store, run_record, spec)
+    run = ReportInput(run_id="r1", name="eval-test", status="succeeded", prepared=inputs["prepared"].id, evaluation=ref.id)
+    report = build_report(file_store, run, spec)
     assert report["judge_scores"] == metrics["judge_scores"] and report["judge"] == metrics["judge"]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,10 +17,13 @@ from synthtune.errors import (
     EXIT_INTERRUPTED,
     Cancelled,
     InvalidInput,
-    NotBuiltYet,
     NotFound,
     SynthtuneError,
 )
+from synthtune.spec.graph import BY_KIND, RUNNER_KINDS, STEPS, kind_of, method_of
+
+if TYPE_CHECKING:
+    from synthtune.controller import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Turn your plant's records into a fine-tuned, measurably better open LLM.")
@@ -31,7 +34,6 @@ app.command()(upload)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Artifact store: a path, file:///abs/path or s3://bucket/prefix (default ./synthtune-store).")]
 PipelineArg = Annotated[Path, typer.Argument(help="The pipeline YAML file.")]
-STAGES = ("prepare", "generate", "train", "evaluate")
 
 
 def _version(value: bool) -> None:
@@ -55,7 +57,7 @@ def _result_line(run_id: str, uri: str) -> None:
     typer.echo(f"run_id={run_id} uri={uri}")
 
 
-def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resume: str | None, quiet: bool = False) -> dict[str, Any]:
+def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resume: str | None, quiet: bool = False) -> RunRecord:
     """Validate, create or resume a run, execute it in process with a bar per stage."""
     from synthtune.controller import Executor, RunBook
     from synthtune.spec import load_spec
@@ -68,29 +70,29 @@ def _run_pipeline(pipeline: Path, store_uri: str | None, until: str | None, resu
         book.reopen(record)
     else:
         record = book.create(spec, pipeline.read_text(encoding="utf-8"), until)
-    stderr.print(f"[bold]run[/bold] {record['run_id']} · store {store.uri}")
+    stderr.print(f"[bold]run[/bold] {record.run_id} · store {store.uri}")
     executor = Executor(store, book)
     with StageBars(quiet) as bars:
         try:
-            record = executor.execute(record["run_id"], bars)
+            record = executor.execute(record.run_id, bars)
         except KeyboardInterrupt:
-            executor.interrupted(record["run_id"])
-            stderr.print(f"interrupted: continue with --resume {record['run_id']}")
+            executor.interrupted(record.run_id)
+            stderr.print(f"interrupted: continue with --resume {record.run_id}")
             raise
-    if record["status"] != "succeeded":
-        failed = [f"{name}: {info['message']}" for name, info in record["stages"].items() if info["state"] == "failed"]
-        message = record.get("error") or "; ".join(failed) or record["status"]
-        error = {"cancelled": Cancelled, "invalid_input": InvalidInput, "not_found": NotFound}.get(record.get("error_kind") or "", SynthtuneError)
+    if record.status != "succeeded":
+        failed = [f"{name}: {info.message}" for name, info in record.stages.items() if info.state == "failed"]
+        message = record.error or "; ".join(failed) or record.status
+        error = {"cancelled": Cancelled, "invalid_input": InvalidInput, "not_found": NotFound}.get(record.error_kind or "", SynthtuneError)
         raise error(message)
     return record
 
 
-def _last_uri(record: dict[str, Any], store_uri: str | None, stage_prefix: str | None = None) -> str:
+def _last_uri(record: RunRecord, store_uri: str | None, step: str | None = None) -> str:
     store = _store(store_uri)
-    if stage_prefix is None and record.get("report"):
-        return f"{store.uri}/{record['report']}"
-    refs = [info["artifact"]["uri"] for name, info in record["stages"].items()
-            if info.get("artifact") and (stage_prefix is None or name.split(":")[0] == stage_prefix)]
+    if step is None and record.report:
+        return f"{store.uri}/{record.report}"
+    refs = [info.artifact["uri"] for name, info in record.stages.items()
+            if info.artifact and (step is None or kind_of(name) == step)]
     return refs[-1] if refs else store.uri
 
 
@@ -111,13 +113,13 @@ def run(
     resume: Annotated[str | None, typer.Option(help="Continue this run id; finished stages are not redone.")] = None,
 ) -> None:
     """Run the whole pipeline (prepare -> generate -> train -> evaluate -> report) in this process."""
-    if until is not None and until not in STAGES:
-        raise InvalidInput(f"--until {until!r}: choose one of {', '.join(STAGES)}")
+    if until is not None and until not in STEPS:
+        raise InvalidInput(f"--until {until!r}: choose one of {', '.join(STEPS)}")
     record = _run_pipeline(pipeline, store, until, resume)
     uri = _last_uri(record, store)
-    if record.get("report"):
+    if record.report:
         stderr.print(f"[green]report:[/green] {uri}")
-    _result_line(record["run_id"], uri)
+    _result_line(record.run_id, uri)
 
 
 def _stage_command(stage: str) -> Any:
@@ -127,7 +129,7 @@ def _stage_command(stage: str) -> Any:
         run_id: Annotated[str | None, typer.Option("--run", help="Continue this run id instead of starting a new one.")] = None,
     ) -> None:
         record = _run_pipeline(pipeline, store, stage, run_id)
-        _result_line(record["run_id"], _last_uri(record, store, stage))
+        _result_line(record.run_id, _last_uri(record, store, stage))
 
     command.__doc__ = {
         "generate": "Generate synthetic instruction data with every method (runs prepare first if needed).",
@@ -153,10 +155,10 @@ def prepare(
     if pipeline is None:
         raise InvalidInput("synthtune prepare needs a PIPELINE file (or --suggest-fields RECORDS_FILE)")
     record = _run_pipeline(pipeline, store, "prepare", run_id)
-    _result_line(record["run_id"], _last_uri(record, store, "prepare"))
+    _result_line(record.run_id, _last_uri(record, store, "prepare"))
 
 
-for _stage in STAGES[1:]:
+for _stage in STEPS[1:]:
     app.command(name=_stage)(_stage_command(_stage))
 
 
@@ -176,8 +178,8 @@ def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: St
 
     st = _store(store)
     record = RunBook(st).load(run_id)
-    spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=record.get("base_dir"))
-    _, html_key = write_report(st, record, spec)
+    spec = load_spec_text(record.spec_yaml, f"run {run_id} spec", base_dir=record.base_dir)
+    _, html_key = write_report(st, record.report_input(), spec)
     _result_line(run_id, f"{st.uri}/{html_key}")
 
 
@@ -195,8 +197,7 @@ def export(
 
     st = _store(store)
     record = RunBook(st).load(run_id)
-    made = {name.split(":", 1)[1]: info["artifact"] for name, info in record["stages"].items()
-            if name.startswith("generate:") and info.get("artifact")}
+    made = {method_of(name): info.artifact for name, info in record.stages.items() if kind_of(name) == "generate" and info.artifact}
     if not made:
         raise InvalidInput(f"run {run_id} has no synthetic data yet (run its generate stage first)")
     if method is None and len(made) > 1:
@@ -221,7 +222,7 @@ def demo(workdir: Annotated[Path, typer.Option(help="Folder for the demo's store
     uri = _last_uri(record, store_uri)
     path = uri.removeprefix("file://")
     stderr.print(f"\n[bold green]Done.[/bold green] Open the report: {path}")
-    _result_line(record["run_id"], uri)
+    _result_line(record.run_id, uri)
 
 
 def _example_dir() -> Path:
@@ -268,10 +269,11 @@ def serve(
     from synthtune.controller.server import serve_forever
     from synthtune.rpc.server import ServerOptions
 
-    names = ["controller", "dataprep", "generator", "trainer", "evaluator"] if service == "all" else [service]
-    bad = [n for n in names if n not in ("controller", "dataprep", "generator", "trainer", "evaluator")]
+    known = ["controller", *(BY_KIND[k].service for k in RUNNER_KINDS)]
+    names = known if service == "all" else [service]
+    bad = [n for n in names if n not in known]
     if bad:
-        raise InvalidInput(f"unknown service {bad[0]!r}: choose controller, dataprep, generator, trainer, evaluator or all")
+        raise InvalidInput(f"unknown service {bad[0]!r}: choose {', '.join(known)} or all")
     options = ServerOptions(port=port, host=host, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key)
     serve_forever(names, options, store, load_config(config), stage_workers)
 
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SynthtuneError as exc:  # each domain error carries its exit code: 2 bad input, 130 cancelled, 1 other
-        prefix = {Cancelled: "interrupted", NotBuiltYet: "not built yet"}.get(type(exc), "error")
+        prefix = "interrupted" if isinstance(exc, Cancelled) else "error"
         print(f"{prefix}: {exc}", file=sys.stderr)
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors (missing argument, unknown option): exit 2, no traceback

@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from synthtune.errors import InvalidInput
+from synthtune.spec.graph import RUNNER_KINDS
 
 CONFIG_ENV = "SYNTHTUNE_CONTROLLER_CONFIG"
-STAGE_KINDS = ("prepare", "generate", "train", "evaluate")
 RunnerName = Literal["inprocess", "grpc", "kubernetes"]
 # A Kubernetes quantity: `cpu: 8` in YAML is as good as `cpu: "8"`.
 Quantity = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)]
@@ -122,9 +122,9 @@ class ControllerConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ControllerConfig:
-        unknown = sorted(set(self.runners) - set(STAGE_KINDS))
+        unknown = sorted(set(self.runners) - set(RUNNER_KINDS))
         if unknown:
-            raise ValueError(f"runners: unknown stage kind(s) {', '.join(unknown)} (known: {', '.join(STAGE_KINDS)})")
+            raise ValueError(f"runners: unknown stage kind(s) {', '.join(unknown)} (known: {', '.join(RUNNER_KINDS)})")
         missing = [k for k, r in self.runners.items() if r == "grpc" and not self.services.get(k)]
         if missing:
             raise ValueError(f"runners: {', '.join(missing)} run by grpc but services has no host:port for them")

@@ -15,39 +15,29 @@ from synthtune.controller.runner import StageTask
 from synthtune.errors import Cancelled, InvalidInput, RetryableError, SynthtuneError
 from synthtune.progress import Progress
 from synthtune.rpc.client import channel, domain_error, error_for
-from synthtune.rpc.gen.synthtune.v1 import (
-    common_pb2,
-    operations_pb2,
-    operations_pb2_grpc,
-    stages_pb2,
-    stages_pb2_grpc,
-)
+from synthtune.rpc.gen.synthtune.v1 import operations_pb2, operations_pb2_grpc
+from synthtune.rpc.operations import artifact_message
+from synthtune.rpc.stages import request_field, request_message, rpc_name, stub
+from synthtune.spec.graph import kind_of, method_of, stage
 from synthtune.store import ArtifactRef, Store
 
 State = operations_pb2.OperationState
 DONE = (State.OPERATION_STATE_SUCCEEDED, State.OPERATION_STATE_FAILED, State.OPERATION_STATE_CANCELLED)
-SERVICE_NAMES = {"prepare": "dataprep", "generate": "generator", "train": "trainer", "evaluate": "evaluator"}
-STUBS = {"prepare": stages_pb2_grpc.DataPrepServiceStub, "generate": stages_pb2_grpc.GeneratorServiceStub,
-         "train": stages_pb2_grpc.TrainerServiceStub, "evaluate": stages_pb2_grpc.EvaluatorServiceStub}
-
-
-def _ref(ref: ArtifactRef | None) -> common_pb2.ArtifactRef:
-    return common_pb2.ArtifactRef(kind=ref.kind, id=ref.id, uri=ref.uri) if ref else common_pb2.ArtifactRef()
 
 
 def start_request(task: StageTask, store_uri: str) -> tuple[str, Any]:
-    """(method name, request message) that starts ``task`` on its stage service."""
-    common = {"spec_yaml": task.spec_yaml, "store_uri": store_uri, "run_id": task.run_id, "base_dir": task.base_dir or ""}
-    inputs = task.inputs
-    if task.kind == "prepare":
-        return "Prepare", stages_pb2.PrepareRequest(**common)
-    if task.kind == "generate":
-        return "Generate", stages_pb2.GenerateRequest(**common, method=task.method, prepared=_ref(inputs.get("prepared")))
-    if task.kind == "train":
-        return "Train", stages_pb2.TrainRequest(**common, method=task.method, synthetic=_ref(inputs.get("synthetic")),
-                                                prepared=_ref(inputs.get("prepared")))
-    adapters = {k.split(":", 1)[1]: _ref(v) for k, v in inputs.items() if k.startswith("adapter:")}
-    return "Evaluate", stages_pb2.EvaluateRequest(**common, prepared=_ref(inputs.get("prepared")), adapters=adapters)
+    """(method name, request message) that starts ``task`` on its stage service, with the inputs the graph declares."""
+    st = stage(task.stage)
+    fields: dict[str, Any] = {"spec_yaml": task.spec_yaml, "store_uri": store_uri, "run_id": task.run_id, "base_dir": task.base_dir or ""}
+    if st.per_method:
+        fields["method"] = task.method
+    for inp in st.inputs:
+        if inp.each_method:
+            fields[request_field(inp)] = {method_of(k): artifact_message(v) for k, v in task.inputs.items()
+                                          if kind_of(k) == inp.name and v is not None}
+        else:
+            fields[request_field(inp)] = artifact_message(task.inputs.get(inp.name))
+    return rpc_name(st.kind), request_message(st.kind, **fields)
 
 
 def operation_error(op: operations_pb2.Operation, peer: str) -> SynthtuneError:
@@ -92,15 +82,14 @@ class GrpcRunner:
         target = self.services.get(task.kind)
         if not target:
             raise InvalidInput(f"controller config: no stage service address for {task.kind!r} (services.{task.kind})")
-        peer = f"{SERVICE_NAMES[task.kind]} service at {target}"
+        peer = f"{stage(task.stage).service} service at {target}"
         ch = self._channel(target)
         ops = operations_pb2_grpc.OperationsServiceStub(ch)
         op = self._reattach(task, ops, target, peer)
         if op is None:
             method, request = start_request(task, store.uri)
-            stub = STUBS[task.kind](ch)
             try:
-                op = getattr(stub, method)(request, timeout=self.start_timeout_s, wait_for_ready=True).operation
+                op = getattr(stub(task.kind, ch), method)(request, timeout=self.start_timeout_s, wait_for_ready=True).operation
             except grpc.RpcError as exc:
                 raise domain_error(exc, peer) from None
             task.remember(operation=op.name, target=target)

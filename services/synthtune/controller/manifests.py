@@ -13,8 +13,8 @@ from typing import Any
 
 from synthtune.controller.config import KubernetesConfig
 from synthtune.errors import EXIT_BAD_INPUT
+from synthtune.spec.graph import BY_KIND
 
-MODULES = {"prepare": "dataprep", "generate": "generator", "train": "trainer", "evaluate": "evaluator"}
 RUN_LABEL = "synthtune.io/run"
 STAGE_LABEL = "synthtune.io/stage"
 RUN_ANNOTATION = "synthtune.io/run-id"
@@ -73,7 +73,7 @@ def gpu_count(gpus: float) -> int:
 
 
 def command(kind: str, request_uri: str) -> list[str]:
-    return ["python3", "-m", f"synthtune.{MODULES[kind]}.job", "--request", request_uri]
+    return ["python3", "-m", f"synthtune.{BY_KIND[kind].service}.job", "--request", request_uri]
 
 
 def _container(cfg: KubernetesConfig, name: str, image: str, cmd: list[str] | None, gpus: float) -> dict[str, Any]:

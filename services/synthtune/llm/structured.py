@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-from synthtune.llm.chat import ChatBackend, ChatRequest, ChatResult
+from synthtune.llm.chat import ChatRequest
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -91,19 +90,3 @@ def repair_request(request: ChatRequest, bad_reply: str, schema: dict[str, Any] 
     ]
     return ChatRequest(messages=messages, temperature=0.0, max_tokens=request.max_tokens, seed=request.seed,
                        json_schema=schema, key=request.key)
-
-
-Validator = Callable[[Any], bool]
-
-
-def complete_json(backend: ChatBackend, requests: list[ChatRequest], valid: Validator | None = None) -> list[tuple[Any | None, ChatResult]]:
-    """Parsed JSON per request (None when still unparseable after one repair retry), with the last result."""
-    check = valid or (lambda value: value is not None)
-    results = backend.complete(requests)
-    parsed: list[Any | None] = [parse_json(r.text) if r.ok else None for r in results]
-    retry = [i for i, (r, v) in enumerate(zip(results, parsed, strict=True)) if r.ok and not check(v)]
-    if retry:
-        again = backend.complete([repair_request(requests[i], results[i].text, requests[i].json_schema) for i in retry])
-        for i, result in zip(retry, again, strict=True):
-            results[i], parsed[i] = result, parse_json(result.text) if result.ok else None
-    return [(v if check(v) else None, r) for v, r in zip(parsed, results, strict=True)]

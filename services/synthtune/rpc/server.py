@@ -22,6 +22,7 @@ from synthtune.rpc.interceptors import Metrics, ServerInterceptor
 
 log = logging.getLogger("synthtune.rpc")
 TOKEN_ENV = "SYNTHTUNE_AUTH_TOKEN"
+RESERVED_WORKERS = 4
 
 
 @dataclass
@@ -91,6 +92,11 @@ def _tls_credentials(options: ServerOptions) -> grpc.ServerCredentials | None:
         raise InvalidInput(f"cannot read the TLS certificate or key: {exc}") from None
 
 
+def max_streams(max_workers: int) -> int:
+    """Streams held open at once: all but RESERVED_WORKERS threads, kept for unary calls and probes."""
+    return max(1, max_workers - RESERVED_WORKERS)
+
+
 def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, **fields: Any) -> RunningServer:
     """Create, configure and start a server; returns once it is listening.
 
@@ -110,7 +116,9 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
         metrics_port = int(metrics_http.server_port)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="synthtune-rpc"),
-        interceptors=[ServerInterceptor(token, Metrics(registry))],
+        interceptors=[ServerInterceptor(token, Metrics(registry), max_streams=max_streams(options.max_workers))],
+        # Calls waiting for a thread are bounded too; past this gRPC answers RESOURCE_EXHAUSTED.
+        maximum_concurrent_rpcs=options.max_workers * 4,
         options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
     )
     health_servicer = health.HealthServicer()
