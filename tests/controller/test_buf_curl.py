@@ -36,7 +36,9 @@ def address(s3_store_uri, tmp_path, monkeypatch):
 
 
 def buf_curl(address: str, method: str, body: dict, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    args = [BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--data", json.dumps(body)]
+    # Reflection needs the token too: buf curl sends it there with --reflect-header.
+    args = [BUF, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--data", json.dumps(body),
+            "--reflect-header", f"Authorization: Bearer {TOKEN}"]
     if token:
         args += ["-H", f"Authorization: Bearer {token}"]
     return subprocess.run([*args, f"{address}/{method}"], capture_output=True, text=True, timeout=60)
@@ -67,5 +69,7 @@ def test_buf_curl_sees_the_documented_status_codes(address):
     assert token["code"] == "invalid_argument" and "page_token 'page-2'" in token["message"]
     anonymous = json.loads(buf_curl(address, "synthtune.v1.PipelineService/ListRuns", {}, token=None).stderr)
     assert anonymous["code"] == "unauthenticated"
-    health = buf_curl(address, "grpc.health.v1.Health/Check", {"service": "synthtune.v1.PipelineService"}, token=None)
+    wrong = json.loads(buf_curl(address, "synthtune.v1.PipelineService/ListRuns", {}, token="guess").stderr)
+    assert wrong["code"] == "unauthenticated" and "bearer token" in wrong["message"]
+    health = buf_curl(address, "grpc.health.v1.Health/Check", {"service": "synthtune.v1.PipelineService"})
     assert health.returncode == 0 and json.loads(health.stdout) == {"status": "SERVING"}
