@@ -11,6 +11,7 @@ import typer
 
 from synthtune import __version__
 from synthtune.cli.progress import StageBars, stderr
+from synthtune.cli.storecmds import download_report, models_app, upload
 from synthtune.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -28,6 +29,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Turn your plant's records into a fine-tuned, measurably better open LLM.")
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, watch or cancel runs on a controller.")
 app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+app.command()(upload)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Artifact store: a path, file:///abs/path or s3://bucket/prefix (default ./synthtune-store).")]
 PipelineArg = Annotated[Path, typer.Argument(help="The pipeline YAML file.")]
@@ -160,8 +163,15 @@ for _stage in STEPS[1:]:
 
 
 @app.command()
-def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: StoreOpt = None) -> None:
-    """Rebuild a run's report.json and report.html, and print where the HTML is."""
+def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: StoreOpt = None,
+           out: Annotated[Path | None, typer.Option("--out", help="Download the run's report.html and report.json into this folder "
+                                                                  "instead of rebuilding them in the store.")] = None) -> None:
+    """Rebuild a run's report.json and report.html and print where the HTML is; with --out, download them."""
+    if out is not None:
+        html_path = download_report(store, run_id, out)
+        stderr.print(f"[green]report:[/green] {html_path}")
+        _result_line(run_id, str(html_path.resolve()))
+        return
     from synthtune.controller import RunBook
     from synthtune.controller.jobs import adopt_job_results
     from synthtune.evaluator.report import write_report
