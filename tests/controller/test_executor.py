@@ -109,3 +109,59 @@ def test_until_stops_after_the_stage(setup):
     record = ex.execute(_submit(book, until="generate"))
     assert record.status == "succeeded"
     assert calls(count) == ["prepare", "generate:record_qa", "generate:persona"]
+
+
+class FlakyRecordWrites:
+    """Fails the next writes of run.json that carry a given event (a store hiccup), then lets them through."""
+
+    def __init__(self, store, event: str, stage: str = "", failures: int = 2) -> None:  # type: ignore[no-untyped-def]
+        self.put_json, self.event, self.stage, self.left, self.failed = store.put_json, event, stage, failures, 0
+        store.put_json = self
+
+    def __call__(self, key, body, *args, **kwargs):  # type: ignore[no-untyped-def]
+        last = (body.get("events") or [{}])[-1] if key.endswith("/run.json") else {}
+        if self.left and last.get("type") == self.event and last.get("stage", "") == self.stage:
+            self.left -= 1
+            self.failed += 1
+            raise ConnectionError("S3 endpoint reset the connection")
+        return self.put_json(key, body, *args, **kwargs)
+
+
+@pytest.mark.parametrize(("event", "stage", "failures"), [
+    ("stage_finished", "prepare", 2),  # the write right after a stage succeeded
+    ("run_finished", "", 3),  # the write that ends the run
+    ("stage_started", "train:persona", 1),
+])
+def test_a_failed_run_record_write_is_retried_and_never_fails_the_run(setup, event, stage, failures):
+    _, count, store = setup
+    book = RunBook(store, write_wait_s=0.001)  # the backoff kept short here
+    ex = Executor(store, book, make_stages(count), backoff_s=0.01)
+    run_id = _submit(book)
+    flaky = FlakyRecordWrites(store, event, stage, failures)
+    record = ex.execute(run_id)
+    assert flaky.failed == failures
+    saved = store.get_json(f"runs/{run_id}/run.json")
+    assert (record.status, saved["status"]) == ("succeeded", "succeeded"), saved["error"]
+    assert all(info["state"] == "succeeded" for info in saved["stages"].values())
+    assert calls(count).count("prepare") == 1  # nothing was redone
+
+
+def test_a_store_that_stays_away_leaves_the_record_in_memory_right(setup, caplog):
+    _, count, store = setup
+    book = RunBook(store, write_wait_s=0.001)
+    ex = Executor(store, book, make_stages(count), backoff_s=0.01)
+    run_id = _submit(book)
+    flaky = FlakyRecordWrites(store, "stage_finished", "generate:persona", failures=100)
+    record = ex.execute(run_id)
+    assert record.status == "succeeded" and flaky.failed == 8  # every attempt of that one write, then the run went on
+    assert store.get_json(f"runs/{run_id}/run.json")["stages"]["generate:persona"]["state"] == "succeeded"  # the next save carried it
+    assert "could not write its record (stage_finished) after retries" in caplog.text
+
+
+def test_a_record_written_before_the_typed_record_still_loads(setup):
+    _, _, store = setup
+    store.put_json("runs/old-1/run.json", {"run_id": "old-1", "name": "old", "status": "failed", "spec_yaml": SPEC, "heartbeat": None,
+                                           "stages": {"prepare": {"state": "succeeded", "artifact": None, "attempts": 1, "message": ""}},
+                                           "events": [], "seq": 0, "some_field_of_the_past": 1})
+    record = RunBook(store).load("old-1")
+    assert (record.status, record.heartbeat, record.stages["prepare"].state, record.stages["prepare"].submissions) == ("failed", 0.0, "succeeded", 0)

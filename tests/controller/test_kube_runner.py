@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from synthtune.controller import Executor, RunBook
-from synthtune.controller.config import STAGE_KINDS, ControllerConfig, KubernetesConfig
+from synthtune.controller.config import ControllerConfig, KubernetesConfig
 from synthtune.controller.kube import KubernetesRunner
 from synthtune.controller.manifests import (
     RUN_ANNOTATION,
@@ -36,6 +36,7 @@ from synthtune.controller.runner import StageTask
 from synthtune.errors import Cancelled, InvalidInput, PermanentError, RetryableError, StageSkipped
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
+from synthtune.spec.graph import RUNNER_KINDS
 from synthtune.store import Store, open_store
 
 from .cluster import Cluster
@@ -529,7 +530,7 @@ def test_cleanup_deletes_rayjobs_too(kube, ray_up):
 # every manifest the runner can produce ----------------------------------------------------------
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for kind in STAGE_KINDS:
+    for kind in RUNNER_KINDS:
         stage = kind if kind in ("prepare", "evaluate") else f"{kind}:record_qa"
         for gpu in (True, False):
             cfg = config(gpus={kind: 1} if gpu else {}, image_pull_secrets=["ghcr"])
@@ -608,7 +609,7 @@ def test_every_manifest_from_the_charts_controller_config_is_valid(variant):
                                                                    namespace="ml", is_install=True)
     (text,) = [t for path, t in out.items() if path.endswith("templates/configmap.yaml")]
     cfg = ControllerConfig.model_validate(yaml.safe_load(yaml.safe_load(text)["data"]["controller.yaml"])).kubernetes
-    for kind in STAGE_KINDS:
+    for kind in RUNNER_KINDS:
         stage = f"{kind}:record_qa" if kind in ("generate", "train") else kind
         job = job_manifest(cfg, name=object_name(RUN_ID, stage, 1), run_id=RUN_ID, stage=stage, request_uri="s3://b/requests/r.json")
         validate(job)

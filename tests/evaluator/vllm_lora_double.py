@@ -119,7 +119,7 @@ class VllmLoraDouble:
             await self._locked(self._add_lora, name, path)
         except FileNotFoundError as exc:
             return _error(str(exc), "NotFoundError", 404)
-        except Exception as exc:  # vLLM answers every other load failure with its message
+        except Exception as exc:  # noqa: BLE001 - vLLM answers every other load failure with its message
             return _error(str(exc), "BadRequestError", 400)
         self.loaded[name] = path
         self.events.append(("load", name))

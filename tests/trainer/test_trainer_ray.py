@@ -62,7 +62,17 @@ def test_worker_env_leaves_out_what_the_submitted_job_already_sets():
     job = {"runtime_env": {"env_vars": {"AWS_ACCESS_KEY_ID": "from-job"}, "pip": ["x"]}}
     env = worker_env({"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "HF_HUB_OFFLINE": "1", "HOME": "/root",
                       "PYTHONPATH": "/app", "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job), "HF_TOKEN": "t"})
-    assert env == {"AWS_SECRET_ACCESS_KEY": "s", "HF_HUB_OFFLINE": "1", "PYTHONPATH": "/app"}
+    assert env == {"HF_HUB_OFFLINE": "1", "PYTHONPATH": "/app"}
+
+
+def test_secrets_never_travel_in_rays_runtime_env():
+    """The store's secret key and session token, the service token and hub tokens stay out of runtime_env."""
+    from synthtune.trainer.raytrain import worker_env
+
+    env = worker_env({"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "s3-secret", "AWS_SESSION_TOKEN": "session",
+                      "SYNTHTUNE_AUTH_TOKEN": "grpc", "HF_TOKEN": "hub", "SYNTHTUNE_S3_ENDPOINT": "http://minio:9000",
+                      "SYNTHTUNE_DB_PASSWORD": "pw", "HF_API_KEY": "k"})
+    assert env == {"AWS_ACCESS_KEY_ID": "id", "SYNTHTUNE_S3_ENDPOINT": "http://minio:9000"}
 
 
 @pytest.mark.slow

@@ -184,7 +184,7 @@ class Executor:
             self._finish(record, "succeeded", "", "")
         except Detached:
             log.info("run %s left to the next controller", run_id)
-        except Exception as exc:  # noqa: BLE001 - any failure ends the run with its message
+        except Exception as exc:  # any failure ends the run with its message
             if not isinstance(exc, SynthtuneError):
                 log.exception("run %s failed", run_id)
             kind = error_kind(exc)
@@ -340,8 +340,8 @@ class Executor:
 
         def wait(rs: RetryCallState) -> float:
             exc = rs.outcome.exception() if rs.outcome else None
-            asked = exc.delay if isinstance(exc, RetryableError) else 0.0
-            return min(max(asked, self.backoff_s * 2 ** (info.attempts - 1)), cap)
+            asked = float(exc.delay) if isinstance(exc, RetryableError) else 0.0
+            return float(min(max(asked, self.backoff_s * 2 ** (info.attempts - 1)), cap))
 
         def before_sleep(rs: RetryCallState) -> None:
             with self.runbook.lock:
@@ -364,7 +364,7 @@ class Executor:
             info.seconds = round(time.time() - started, 3)
             if state == "skipped":
                 info.message = message
-        self.runbook.event(record, event, name, message=message, **({"artifact": info.artifact} if state != "skipped" else {}))
+        self.runbook.event(record, event, name, message=message, artifact=info.artifact)
 
     def _stage_failed(self, record: RunRecord, name: str, exc: BaseException) -> None:
         info = record.stages[name]

@@ -11,8 +11,6 @@ from synthtune.llm.language import is_language, language_code
 from synthtune.progress import Progress
 from synthtune.spec.prepare import TranslateSpec
 
-PROMPT_VERSION = "translate-v1"
-
 
 def system_prompt(spec: TranslateSpec) -> str:
     origin = f" from {spec.source_language}" if spec.source_language else ""

@@ -12,6 +12,7 @@ import base64
 from typing import Any
 
 from synthtune.evaluator.report_html import CONTRACT_METRICS, embed_json, render_html
+from synthtune.spec.dataflow import data_destinations
 from synthtune.spec.graph import MethodOutcome, ReportInput
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Store
@@ -38,6 +39,7 @@ def build_report(store: Store, run: ReportInput, spec: PipelineSpec) -> dict[str
         report["datasets"]["prepared"] = {k: int(stats["splits"].get(k, 0)) for k in ("train", "validation", "test")}
         counts = stats.get("counts", stats)
         report["datasets"]["prepared"].update(input=int(counts.get("input", 0)), rejected=int(counts.get("rejected", 0)))
+    report["data_destinations"] = run.data_destinations or data_destinations(spec)
     report["models"].append({"name": "base", "base_model": spec.train.base_model, "method": None, "adapter": None})
     for key in spec.method_keys():
         synthetic = _artifact(store, outcomes[key].synthetic)

@@ -206,6 +206,10 @@ def _data_sections(r: dict[str, Any], images: dict[str, str], extra: dict[str, s
         tables.append(_table("table-synthetic", ["method", "synthetic examples", "rejected"],
                              [[k, num(v["records"], "datasets", "synthetic", k, "records"), num(v["rejected"], "datasets", "synthetic", k, "rejected")]
                               for k, v in d["synthetic"].items()]))
+    if r.get("data_destinations") is not None:
+        tables.append(_table("table-data-destinations", ["role", "model", "endpoint", "outside the cluster"],
+                             [[d["role"], d["model"], d["endpoint"], "yes" if d["external"] else "no"] for d in r["data_destinations"]],
+                             "Where the records went"))
     if es := r.get("evaluation_set"):
         rows = [["evaluated", num(es["evaluated"], "evaluation_set", "evaluated")],
                 ["scored against a reference", num(es["reference_records"], "evaluation_set", "reference_records")],

@@ -79,10 +79,15 @@ def check_not_in_training(name: str, items: list[EvalItem], train: list[dict[str
     return inside
 
 
-def answer_all(spec: PipelineSpec, adapters: dict[str, Artifact], sets: list[EvalSet], progress: Progress) -> dict[float, dict[str, dict[str, S.ModelResult]]]:
+def base_model_path(spec: PipelineSpec, store: Store) -> str:
+    """The base model's local folder for in-process backends; served backends name it instead."""
+    return resolve_model(spec.train.base_model, spec.base_dir, store) if spec.evaluate.backend in ("transformers", "vllm") else ""
+
+
+def answer_all(spec: PipelineSpec, adapters: dict[str, Artifact], sets: list[EvalSet], model_path: str,
+               progress: Progress) -> dict[float, dict[str, dict[str, S.ModelResult]]]:
     """temperature -> set -> model -> scored result; every set is answered in one pass per temperature and model."""
     ev = spec.evaluate
-    model_path = resolve_model(spec.train.base_model, spec.base_dir) if ev.backend == "transformers" else ""
     items = [(s.name, it) for s in sets for it in s.items]
     prompts = [Prompt([{"role": "system", "content": it.system}, {"role": "user", "content": it.question}], it.tools) for _, it in items]
     out: dict[float, dict[str, dict[str, S.ModelResult]]] = {}
@@ -130,12 +135,12 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     per_prompt = sum(1 if t == 0 else ev.samples for t in ev.temperatures)
     progress.start(len(names) * (sum(len(s.items) for s in sets) * per_prompt + len(probe)),
                    f"answering {len(items)} held-out records{f' and {len(sets) - 1} sets' if len(sets) > 1 else ''} with {len(names)} models")
-    results = answer_all(spec, adapters, sets, progress)
+    model_path = base_model_path(spec, store)
+    results = answer_all(spec, adapters, sets, model_path, progress)
     result = summarise(spec, results, skipped, items, inside)
     if probe:
         prompts = [Prompt([{"role": "user", "content": p["question"] + " Answer briefly."}]) for p in probe]
-        outs = A.generate_answers(spec, resolve_model(spec.train.base_model, spec.base_dir) if ev.backend == "transformers" else "",
-                                  adapters, prompts, 0.0, 1, progress)
+        outs = A.generate_answers(spec, model_path, adapters, prompts, 0.0, 1, progress)
         result["forgetting"] = {n: sum(p["answer"].lower() in outs[n][i][0][0].lower() for i, p in enumerate(probe)) / len(probe) for n in names}
     primary = results[ev.temperatures[0]]
     scored = [it for it in items if it.kind == "reference"]

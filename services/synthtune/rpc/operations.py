@@ -131,7 +131,7 @@ class OperationManager:
                 raise TypeError(f"stage {op.stage} returned {type(result).__name__}, not an ArtifactRef")
         except Cancelled as exc:
             self._transition(op, State.OPERATION_STATE_CANCELLED, error=error_info(exc))
-        except BaseException as exc:  # every failure (even SystemExit from a library) ends the operation
+        except BaseException as exc:  # noqa: BLE001 - every failure (even SystemExit from a library) ends the operation
             self._transition(op, State.OPERATION_STATE_FAILED, error=error_info(exc))
         else:
             self._transition(op, State.OPERATION_STATE_SUCCEEDED, result=result)

@@ -134,9 +134,9 @@ def inputs_for(name: str, names: list[str], artifact: Mapping[str, T | None]) ->
 class MethodOutcome(BaseModel):
     """What one generation method got to: its artifacts, and the first stage that stopped it."""
 
-    synthetic: str | None = Field(None, description="artifact id of its synthetic data")
-    adapter: str | None = Field(None, description="artifact id of its adapter")
-    stopped: str = Field("", description="'<stage>: <state>: <message>' of the stage that stopped it, if one did")
+    synthetic: str | None = Field(default=None, description="artifact id of its synthetic data")
+    adapter: str | None = Field(default=None, description="artifact id of its adapter")
+    stopped: str = Field(default="", description="'<stage>: <state>: <message>' of the stage that stopped it, if one did")
 
 
 class ReportInput(BaseModel):
@@ -145,9 +145,10 @@ class ReportInput(BaseModel):
     run_id: str
     name: str
     status: str
-    prepared: str | None = Field(None, description="artifact id of the prepared data")
-    evaluation: str | None = Field(None, description="artifact id of the evaluation")
+    prepared: str | None = Field(default=None, description="artifact id of the prepared data")
+    evaluation: str | None = Field(default=None, description="artifact id of the evaluation")
     methods: dict[str, MethodOutcome] = Field(default_factory=dict)
+    data_destinations: list[dict[str, Any]] = Field(default_factory=list, description="where the run sent record text (spec.dataflow)")
 
     @property
     def base_key(self) -> str:

@@ -24,7 +24,15 @@ from synthtune.trainer.config import TrainJob
 # the offline switches and caches of Hugging Face and synthtune, and the import path.
 FORWARD_PREFIXES = ("SYNTHTUNE_", "AWS_", "HF_", "TRANSFORMERS_")
 FORWARD_NAMES = ("PYTHONPATH", "SSL_CERT_FILE", "TOKENIZERS_PARALLELISM")
-NOT_FORWARDED = ("SYNTHTUNE_AUTH_TOKEN", "HF_TOKEN")  # secrets no worker needs
+# Secrets never travel in runtime_env (Ray keeps it in its GCS and shows it on the dashboard): pods get
+# them from their Secret through envFrom, local workers inherit them from the driver's raylet.
+NOT_FORWARDED = ("SYNTHTUNE_AUTH_TOKEN", "HF_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+SECRET_MARKS = ("SECRET", "TOKEN", "PASSWORD")
+
+
+def _secret(name: str) -> bool:
+    upper = name.upper()
+    return name in NOT_FORWARDED or upper.endswith("_KEY") or any(mark in upper for mark in SECRET_MARKS)
 
 
 def worker_env(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -32,7 +40,7 @@ def worker_env(environ: dict[str, str] | None = None) -> dict[str, str]:
     (Ray refuses to merge a ray.init runtime_env that repeats the job's keys)."""
     environ = dict(os.environ if environ is None else environ)
     env = {k: v for k, v in environ.items()
-           if (k.startswith(FORWARD_PREFIXES) or k in FORWARD_NAMES) and k not in NOT_FORWARDED}
+           if (k.startswith(FORWARD_PREFIXES) or k in FORWARD_NAMES) and not _secret(k)}
     job = environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
     if job:
         try:
