@@ -31,7 +31,7 @@ generate: {methods: [{name: record_qa}, {name: persona}]}
 
 
 def _art(store, kind, parents, files, stats=None):
-    with store.create(kind, parents, {"files": sorted(files)}, "test") as w:
+    with store.create(kind, parents, {"files": sorted(files), "stats": stats}, "test") as w:  # distinct ids: the store reuses equal ones
         for name, content in files.items():
             if isinstance(content, bytes):
                 w.path(name).write_bytes(content)
