@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from synthtune import __version__
+from synthtune.cli.exports import export, export_model
 from synthtune.cli.progress import StageBars, stderr
 from synthtune.cli.storecmds import download_report, models_app, upload
 from synthtune.errors import (
@@ -21,7 +22,7 @@ from synthtune.errors import (
     NotFound,
     SynthtuneError,
 )
-from synthtune.spec.graph import BY_KIND, RUNNER_KINDS, STEPS, kind_of, method_of
+from synthtune.spec.graph import BY_KIND, RUNNER_KINDS, STEPS, kind_of
 
 if TYPE_CHECKING:
     from synthtune.controller import RunRecord
@@ -32,6 +33,8 @@ runs_app = typer.Typer(no_args_is_help=True, help="List, show, watch or cancel r
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.command()(upload)
+app.command()(export)
+app.command("export-model")(export_model)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Artifact store: a path, file:///abs/path or s3://bucket/prefix (default ./synthtune-store).")]
 PipelineArg = Annotated[Path, typer.Argument(help="The pipeline YAML file.")]
@@ -194,17 +197,18 @@ def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: St
     _result_line(run_id, f"{st.uri}/{html_key}")
 
 
-def _pick_method(record: RunRecord, kind: str, method: str | None, what: str) -> tuple[str, str]:
-    """(method key, artifact id) of what a run's ``kind`` stage made for ``method`` (the only one when None)."""
-    made = {method_of(name): info.artifact["id"] for name, info in record.stages.items() if kind_of(name) == kind and info.artifact}
-    if not made:
-        raise InvalidInput(f"run {record.run_id} has no {what} yet (run its {kind} stage first)")
-    if method is None and len(made) > 1:
-        raise InvalidInput(f"run {record.run_id} has several methods; choose one with --method ({', '.join(sorted(made))})")
-    key = method or next(iter(made))
-    if key not in made:
-        raise InvalidInput(f"run {record.run_id} has no {what} for method {key!r} (has: {', '.join(sorted(made))})")
-    return key, made[key]
+@app.command()
+def gc(store: StoreOpt = None,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+       older_than_hours: Annotated[float, typer.Option(help="Local staging folders and S3 multipart uploads older than this are removed.")] = 24.0) -> None:
+    """Remove what killed writers left: artifact files without a manifest, stale commit claims, /tmp/synthtune-* folders, incomplete S3 uploads."""
+    from synthtune.store.gc import collect
+
+    found = collect(_store(store), dry_run=dry_run, older_than_s=older_than_hours * 3600)
+    verb = "would remove" if dry_run else "removed"
+    for line in found.lines():
+        typer.echo(f"{verb} {line}")
+    typer.echo(f"gc: {verb} {len(found.lines())} item(s)")
 
 
 @app.command()
@@ -242,52 +246,6 @@ def job(
         yaml.dump(manifest, sys.stdout)
     stderr.print(f"run {record.run_id}: {len(manifests)} Job(s) for {stage}; when they end: "
                  f"synthtune report {record.run_id} --store {st.uri} (or runs show through a controller)")
-
-
-@app.command()
-def export(
-    run_id: Annotated[str, typer.Argument(help="The run whose synthetic data to export.")],
-    out: Annotated[Path, typer.Option("--out", help="File to write (OpenAI: JSONL; Alpaca: a JSON array).")],
-    fmt: Annotated[str, typer.Option("--format", help="openai (chat fine-tuning JSONL) or alpaca.")] = "openai",
-    method: Annotated[str | None, typer.Option(help="Method key to export (default: the only one the run has).")] = None,
-    store: StoreOpt = None,
-) -> None:
-    """Export a run's synthetic data as OpenAI fine-tuning JSONL or Alpaca JSON."""
-    from synthtune.controller import RunBook
-    from synthtune.generator.export import export_artifact
-
-    st = _store(store)
-    key, artifact_id = _pick_method(RunBook(st).load(run_id), "generate", method, "synthetic data")
-    count = export_artifact(st, artifact_id, fmt, out)
-    stderr.print(f"exported {count} examples of {key} as {fmt}")
-    _result_line(run_id, str(out.resolve()))
-
-
-@app.command("export-model")
-def export_model(
-    run_id: Annotated[str, typer.Argument(help="The run whose tuned model to export.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the model and its card (README.md) into.")],
-    fmt: Annotated[str, typer.Option("--format", help="peft (the adapter as is), merged (full safetensors) or gguf (f16 and q8_0, for llama.cpp/Ollama).")] = "gguf",
-    method: Annotated[str | None, typer.Option(help="Method key whose model to export (default: the only one the run has).")] = None,
-    store: StoreOpt = None,
-) -> None:
-    """Export a run's tuned model as a PEFT adapter, merged safetensors or GGUF, with a model card of its evaluation."""
-    from synthtune.controller import RunBook
-    from synthtune.evaluator.report import report_paths
-    from synthtune.llm.models import resolve_model
-    from synthtune.spec import load_spec_text
-    from synthtune.trainer.export_model import export_model as export
-
-    st = _store(store)
-    record = RunBook(st).load(run_id)
-    key, artifact_id = _pick_method(record, "train", method, "tuned model")
-    spec = load_spec_text(record.spec_yaml, f"run {run_id} spec", base_dir=record.base_dir)
-    json_key = report_paths(run_id)[0]
-    report = st.get_json(json_key) if st.exists(json_key) else None
-    files = export(st.open(artifact_id), resolve_model(spec.train.base_model, spec.base_dir), fmt, out, run_id=run_id, method=key,
-                   base_model=spec.train.base_model, report=report, system=spec.generate.system_prompt)
-    stderr.print(f"exported {key} as {fmt}: " + ", ".join(f.name for f in files))
-    _result_line(run_id, str(out.resolve()))
 
 
 @app.command()
