@@ -171,3 +171,14 @@ def test_bad_sets_are_errors_naming_file_and_what_is_wrong(case, file_store, mon
 def test_a_gate_on_an_unknown_set_is_a_spec_error():
     with pytest.raises(Exception, match="gate.set 'exam' is neither 'test' nor a set"):
         pipeline(gate={"metric": "rougeL", "set": "exam"})
+
+
+def test_short_training_problems_inside_an_exam_question_do_not_make_it_training_data():
+    """Found by the CLI run on the excavator orders: two-word problems ("bucket teeth") with "Replace" matched every exam item."""
+    from synthtune.evaluator.stage import check_not_in_training
+    from synthtune.records import EvalItem
+
+    train = [{"id": f"t:{i}", "type": "record", "fields": {"problem": p, "solution": "Replace"}} for i, p in enumerate(["bucket teeth", "lip", "boom hose"])]
+    exam = [EvalItem(f"exam:{i}", "reference", "s", q, "Fix: Replace.") for i, q in
+            enumerate(["The bucket teeth on excavator A are worn: what do I do?", "Boom hose burst on B: what now?"])]
+    assert check_not_in_training("exam", exam, train) == 0

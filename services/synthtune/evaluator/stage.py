@@ -21,7 +21,7 @@ from synthtune.evaluator import scoring as S
 from synthtune.evaluator.answers import Prompt, check_adapter_base
 from synthtune.llm.models import resolve_model
 from synthtune.progress import Progress
-from synthtune.records import SKIP_REASONS, EvalItem, evaluation_item, field_text
+from synthtune.records import SKIP_REASONS, EvalItem, evaluation_item, field_text, question_for_record
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Artifact, ArtifactRef, Store
 
@@ -69,14 +69,21 @@ def _norm(text: str) -> str:
 
 
 def check_not_in_training(name: str, items: list[EvalItem], train: list[dict[str, Any]]) -> int:
-    """Items whose question and reference both come from one training record; a set made only of them is bad input."""
-    seen = {(_norm(field_text(r, "problem")), _norm(field_text(r, "solution"))) for r in train}
-    seen = {(p, s) for p, s in seen if len(p.split()) >= 2 and s}
-    inside = sum(1 for it in items if any(p in _norm(it.question) and s in _norm(it.reference) for p, s in seen))
-    if inside == len(items):
+    """Items that are training records: the same question as evaluation asks of one, or one's problem (four words
+    or more) with its solution in the reference. A set made only of them is bad input."""
+    questions = {_norm(question_for_record(r)) for r in train}
+    pairs = {(_norm(field_text(r, "problem")), _norm(field_text(r, "solution"))) for r in train}
+    pairs = {(p, s) for p, s in pairs if len(p.split()) >= 4 and s}
+
+    def inside(it: EvalItem) -> bool:
+        q, ref = _norm(it.question), _norm(it.reference)
+        return q in questions or any(p in q and s in ref for p, s in pairs)
+
+    count = sum(1 for it in items if inside(it))
+    if count == len(items):
         raise InvalidInput(f"evaluate.sets[{name}]: all {len(items)} items are inside the training data (their question and "
                            "reference come from prepared training records); it would measure memory, not skill")
-    return inside
+    return count
 
 
 def base_model_path(spec: PipelineSpec, store: Store) -> str:
