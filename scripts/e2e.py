@@ -201,7 +201,7 @@ def check_entrypoints(prefix: str, tag: str) -> None:
     with a read-only root and no network, as the chart and the GPU Jobs start them."""
     for name, extra in (("generator", ["serve", "--help"]), ("trainer", []), ("evaluator", [])):
         image = f"{prefix}/synthtune-{name}:{tag}"
-        out = sh(STANDIN, "run", "--rm", "--pull", "never", "--read-only", "--network", "none", "--tmpfs", "/tmp", "--tmpfs", "/cache",
+        out = sh(STANDIN, "run", "--rm", "--pull", "never", "--read-only", "--network", "none", "--tmpfs", "/tmp", "-v", "/cache",
                  image, *extra, capture=True, check=False, timeout=300)
         if out.returncode != 0 or "usage" not in out.stdout.lower():
             raise SystemExit(f"e2e: {image} {' '.join(extra) or '(default command)'} exited {out.returncode}:\n{out.stdout}{out.stderr}")
