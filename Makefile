@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: setup sysdeps demo test lint typecheck importlint unit stubs schema clean images e2e
+.PHONY: setup sysdeps demo test lint typecheck importlint deadcode deps unit stubs schema clean images e2e
 
 # Images: docker when a daemon answers, else buildah through ../shared/tools/standin-base.sh (STANDIN=...).
 # IMAGE_PREFIX/IMAGE_TAG name them; TORCH_INDEX_URL or TORCH_WHEELS (see scripts/build_images.sh) pick torch.
@@ -40,11 +40,18 @@ typecheck: setup
 importlint: setup
 	$(VENV)/bin/lint-imports
 
+# Dead code and unused or undeclared dependencies (names only frameworks call: scripts/vulture_whitelist.py).
+deadcode: setup
+	$(VENV)/bin/vulture services/synthtune scripts/vulture_whitelist.py --exclude services/synthtune/rpc/gen --min-confidence 60
+
+deps: setup
+	$(VENV)/bin/deptry services
+
 unit: setup
 	$(VENV)/bin/pytest -q
 
 # The unit and integration tests, then the three images and the chart's containers end to end.
-test: setup sysdeps lint typecheck importlint
+test: setup sysdeps lint typecheck importlint deadcode deps
 	$(VENV)/bin/pytest -q
 	$(MAKE) e2e
 
@@ -61,6 +68,7 @@ stubs: setup
 schema: setup
 	$(PY) scripts/gen_schema.py
 	$(PY) scripts/gen_values_schema.py
+	$(PY) scripts/gen_chart_readme.py
 
 clean:
 	rm -rf $(VENV) synthtune-store demo-work

@@ -2,7 +2,7 @@
 
 Used by the tests (in a thread) and by ``benchmarks/generate_concurrency.py`` (as a process:
 ``python loopback_server.py --latency 0.2``). Faults, consumed in order by the next requests
-(or chosen per request by ``fault_for``): ``429[:retry_after]``, ``500``, ``503``,
+(or chosen per request by ``fault_for``): ``429[:retry_after]``, ``429ms:<retry-after-ms>``, ``500``, ``503``,
 ``timeout:<seconds>``, ``garbage`` (200, not JSON), ``no_choices`` (200, empty choices),
 ``empty`` (200, empty content), ``truncated`` (finish_reason length).
 """
@@ -102,8 +102,9 @@ class LoopbackOpenAI:
 
     async def _fault(self, fault: str) -> web.Response | None:
         kind, _, arg = fault.partition(":")
-        if kind == "429":
-            headers = {"Retry-After": arg} if arg else {}
+        if kind in ("429", "429ms"):
+            name = "retry-after-ms" if kind == "429ms" else "Retry-After"
+            headers = {name: arg} if arg else {}
             return web.json_response({"error": {"message": "rate limited"}}, status=429, headers=headers)
         if kind in ("500", "502", "503"):
             return web.json_response({"error": {"message": "server error"}}, status=int(kind))

@@ -12,7 +12,7 @@ from loopback_server import LoopbackOpenAI
 from synthtune.errors import InvalidInput, PermanentError
 from synthtune.llm.chat import ChatRequest, make_backend
 from synthtune.llm.openai_backend import retry_after_s
-from synthtune.llm.structured import complete_json
+from synthtune.llm.structured import parse_json
 from synthtune.spec.generate import ModelEndpointSpec
 
 pytestmark = pytest.mark.integration
@@ -91,10 +91,10 @@ def test_structured_output_uses_json_schema_and_falls_back_when_refused() -> Non
     with LoopbackOpenAI(lambda body: '```json\n{"score": 7,}\n```') as server:
         backend = make_backend(spec_for(server))
         try:
-            [(value, _)] = complete_json(backend, [ask("rate", json_schema=schema)])
+            value = parse_json(backend.complete([ask("rate", json_schema=schema)])[0].text)
             assert server.requests[-1]["response_format"] == {"type": "json_schema", "json_schema": {"name": "judgement", "schema": schema}}
             server.reject_params = {"response_format"}
-            [(again, _)] = complete_json(backend, [ask("rate again", json_schema=schema)])
+            again = parse_json(backend.complete([ask("rate again", json_schema=schema)])[0].text)
         finally:
             backend.close()
     assert value == {"score": 7} and again == {"score": 7}
@@ -147,3 +147,62 @@ def test_retry_after_header_forms() -> None:
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     assert 25 < (retry_after_s(exc({"retry-after": future})) or 0) <= 31
     assert retry_after_s(exc({})) is None and retry_after_s(ValueError()) is None
+
+
+def test_malformed_and_hostile_retry_after_values_fall_back_to_backoff() -> None:
+    def exc(headers):  # type: ignore[no-untyped-def]
+        return SimpleNamespace(response=SimpleNamespace(headers=headers))
+
+    for bad in ("120s", "Wed, 99 Foo 2020 25:61:61 GMT", "nan", "inf", "-inf", "soon", "1e999"):
+        assert retry_after_s(exc({"retry-after": bad})) is None, bad
+    assert retry_after_s(exc({"retry-after": "-5"})) == 0.0
+    assert retry_after_s(exc({"retry-after-ms": "-5000"})) == 0.0
+    assert retry_after_s(exc({"retry-after-ms": "nan", "retry-after": "2"})) == 2.0
+    past = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() - 60))
+    assert retry_after_s(exc({"retry-after": past})) == 0.0
+
+
+def test_every_retry_after_form_is_retried_not_a_failed_stage() -> None:
+    forms = ["429:120s", "429:garbage date", "429ms:-5000", "429ms:nan", "429:-1", "429:0", "429ms:10", "429:inf"]
+    with LoopbackOpenAI() as server:
+        server.faults = list(forms)
+        backend = make_backend(spec_for(server, concurrency=1, max_retries=len(forms)))
+        try:
+            started = time.monotonic()
+            [result] = backend.complete([ask("after the storm")])
+        finally:
+            backend.close()
+    assert result.error is None and result.text.startswith("reply to: after the storm")
+    assert len(server.requests) == len(forms) + 1
+    assert time.monotonic() - started < 10  # bad values fell back to the spec's 0.01 s backoff, none waited 120 s
+
+
+def test_store_secret_never_leaves_as_a_bearer_token(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A spec naming AWS_SECRET_ACCESS_KEY is refused before any request; the server sees no secret."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-secret-value")
+    with LoopbackOpenAI() as server:
+        with pytest.raises(ValueError, match="may not name AWS_"):
+            spec_for(server, api_key_env="AWS_SECRET_ACCESS_KEY")
+        bypass = spec_for(server).model_copy(update={"api_key_env": "AWS_SECRET_ACCESS_KEY"})  # as code could build it
+        with pytest.raises(InvalidInput, match="names a store or service secret"):
+            make_backend(bypass)
+    assert server.requests == []
+
+
+def test_operator_lists_allowed_key_variables_and_endpoints(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TEACHER_KEY", "k1")
+    monkeypatch.setenv("OTHER_KEY", "k2")
+    with LoopbackOpenAI(api_key="k1") as server:
+        monkeypatch.setenv("SYNTHTUNE_KEY_ENVS", "TEACHER_KEY")
+        monkeypatch.setenv("SYNTHTUNE_ALLOWED_ENDPOINTS", server.base_url)
+        with pytest.raises(InvalidInput, match="api_key_env OTHER_KEY is not one of SYNTHTUNE_KEY_ENVS"):
+            make_backend(spec_for(server, api_key_env="OTHER_KEY"))
+        elsewhere = ModelEndpointSpec(backend="openai", model="loopback", base_url="http://127.0.0.2:9/v1", api_key_env="TEACHER_KEY")
+        with pytest.raises(InvalidInput, match=r"base_url http://127.0.0.2:9/v1 is not allowed here \(SYNTHTUNE_ALLOWED_ENDPOINTS"):
+            make_backend(elsewhere)
+        backend = make_backend(spec_for(server, api_key_env="TEACHER_KEY"))
+        try:
+            [result] = backend.complete([ask("allowed")])
+        finally:
+            backend.close()
+    assert result.error is None and len(server.requests) == 1

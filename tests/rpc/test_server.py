@@ -109,11 +109,48 @@ def test_health_is_serving_per_service_without_a_token(running):
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_reflection_lists_the_services_without_a_token(running):
+def test_reflection_needs_the_token(running):
+    request = iter([reflection_pb2.ServerReflectionRequest(list_services="")])
     stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(f"127.0.0.1:{running.port}"))
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.ServerReflectionInfo(request, timeout=5))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel(f"127.0.0.1:{running.port}", token=TOKEN))
     replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
     names = {s.name for r in replies for s in r.list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_idle_watch_streams_cannot_starve_calls_or_probes(probe):
+    """40 unauthenticated Health/Watch streams, then authenticated ones past the bound: calls and probes still answer."""
+    small = build_server([_binding(probe)], ServerOptions(port=0, host="127.0.0.1", token=TOKEN, max_workers=8))
+    address = f"127.0.0.1:{small.port}"
+    streams = []
+    try:
+        anonymous = health_pb2_grpc.HealthStub(grpc.insecure_channel(address))
+        streams = [anonymous.Watch(health_pb2.HealthCheckRequest(service=""), timeout=20) for _ in range(40)]
+        codes = set()
+        for stream in streams:
+            with pytest.raises(grpc.RpcError) as err:
+                next(stream)
+            codes.add(err.value.code())
+        assert codes == {grpc.StatusCode.UNAUTHENTICATED}
+        authed = health_pb2_grpc.HealthStub(channel(address, token=TOKEN))
+        held = [authed.Watch(health_pb2.HealthCheckRequest(service=""), timeout=20) for _ in range(4)]  # 8 workers - 4 kept
+        streams += held
+        assert all(next(s).status == health_pb2.HealthCheckResponse.SERVING for s in held)
+        extra = authed.Watch(health_pb2.HealthCheckRequest(service=""), timeout=20)
+        streams.append(extra)
+        with pytest.raises(grpc.RpcError) as err:
+            next(extra)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert anonymous.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status == health_pb2.HealthCheckResponse.SERVING
+        ch = channel(address, token=TOKEN)
+        assert ch.unary_unary(f"/{SERVICE}/Fail").with_call(b"hi", timeout=2)[0] == b"ok:hi"
+    finally:
+        for stream in streams:
+            stream.cancel()
+        small.stop(0)
 
 
 @pytest.mark.parametrize("metadata", [None, [("authorization", "Bearer wrong")], [("authorization", TOKEN)],
@@ -298,5 +335,5 @@ def test_tls_when_a_certificate_and_key_are_given(tmp_path, probe):
         server.stop(0)
     with pytest.raises(InvalidInput, match="both a certificate and a key"):
         build_server([], port=0, host="127.0.0.1", token=TOKEN, tls_cert=cert)
-    with pytest.raises(InvalidInput, match="cannot read the TLS certificate or key.*missing.key"):
+    with pytest.raises(InvalidInput, match="cannot read the TLS key .*missing.key"):
         build_server([], port=0, host="127.0.0.1", token=TOKEN, tls_cert=cert, tls_key=str(tmp_path / "missing.key"))

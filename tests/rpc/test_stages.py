@@ -217,7 +217,7 @@ def test_reflection_and_health_cover_every_stage_service(server):
     health = health_pb2_grpc.HealthStub(insecure)
     for name in services:
         assert health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
-    stub = reflection_pb2_grpc.ServerReflectionStub(insecure)
+    stub = reflection_pb2_grpc.ServerReflectionStub(server.channel())  # reflection needs the token (grpcurl -H)
     requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
                 reflection_pb2.ServerReflectionRequest(file_containing_symbol="synthtune.v1.TrainerService")]
     replies = list(stub.ServerReflectionInfo(iter(requests), timeout=5))
@@ -236,3 +236,34 @@ def test_no_operation_starts_for_a_call_that_already_ended(server):
     with pytest.raises(Cancelled, match="before the operation started"):
         _start(server.ops, Gone(), "prepare", "run-1", lambda p: None)  # type: ignore[arg-type]
     assert len(server.ops._ops) == before
+
+
+def test_server_policy_pins_store_and_base_folder_and_refuses_remote_code(server, store, tmp_path, monkeypatch):
+    """The token runs stages; it does not choose the server's folders, store or remote model code."""
+    other = open_store(str(tmp_path / "other-store"))
+    allowed = tmp_path / "data"
+    allowed.mkdir()
+    monkeypatch.setenv("SYNTHTUNE_SERVE_STORE", store.uri)
+    monkeypatch.setenv("SYNTHTUNE_SERVE_BASE_DIR", str(allowed))
+    refused = [
+        ({"store_uri": other.uri}, "only uses its own store"),
+        ({"base_dir": "/etc"}, "base_dir '/etc' is outside this server's folder"),
+        ({"spec_yaml": SPEC.replace("paths: [a.csv]", "paths: [../../etc/passwd]")}, "source.paths '../../etc/passwd' is outside"),
+        ({"spec_yaml": SPEC.replace("paths: [a.csv]", "paths: [/etc/passwd]")}, "source.paths '/etc/passwd' is outside"),
+        ({"spec_yaml": SPEC + "train: {trust_remote_code: true}\n"}, "trust_remote_code is refused by this server"),
+    ]
+    for fields, message in refused:
+        with pytest.raises(grpc.RpcError) as err:
+            _prepare(server, store, **fields)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details(), fields
+    assert server.fakes["dataprep"].calls == []
+    op = _prepare(server, store, store_uri="")  # an empty store_uri means the server's store
+    assert _watch(server, op.name)[-1].state == State.OPERATION_STATE_SUCCEEDED
+    [call] = server.fakes["dataprep"].calls
+    assert call["store"].uri == store.uri and call["spec"].base_dir == str(allowed.resolve())
+
+
+def test_remote_code_is_allowed_only_when_the_server_says_so(server, store, monkeypatch):
+    monkeypatch.setenv("SYNTHTUNE_ALLOW_REMOTE_CODE", "1")
+    op = _prepare(server, store, spec_yaml=SPEC + "train: {trust_remote_code: true}\n")
+    assert _watch(server, op.name)[-1].state == State.OPERATION_STATE_SUCCEEDED

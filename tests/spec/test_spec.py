@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pytest
@@ -74,7 +76,8 @@ def test_section_defaults_are_the_documented_ones():
 def test_training_defaults_follow_the_thesis():
     t = load_spec_text(MINIMAL).train
     assert (t.lora.r, t.lora.alpha, t.lora.dropout) == (16, 8, 0.1)
-    assert t.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "lm_head"]
+    # The thesis also adapts lm_head; TRL's SFTTrainer cannot train an adapter there (fused LM head), see docs/train.md.
+    assert t.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
     q = t.quantization
     assert (q.bits, q.quant_type, q.double_quant, q.compute_dtype) == (4, "nf4", True, "bfloat16")
     assert t.optimizer == "paged_adamw_32bit" and t.scheduler == "cosine" and t.warmup_steps > 0
@@ -262,3 +265,50 @@ def test_every_shipped_example_validates():
     assert files, "no examples shipped"
     for f in files:
         assert isinstance(load_spec(f), PipelineSpec), f
+
+
+@pytest.mark.parametrize("label", ["x onfocus=alert(6) autofocus tabindex=1", "$\\foo$", "<b>m</b>", "a\"b", "", "-lead", "x" * 65])
+def test_method_labels_cannot_carry_markup_or_mathtext(label):
+    text = MINIMAL + f"generate:\n  methods:\n    - {{name: record_qa, label: {json.dumps(label)}}}\n"
+    [problem] = _problems(text)
+    assert "generate.methods.0.label: String should match pattern" in problem
+
+
+def test_plain_method_labels_still_pass():
+    spec = load_spec_text(MINIMAL + "generate:\n  methods:\n    - {name: record_qa, label: fmea_v2.1-a}\n", "p.yaml")
+    assert spec.generate.methods[0].key == "fmea_v2.1-a"
+
+
+@pytest.mark.parametrize("section", ["generate:\n  teacher", "evaluate:\n  judge", "evaluate"])
+@pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "SYNTHTUNE_AUTH_TOKEN", "lower_case", "A-B"])
+def test_api_key_env_cannot_name_store_or_service_secrets(section, name):
+    body = f"{section}: {{api_key_env: {name}}}\n" if section == "evaluate" else f"{section}: {{backend: openai, api_key_env: {name}}}\n"
+    [problem] = _problems(MINIMAL + body)
+    assert "api_key_env" in problem and ("may not name AWS_*" in problem or "capitals" in problem)
+
+
+def test_yaml_alias_bomb_is_refused_fast_and_small():
+    lines = ["version: 1", "name: x", "source: {paths: [a]}", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 12)]  # 110 aliases, 10**12 values once expanded
+    text = "\n".join(lines) + "\n"
+    assert len(text) < 1000
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match=r"p.yaml:\d+: more than 100 YAML aliases"):
+        load_spec_text(text, "p.yaml")
+    assert time.monotonic() - started < 1.0
+
+
+def test_few_aliases_that_expand_hugely_are_refused_by_the_node_bound():
+    # 95 aliases, within the alias bound, expanding to 60 x 50 x 45 = 135,000 values
+    lines = ["version: 1", "name: x", "source: {paths: [a]}", "a0: &a0 [" + ", ".join(["x"] * 60) + "]",
+             "a1: &a1 [" + ", ".join(["*a0"] * 50) + "]", "a2: &a2 [" + ", ".join(["*a1"] * 45) + "]"]
+    text = "\n".join(lines) + "\n"
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match=r"p.yaml: the spec expands to more than 100,000 values"):
+        load_spec_text(text, "p.yaml")
+    assert time.monotonic() - started < 2.0
+
+
+def test_oversized_spec_is_refused_before_parsing():
+    with pytest.raises(InvalidInput, match=r"p.yaml: a pipeline file is at most 1024 KiB"):
+        load_spec_text(MINIMAL + "#" * (1024 * 1024 + 1) + "\n", "p.yaml")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+import threading
+import time
 
 import pytest
 from pydantic import BaseModel
@@ -82,18 +85,65 @@ def test_files_without_manifest_stay_invisible(store):
         store.open("prepared-partial")
 
 
-def test_recommit_replaces_the_old_version_whole(store):
+def test_an_id_with_a_manifest_is_never_written_again(store):
     with store.create("prepared", [], {"same": 1}, "test") as w:
         w.write_json("old.json", {})
         w.write_json("stats.json", {"v": 1})
         first = w.commit().id
     with store.create("prepared", [], {"same": 1}, "test") as w:
         w.write_json("stats.json", {"v": 2})
-        second = w.commit().id
-    assert first == second
-    art = store.open(second)
-    assert set(art.files) == {"stats.json"} and art.read_json("stats.json") == {"v": 2}
-    assert list(store.list_keys(f"artifacts/{second}")) == [f"artifacts/{second}/manifest.json", f"artifacts/{second}/stats.json"]
+        second = w.commit()
+    assert second.id == first and second == store.find(first)
+    art = store.open(first)
+    assert set(art.files) == {"old.json", "stats.json"} and art.read_json("stats.json") == {"v": 1}
+    assert list(store.list_keys(f"artifacts/{first}")) == [f"artifacts/{first}/manifest.json", f"artifacts/{first}/old.json",
+                                                          f"artifacts/{first}/stats.json"]
+
+
+def test_two_writers_of_one_id_at_once_leave_one_whole_artifact(store, monkeypatch):
+    """Two runs of one pipeline commit the same id at the same moment, with different bytes (timestamps)."""
+    barrier = threading.Barrier(2)
+    refs: list[object] = []
+    put_file = store.backend.put_file
+    jitter = random.Random(17)
+
+    def slow_put_file(key, path):  # uploads take varying time, as over a network: the writers overlap
+        time.sleep(jitter.uniform(0.0, 0.03))
+        return put_file(key, path)
+
+    monkeypatch.setattr(store.backend, "put_file", slow_put_file)
+
+    def write(tag: str) -> None:
+        with store.create("synthetic", [], {"same": 2}, "test") as w:
+            for i in range(12):
+                w.write_jsonl(f"part-{i:02d}.jsonl", [{"writer": tag, "i": i}] * 50)
+            barrier.wait()
+            refs.append(w.commit())
+
+    threads = [threading.Thread(target=write, args=(tag,)) for tag in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(refs) == 2 and refs[0] == refs[1]
+    art = store.open(refs[0].id)  # type: ignore[attr-defined]
+    writers = {row["writer"] for name in art.files for row in art.iter_jsonl(name)}  # every file verifies
+    assert len(writers) == 1 and len(art.files) == 12
+    assert not store.exists(f"artifacts/{art.id}/.commit")
+
+
+def test_a_writer_that_died_mid_commit_is_taken_over(store, monkeypatch):
+    monkeypatch.setenv("SYNTHTUNE_COMMIT_STALE_S", "0.5")
+    art_id = "prepared-crashed"
+    store.backend.put_bytes(f"artifacts/{art_id}/.commit", b'{"owner": "dead"}')
+    store.backend.put_bytes(f"artifacts/{art_id}/half.jsonl", b"{}\n")
+    with store.create("prepared", [], {}, "test", art_id=art_id) as w:
+        w.write_json("stats.json", {"v": 3})
+        started = time.monotonic()
+        w.commit()
+    assert 0.5 <= time.monotonic() - started < 10
+    assert set(store.open(art_id).files) == {"stats.json"}
+    assert list(store.list_keys(f"artifacts/{art_id}")) == [f"artifacts/{art_id}/manifest.json", f"artifacts/{art_id}/stats.json"]
 
 
 def test_commit_is_idempotent_and_refuses_a_discarded_writer(store):
@@ -246,3 +296,22 @@ def test_file_uri_and_plain_path_are_the_same_store(tmp_path, monkeypatch):
     manifest = json.loads((tmp_path / "s" / "artifacts" / art_id / "manifest.json").read_text())
     assert manifest["id"] == art_id
     assert not list((tmp_path / "s").rglob(".tmp-*"))  # atomic writes left no temp files
+
+
+def test_symlinks_cannot_lead_a_file_store_outside_its_folder(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("do not read")
+    store = open_store(str(tmp_path / "store"))
+    root = tmp_path / "store"
+    (root / "runs").mkdir()
+    (root / "runs" / "evil").symlink_to(outside, target_is_directory=True)
+    (root / "runs" / "link.txt").symlink_to(outside / "secret.txt")
+    (root / "runs" / "ok.txt").write_text("inside")
+    for action in (lambda: store.put_text("runs/evil/planted.txt", "x"), lambda: store.get_text("runs/evil/secret.txt"),
+                   lambda: store.get_text("runs/link.txt"), lambda: store.exists("runs/evil/secret.txt"),
+                   lambda: store.delete("runs/evil")):
+        with pytest.raises(InvalidInput, match="outside the store folder"):
+            action()
+    assert not (outside / "planted.txt").exists() and (outside / "secret.txt").is_file()
+    assert list(store.list_keys("runs")) == ["runs/ok.txt"]

@@ -9,8 +9,10 @@ unreachable raises ``TeacherUnavailable``; every other failure is one result wit
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import json
+import math
 import os
 import random
 import re
@@ -22,14 +24,37 @@ from synthtune.errors import InvalidInput, PermanentError
 from synthtune.llm.backends import TeacherUnavailable, describe, sampling
 from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.progress import Progress
-from synthtune.spec.generate import ModelEndpointSpec
+from synthtune.spec.generate import RESERVED_KEY_PREFIXES, ModelEndpointSpec
 
 MAX_RETRY_AFTER_S = 120.0  # a server asking for longer is treated as down for this attempt
 MAX_BACKOFF_S = 60.0
 
 
+KEY_ENVS_ENV = "SYNTHTUNE_KEY_ENVS"  # comma-separated key variables a spec may name; unset: any but AWS_*/SYNTHTUNE_*
+ENDPOINTS_ENV = "SYNTHTUNE_ALLOWED_ENDPOINTS"  # comma-separated base_url prefixes a spec may use; unset: any
+
+
+def _listed(variable: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(variable, "").split(",") if item.strip()]
+
+
+def check_endpoint_policy(spec: ModelEndpointSpec) -> None:
+    """Refuse key variables and endpoints the operator did not allow (InvalidInput naming the setting)."""
+    if spec.api_key_env:
+        if spec.api_key_env.upper().startswith(RESERVED_KEY_PREFIXES):
+            raise InvalidInput(f"teacher {describe(spec)}: api_key_env {spec.api_key_env} names a store or service secret")
+        allowed = _listed(KEY_ENVS_ENV)
+        if allowed and spec.api_key_env not in allowed:
+            raise InvalidInput(f"teacher {describe(spec)}: api_key_env {spec.api_key_env} is not one of {KEY_ENVS_ENV} ({', '.join(allowed)})")
+    endpoints = _listed(ENDPOINTS_ENV)
+    for url in [(spec.base_url or "https://api.openai.com/v1").rstrip("/"), *(u.rstrip("/") for u in spec.base_urls)]:
+        if endpoints and not any(url == e.rstrip("/") or url.startswith(e.rstrip("/") + "/") for e in endpoints):
+            raise InvalidInput(f"teacher {describe(spec)}: base_url {url} is not allowed here ({ENDPOINTS_ENV}: {', '.join(endpoints)})")
+
+
 def api_key(spec: ModelEndpointSpec) -> str:
     """The key from the variable the spec names; local servers without one get a placeholder."""
+    check_endpoint_policy(spec)
     if spec.api_key_env:
         value = os.environ.get(spec.api_key_env, "")
         if not value:
@@ -43,25 +68,45 @@ def api_key(spec: ModelEndpointSpec) -> str:
     return value
 
 
+def _seconds(text: str, scale: float = 1.0) -> float | None:
+    """A finite, non-negative number of seconds from a header value, or None when it is not one."""
+    try:
+        value = float(text.strip()) * scale
+    except ValueError:
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def _http_date_delay(text: str) -> float | None:
+    """Seconds until an HTTP date, or None when the text is not a date email.utils can read."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:  # a date without a zone is taken as UTC, as HTTP dates are
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return max(0.0, parsed.timestamp() - time.time())
+
+
 def retry_after_s(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if it said."""
+    """Seconds the server asked us to wait (retry-after-ms, Retry-After seconds or date), if it said so readably.
+
+    Malformed values (``120s``, ``nan``, a broken date) are ignored so the caller falls back to its
+    own backoff; negative values count as 0; the result is never NaN or infinite.
+    """
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if not headers:
         return None
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
+    if (ms := headers.get("retry-after-ms")) and (delay := _seconds(str(ms), 0.001)) is not None:
+        return delay
+    value = str(headers.get("retry-after") or "").strip()
     if not value:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    delay = _seconds(value)
+    return delay if delay is not None else _http_date_delay(value)
 
 
 def _short(exc: Exception) -> str:
@@ -106,9 +151,14 @@ class OpenAIBackend:
         self._client = asyncio.run_coroutine_threadsafe(self._make_client(key), self._loop).result()
 
     async def _make_client(self, key: str) -> Any:
-        """The client, built on the backend's loop; aiohttp's transport costs about half the CPU of httpx's."""
+        """The client, built on the backend's loop; aiohttp's transport costs about half the CPU of httpx's.
+        Several base URLs (``base_urls``): httpx with a transport spreading requests over them."""
+        from synthtune.llm.endpoints import SpreadTransport, endpoint_urls
+
+        urls = endpoint_urls(self.spec.base_url, self.spec.base_urls)
         try:
-            http_client = self._openai.DefaultAioHttpClient(timeout=self.spec.timeout_s)
+            http_client = (self._openai.DefaultAsyncHttpxClient(transport=SpreadTransport(urls), timeout=self.spec.timeout_s)
+                           if len(urls) > 1 else self._openai.DefaultAioHttpClient(timeout=self.spec.timeout_s))
         except RuntimeError:  # the aiohttp extra is missing: the default transport works too
             http_client = None
         return self._openai.AsyncOpenAI(api_key=key, base_url=self.spec.base_url, max_retries=0,

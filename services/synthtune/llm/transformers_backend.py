@@ -6,6 +6,7 @@ import logging
 from itertools import groupby
 from typing import Any
 
+from synthtune.errors import InvalidInput
 from synthtune.llm.backends import describe, sampling
 from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.llm.models import resolve_model
@@ -34,7 +35,11 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.lm: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        # safetensors only: a pickled .bin can run code while it loads.
+        try:
+            self.lm: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        except OSError as exc:
+            raise InvalidInput(f"teacher {self.name}: no safetensors weights for {path} (pickled .bin weights are refused): {exc}") from None
         self.lm = self.lm.to(self.device).eval()
 
     def _prompt(self, request: ChatRequest) -> str:
@@ -78,7 +83,7 @@ class TransformersBackend:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.inference_mode():
                 out = self.lm.generate(**enc, **kwargs)
-        except Exception as exc:  # one failed batch must not kill the run: its requests carry the error
+        except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the run: its requests carry the error
             log.warning("transformers batch of %d failed: %s", len(batch), exc)
             return [ChatResult(finish_reason="error", error=f"generation failed: {exc}", key=r.key) for r in batch]
         prompt_len = enc["input_ids"].shape[1]

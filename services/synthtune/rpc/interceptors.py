@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,8 +19,10 @@ from synthtune.rpc.logs import request_id_var, run_id_var
 
 log = logging.getLogger("synthtune.rpc")
 
-# Health checks and reflection stay open so probes and grpcurl work without the token.
-OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+# Only the probes' unary Check answers without the token: an open stream (Health/Watch, reflection)
+# would let anyone hold the server's worker threads.
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
+QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")  # logged at DEBUG: probes and tools
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 
 
@@ -56,9 +59,14 @@ def _final_code(call: _Call, context: grpc.ServicerContext) -> str:
 class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     """Auth first, then the handler with error mapping, logging and metrics around it."""
 
-    def __init__(self, token: str | None, metrics: Metrics | None) -> None:
+    def __init__(self, token: str | None, metrics: Metrics | None, max_streams: int | None = None) -> None:
         self.token = token
         self.metrics = metrics
+        # Each open stream holds a worker thread; past this many, new streams get RESOURCE_EXHAUSTED
+        # so unary calls and probes always find a thread.
+        self.max_streams = max_streams
+        self._streams = 0
+        self._streams_lock = threading.Lock()
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -75,19 +83,37 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         for attr, make, streaming in kinds:
             behaviour = getattr(handler, attr)
             if behaviour is not None:
-                wrapped = self._wrap_stream(method, behaviour) if streaming else self._wrap_unary(method, behaviour)
+                counted = attr != "unary_unary"
+                wrapped = self._wrap_stream(method, behaviour) if streaming else self._wrap_unary(method, behaviour, counted)
                 return make(wrapped, request_deserializer=handler.request_deserializer,
                             response_serializer=handler.response_serializer)
         return handler
 
     def _check_auth(self, method: str, context: grpc.ServicerContext) -> None:
-        if self.token is None or method.startswith(OPEN_PREFIXES):
+        if self.token is None or method in OPEN_METHODS:
             return
         header = _metadata(context).get("authorization", "")
         scheme, _, supplied = header.partition(" ")
         # compare_digest keeps the comparison's time independent of where the strings differ.
         if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(), self.token.encode()):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (set SYNTHTUNE_AUTH_TOKEN)")
+
+    def _enter_stream(self, context: grpc.ServicerContext) -> bool:
+        """Count one more open stream, or abort with RESOURCE_EXHAUSTED past the bound; True when counted."""
+        if self.max_streams is None:
+            return False
+        with self._streams_lock:
+            full = self._streams >= self.max_streams
+            if not full:
+                self._streams += 1
+        if full:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the server holds {self.max_streams} open streams already; retry later")
+        return True
+
+    def _leave_stream(self, counted: bool) -> None:
+        if counted:
+            with self._streams_lock:
+                self._streams -= 1
 
     def _begin(self, method: str, request: Any, context: grpc.ServicerContext) -> _Call:
         rid = _metadata(context).get("x-request-id") or uuid.uuid4().hex[:16]
@@ -112,21 +138,24 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             self.metrics.requests.labels(call.method, code).inc()
             self.metrics.latency.labels(call.method, code).observe(elapsed)
         # Probes call health every few seconds; their lines would drown the real calls.
-        level = logging.DEBUG if call.method.startswith(OPEN_PREFIXES) else logging.INFO
+        level = logging.DEBUG if call.method.startswith(QUIET_PREFIXES) else logging.INFO
         log.log(level, "rpc", extra={"method": call.method, "code": code, "seconds": round(elapsed, 4)})
         # set, not reset: a stream's generator may be closed from another context than it ran in.
         request_id_var.set("")
         run_id_var.set("")
 
-    def _wrap_unary(self, method: str, fn: Behaviour) -> Behaviour:
+    def _wrap_unary(self, method: str, fn: Behaviour, counted: bool = False) -> Behaviour:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
             call = self._begin(method, request, context)
+            held = False
             try:
                 self._check_auth(method, context)
+                held = counted and self._enter_stream(context)
                 return fn(request, context)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every error is mapped to a status here, once
                 self._fail(call, exc, context)
             finally:
+                self._leave_stream(held)
                 self._finish(call, context)
 
         return wrapper
@@ -134,12 +163,15 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def _wrap_stream(self, method: str, fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Behaviour:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             call = self._begin(method, request, context)
+            held = False
             try:
                 self._check_auth(method, context)
+                held = self._enter_stream(context)
                 yield from fn(request, context)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every error is mapped to a status here, once
                 self._fail(call, exc, context)
             finally:
+                self._leave_stream(held)
                 self._finish(call, context)
 
         return wrapper

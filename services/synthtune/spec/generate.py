@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, model_validator
 
 from synthtune.spec.base import SpecModel, field
 
 Backend = Literal["transformers", "openai", "vllm"]
+
+# A spec names where a key lives but may not point at the store's or synthtune's own secrets:
+# with a base_url of its choice it could otherwise send them to any server as a bearer token.
+RESERVED_KEY_PREFIXES = ("AWS_", "SYNTHTUNE_")
+_KEY_ENV = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+
+
+def _check_key_env(name: str) -> str:
+    if not _KEY_ENV.match(name):
+        raise ValueError("api_key_env must be an environment variable name in capitals (letters, digits, '_')")
+    if name.upper().startswith(RESERVED_KEY_PREFIXES):
+        raise ValueError(f"api_key_env may not name {', '.join(p + '*' for p in RESERVED_KEY_PREFIXES)} variables (store and service secrets)")
+    return name
+
+
+KeyEnv = Annotated[str, AfterValidator(_check_key_env)]
+# Labels name adapters, files and report rows (HTML, plot legends): plain words only, no markup or mathtext.
+LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class ModelEndpointSpec(SpecModel):
@@ -15,7 +36,12 @@ class ModelEndpointSpec(SpecModel):
     backend: Backend = field("transformers", help="transformers (in-process, CPU default), openai (any compatible API) or vllm (offline GPU).")
     model: str = field("smollm2-135m-instruct", help="Model name for the API, or an HF id / local path / .gguf for in-process backends.")
     base_url: str | None = field(None, help="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (openai backend).")
-    api_key_env: str | None = field(None, help="Name of the environment variable holding the API key; the key is never logged.")
+    base_urls: list[str] = field(default_factory=list, help="More endpoints serving the same model as base_url (replicas): requests "
+                                 "spread over all of them round-robin, and one that fails is skipped while it fails.")
+    api_key_env: KeyEnv | None = field(
+        None, help="Name of the environment variable holding the API key (not AWS_* or SYNTHTUNE_*; the server may allow only "
+        "the names in SYNTHTUNE_KEY_ENVS); the key is never logged."
+    )
     temperature: float = field(0.7, help="Sampling temperature.", ge=0, le=2)
     top_p: float = field(1.0, help="Nucleus sampling probability mass.", gt=0, le=1)
     max_tokens: int = field(512, help="Largest number of tokens per completion.", ge=1)
@@ -27,12 +53,21 @@ class ModelEndpointSpec(SpecModel):
     price_per_1k_input: float | None = field(None, help="Price per 1,000 prompt tokens, for the cost estimate.", ge=0)
     price_per_1k_output: float | None = field(None, help="Price per 1,000 completion tokens, for the cost estimate.", ge=0)
 
+    @model_validator(mode="after")
+    def _replicas_of_base_url(self) -> ModelEndpointSpec:
+        if self.base_urls and not self.base_url:
+            raise ValueError("base_urls lists more replicas of base_url: set base_url too")
+        return self
+
 
 class MethodSpec(SpecModel):
     name: Literal["record_qa", "document_qa", "event_scenario", "evol", "persona"] = field(
         help="Generation method, registered by name."
     )
-    label: str | None = field(None, help="Name used for this method's adapter and report rows; defaults to `name`.")
+    label: str | None = field(
+        None, help="Name used for this method's adapter and report rows (letters, digits, '_', '.', '-'; at most 64); defaults to `name`.",
+        pattern=LABEL_PATTERN,
+    )
     pairs_per_record: int = field(1, help="Examples generated per input record or chunk.", ge=1)
     prompt_version: str | None = field(None, help="Prompt template version; the newest shipped when unset.")
     options: dict[str, Any] = field(default_factory=dict, help="Method-specific options (e.g. personas, evolution steps, languages).")
@@ -76,7 +111,8 @@ class GenerateSpec(SpecModel):
     )
     seed: int = field(42, help="Seed for sampling records and prompt variations.")
     shard_size: int | None = field(
-        None, help="Records finished per shard saved under the store's work/ prefix, so a killed run resumes where it stopped; default 4 x teacher.concurrency.", ge=1
+        None, help="Records planned together; each finished record is saved under the store's work/ prefix at the end of its step, "
+        "so a killed run resumes where it stopped and loses at most one group's requests in flight; default teacher.concurrency.", ge=1
     )
     max_failed_fraction: float = field(
         0.5, help="If more than this share of records fail at the teacher (after retries), the stage fails as retryable instead of writing a partial dataset; finished records stay saved for the resume.", ge=0, le=1

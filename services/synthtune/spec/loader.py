@@ -15,6 +15,11 @@ from ruamel.yaml.error import MarkedYAMLError
 from synthtune.errors import InvalidInput
 from synthtune.spec.pipeline import PipelineSpec
 
+# A pipeline file is a few kB; these bounds stop "billion laughs" alias bombs before anything expands.
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_ALIASES = 100
+MAX_NODES = 100_000
+
 
 def _position(node: Any, path: tuple[Any, ...]) -> tuple[int, int] | None:
     """1-based (line, column) of the deepest node on ``path`` that the YAML kept a mark for."""
@@ -35,17 +40,36 @@ def _position(node: Any, path: tuple[Any, ...]) -> tuple[int, int] | None:
     return best
 
 
-def _plain(node: Any) -> Any:
+def _plain(node: Any, filename: str = "<string>", budget: list[int] | None = None) -> Any:
+    """Plain dicts and lists; aliases are expanded here, so the node count is bounded (MAX_NODES)."""
+    budget = budget if budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise InvalidInput(f"{filename}: the spec expands to more than {MAX_NODES:,} values (aliases nested too deep?)")
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): _plain(v, filename, budget) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, filename, budget) for v in node]
     return node
+
+
+def _check_bounds(yaml: YAML, text: str, filename: str) -> None:
+    """Refuse oversized text and alias-heavy YAML before composing it, naming the line of the alias over the limit."""
+    if len(text) > MAX_SPEC_BYTES:
+        raise InvalidInput(f"{filename}: a pipeline file is at most {MAX_SPEC_BYTES // 1024} KiB (got {len(text):,} characters)")
+    aliases = 0
+    for event in yaml.parse(io.StringIO(text)):
+        if type(event).__name__ == "AliasEvent":
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise InvalidInput(f"{filename}:{line}: more than {MAX_ALIASES} YAML aliases (*name); write the values out")
 
 
 def parse_yaml(text: str, filename: str = "<string>") -> Any:
     yaml = YAML(typ="rt")
     try:
+        _check_bounds(yaml, text, filename)
         return yaml.load(io.StringIO(text))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -110,7 +134,7 @@ def load_spec_text(text: str, filename: str = "<string>", base_dir: str | None =
     if not isinstance(data, dict):
         raise InvalidInput(f"{filename}:1:1: a pipeline file must be a YAML mapping (version, name, source, ...)")
     try:
-        spec = PipelineSpec.model_validate(_plain(data))
+        spec = PipelineSpec.model_validate(_plain(data, filename))
     except ValidationError as exc:
         problems = problems_for(data, exc, filename)
         raise InvalidInput(f"{filename}: {len(problems)} problem(s) in the pipeline spec", problems) from None

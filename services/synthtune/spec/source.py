@@ -45,6 +45,14 @@ class SourceSpec(SpecModel):
     max_cell_chars: int = field(
         100_000, help="Longest cell kept; a row with a larger cell goes to rejects (guards against runaway quoting).", ge=1
     )
+    max_rows: int = field(1_000_000, help="Most rows read from one file or sheet; a larger one is refused with a clear error.", ge=1)
+    max_file_mb: float = field(
+        1024.0, help="Largest file read, in MB, counted uncompressed for .xlsx (zip) and Parquet; a larger one is refused.", gt=0
+    )
+    strict: bool = field(
+        False, help="Stop the whole prepare at the first unreadable file; by default such a file goes to rejects with its reason "
+        "and the run goes on (it fails only when no file is readable)."
+    )
 
     @field_validator("fields")
     @classmethod

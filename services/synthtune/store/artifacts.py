@@ -6,10 +6,15 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +26,34 @@ from synthtune.store.backend import CHUNK, Backend, copy_hashing
 from synthtune.store.keys import check_key
 
 ARTIFACT_PREFIX = "artifacts"
-KINDS = ("prepared", "synthetic", "adapter", "evaluation", "checkpoint", "request")
 MANIFEST = "manifest.json"
+CLAIM = ".commit"  # held by the one writer uploading an artifact's files
+CLAIM_POLL_S = 0.2
+log = logging.getLogger("synthtune.store")
+
+
+def stale_claim_s() -> float:
+    """Seconds a claim may go without a heartbeat before another writer takes over (its writer died)."""
+    return float(os.environ.get("SYNTHTUNE_COMMIT_STALE_S", "30"))
+
+
+def _dead_here(claim: bytes) -> bool:
+    """True when the claim's writer ran on this host and its process is gone (killed): no need to wait."""
+    try:
+        info = json.loads(claim)
+        if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int) or info["pid"] == os.getpid():
+            return False
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, AttributeError, PermissionError, OSError):
+        return False
+    return False
+
+
+def _claim_text(owner: str, files_done: int) -> bytes:
+    return json.dumps({"owner": owner, "host": socket.gethostname(), "pid": os.getpid(), "files": files_done,
+                       "time": dt.datetime.now(dt.UTC).isoformat()}).encode()
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -116,25 +147,60 @@ class ArtifactWriter:
         return p
 
     def commit(self) -> ArtifactRef:
-        """Upload every file, then the manifest; until the manifest lands the artifact is invisible."""
+        """Upload every file, then the manifest; until the manifest lands the artifact is invisible.
+
+        One writer at a time per id: a writer first claims ``<id>/.commit`` with a create-only write;
+        another writer of the same id (a second run of one pipeline) waits for that manifest and
+        returns it. An id that has a manifest is never written again (its content is the same by
+        construction: the id is a hash of kind, parents and config).
+        """
         if self.committed is not None:
             return self.committed
         if not self.dir.is_dir():
             raise PermanentError(f"artifact {self.id}: the writer was discarded before commit")
         prefix = f"{ARTIFACT_PREFIX}/{self.id}"
-        if self.backend.exists(f"{prefix}/{MANIFEST}"):
-            # Re-committing an id: hide the old version first, so no reader pairs its manifest with new files.
-            self.backend.delete_prefix(f"{prefix}/{MANIFEST}")
+        owner = uuid.uuid4().hex
+        while not self._published(prefix):
+            if self.backend.put_bytes_if_absent(f"{prefix}/{CLAIM}", _claim_text(owner, 0)):
+                alive = threading.Event()
+                beat = threading.Thread(target=self._heartbeat, args=(prefix, owner, alive), name="commit-heartbeat", daemon=True)
+                beat.start()
+                try:
+                    self._upload_and_publish(prefix)
+                finally:
+                    alive.set()
+                    beat.join()
+                    self._release(prefix, owner)
+                break
+            self._wait_for_writer(prefix)
+        self.committed = ArtifactRef(self.kind, self.id, self.backend.uri(prefix))
+        self.discard()
+        return self.committed
+
+    def _published(self, prefix: str) -> bool:
+        return self.backend.exists(f"{prefix}/{MANIFEST}")
+
+    def _heartbeat(self, prefix: str, owner: str, done: threading.Event) -> None:
+        """Rewrite the claim every quarter of the stale time, so waiting writers see this one is alive."""
+        beats = 0
+        while not done.wait(max(0.05, stale_claim_s() / 4)):
+            beats += 1
+            try:
+                self.backend.put_bytes(f"{prefix}/{CLAIM}", _claim_text(owner, beats))
+            except Exception:  # noqa: BLE001 - a missed beat only risks a takeover; the upload reports real faults
+                log.warning("artifact %s: could not refresh the commit claim", self.id, exc_info=True)
+
+    def _upload_and_publish(self, prefix: str) -> None:
         files: dict[str, dict[str, Any]] = {}
         for path in sorted(p for p in self.dir.rglob("*") if p.is_file()):
             name = path.relative_to(self.dir).as_posix()
-            if name == MANIFEST:
-                raise PermanentError(f"artifact {self.id}: a file may not be named {MANIFEST} (the store writes it)")
+            if name in (MANIFEST, CLAIM):
+                raise PermanentError(f"artifact {self.id}: a file may not be named {name} (the store writes it)")
             size = path.stat().st_size
             digest = self.backend.put_file(f"{prefix}/{name}", path)
             files[name] = {"sha256": digest, "bytes": size}
-        for key in list(self.backend.list(prefix)):  # files an earlier commit of this id left behind
-            if key[len(prefix) + 1 :] not in files:
+        for key in list(self.backend.list(prefix)):  # files a writer that died before its manifest left behind
+            if key[len(prefix) + 1 :] not in files and key != f"{prefix}/{CLAIM}":
                 self.backend.delete_prefix(key)
         manifest = {
             "kind": self.kind,
@@ -148,10 +214,36 @@ class ArtifactWriter:
             "stats": self.stats,
         }
         text = json.dumps(manifest, indent=2, ensure_ascii=False, default=jsonable) + "\n"
-        self.backend.put_bytes(f"{prefix}/{MANIFEST}", text.encode("utf-8"))
-        self.committed = ArtifactRef(self.kind, self.id, self.backend.uri(prefix))
-        self.discard()
-        return self.committed
+        if not self.backend.put_bytes_if_absent(f"{prefix}/{MANIFEST}", text.encode("utf-8")):
+            log.warning("artifact %s: another writer published it first (this writer's claim had gone stale)", self.id)
+
+    def _release(self, prefix: str, owner: str) -> None:
+        try:
+            with self.backend.open_read(f"{prefix}/{CLAIM}") as f:
+                mine = json.loads(f.read() or b"{}").get("owner") == owner
+        except (NotFound, ValueError):
+            return
+        if mine:
+            self.backend.delete_prefix(f"{prefix}/{CLAIM}")
+
+    def _wait_for_writer(self, prefix: str) -> None:
+        """Wait while another writer holds the claim; returns once it published, gave up, or went quiet too long."""
+        claim = f"{prefix}/{CLAIM}"
+        last, since = b"", time.monotonic()
+        while not self._published(prefix):
+            try:
+                with self.backend.open_read(claim) as f:
+                    current = f.read()
+            except NotFound:
+                return  # the writer gave up: try to claim again
+            if current != last:
+                last, since = current, time.monotonic()
+            if _dead_here(current) or time.monotonic() - since > stale_claim_s():
+                log.warning("artifact %s: the writer holding %s stopped (no heartbeat for %.0f s, or its process is gone); "
+                            "taking over", self.id, claim, time.monotonic() - since)
+                self.backend.delete_prefix(claim)
+                return
+            time.sleep(CLAIM_POLL_S)
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

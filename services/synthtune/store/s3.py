@@ -192,6 +192,19 @@ class S3Backend:
         with self._errors(key):
             self.client.put_object(self.bucket, name, io.BytesIO(data), len(data), part_size=part_size_for(len(data)))
 
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """A PUT with ``If-None-Match: *``: S3 (and MinIO) refuse it with 412 when the key exists."""
+        name = self._name(key)
+        with self._errors(key):
+            try:
+                # put_object() has no way to pass a precondition header; the one-request PUT underneath does.
+                self.client._put_object(self.bucket, name, data, headers={"If-None-Match": "*", "Content-Type": "application/octet-stream"})
+            except S3Error as exc:
+                if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+        return True
+
     def open_read(self, key: str) -> BinaryIO:
         name = self._name(key)
         with self._errors(key):
@@ -206,6 +219,11 @@ class S3Backend:
         except NotFound:
             return False
         return True
+
+    def version(self, key: str) -> str:
+        """The object's ETag: changes whenever its content does (a local copy keyed by it stays current)."""
+        with self._errors(key):
+            return str(self.client.stat_object(self.bucket, self._name(key)).etag)
 
     def list(self, prefix: str) -> Iterator[str]:
         folder = self._folder(prefix)

@@ -18,6 +18,7 @@ from synthtune.dataprep.readers.events import (
     looks_like_event_log,
 )
 from synthtune.dataprep.readers.formats import read_json, read_jsonl, read_norm, read_parquet, read_xlsx
+from synthtune.dataprep.readers.limits import UnreadableFile, check_file_size, check_rows, unreadable
 from synthtune.dataprep.readers.mapping import missing_columns, records_from_table, reject_unmapped_sheet
 from synthtune.dataprep.readers.table import Table
 from synthtune.dataprep.rejects import Rejects
@@ -25,6 +26,7 @@ from synthtune.errors import InvalidInput
 from synthtune.progress import Progress
 from synthtune.spec.prepare import PrepareSpec
 from synthtune.spec.source import EventLogSource, SourceSpec
+from synthtune.store.fetch import cached_copy, expand, is_uri
 
 TableReader = Callable[[Path, str, SourceSpec], Table]
 TABLE_READERS: dict[str, TableReader] = {
@@ -57,10 +59,15 @@ def _label(path: Path, base: Path) -> str:
 
 
 def resolve_files(source: SourceSpec, base_dir: str | None) -> list[SourceFile]:
-    """Every input file, in a stable order: paths, globs and folders resolve against ``base_dir``."""
+    """Every input file, in a stable order: paths, globs and folders resolve against ``base_dir``;
+    ``s3://`` objects, prefixes and globs are copied to the local cache and keep their URI as label."""
     base = Path(base_dir or ".").resolve()
-    found: dict[Path, None] = {}
+    found: dict[Path, str | None] = {}
     for entry in source.paths:
+        if is_uri(entry):
+            for path, uri in _remote_files(entry):
+                found.setdefault(path, uri)
+            continue
         pattern = Path(entry).expanduser()
         pattern = pattern if pattern.is_absolute() else base / pattern
         if glob.has_magic(str(pattern)):
@@ -77,22 +84,35 @@ def resolve_files(source: SourceSpec, base_dir: str | None) -> list[SourceFile]:
             raise InvalidInput(f"source.paths: {entry!r} does not exist (looked for {pattern})")
         for hit in hits:
             found.setdefault(hit.resolve(), None)
-    files = [SourceFile(p, _label(p, base)) for p in found]
+    files = [SourceFile(p, label or _label(p, base)) for p, label in found.items()]
     for f in files:
         if f.path.suffix.lower() not in SUPPORTED:
             raise InvalidInput(f"{f.label}: unsupported file type {f.path.suffix or '(none)'!r}; readable: {', '.join(SUPPORTED)}")
     return files
 
 
+def _remote_files(uri: str) -> list[tuple[Path, str]]:
+    """(local copy, URI) of every object an ``s3://`` entry names; a folder keeps only readable files."""
+    objects = expand(uri, "source.paths")
+    folder = not glob.has_magic(uri) and [o.uri for o in objects] != [uri]
+    if folder:
+        objects = [o for o in objects if Path(o.key).suffix.lower() in SUPPORTED]
+        if not objects:
+            raise InvalidInput(f"source.paths: folder {uri!r} holds no readable files ({', '.join(SUPPORTED)})")
+    return [(cached_copy(o), o.uri) for o in objects]
+
+
 def read_tables(f: SourceFile, source: SourceSpec) -> list[Table]:
-    """The tables of one tabular file (one per Excel sheet)."""
+    """The tables of one tabular file (one per Excel sheet), each within source.max_rows."""
     suffix = f.path.suffix.lower()
     if suffix in EXCEL:
         tables = read_xlsx(f.path, f.label, source)
         if not tables:
             raise InvalidInput(f"{f.label}: every sheet is empty")
         return tables
-    return [TABLE_READERS[suffix](f.path, f.label, source)]
+    table = TABLE_READERS[suffix](f.path, f.label, source)
+    check_rows(len(table.rows) + len(table.rejects), f.label, source)
+    return [table]
 
 
 def _file_kind(f: SourceFile, source: SourceSpec) -> str:
@@ -137,49 +157,76 @@ def _tabular_records(f: SourceFile, source: SourceSpec, rejects: Rejects, info: 
     return records
 
 
+def _read_file(f: SourceFile, source: SourceSpec, prepare: PrepareSpec, rejects: Rejects, events: list[Event],
+               progress: Progress) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The records (or, for event logs, the events appended to ``events``) and info of one file."""
+    kind = _file_kind(f, source)
+    unreadable(check_file_size, f.path, f.label, source)
+    info: dict[str, Any] = {"file": f.label, "kind": kind}
+    log_spec = source.event_log or EventLogSource()
+    if kind == "documents" and f.path.suffix.lower() == ".pdf":
+        records, more = unreadable(read_pdf, f.path, f.label, prepare.chunk_chars, prepare.chunk_overlap, rejects)
+        info.update(more)
+    elif kind == "documents":
+        records, more = unreadable(read_plain, f.path, f.label, source.encoding, prepare.chunk_chars, prepare.chunk_overlap)
+        info.update(more)
+    elif kind == "event_log":
+        tables = unreadable(read_tables, f, source)
+        # With source.kind auto, a table without the event columns holds records (work orders
+        # beside the line's event log), read with the field mapping.
+        if source.kind == "auto" and not any(looks_like_event_log(t, log_spec) for t in tables):
+            info["kind"] = "records"
+            records = _tabular_records(f, source, rejects, info, tables)
+        else:
+            records = []  # episodes are formed once every file is read: they may span files
+            before = len(events)
+            for table in tables:
+                events.extend(events_from_table(table, log_spec, rejects, len(events)))
+                info.update(table.info)
+            info["events"] = len(events) - before
+    else:
+        records = _tabular_records(f, source, rejects, info, unreadable(read_tables, f, source))
+        for sheet in info.get("skipped_sheets", []):
+            progress.note(f"{f.label}: sheet {sheet['sheet']!r} lacks {', '.join(map(repr, sheet['missing_columns']))}; "
+                          f"its {sheet['rows_rejected']} row(s) are rejected")
+    info["records"] = len(records)
+    return records, info
+
+
 def read_sources(source: SourceSpec, prepare: PrepareSpec, base_dir: str | None, rejects: Rejects,
                  progress: Progress) -> ReadResult:
-    """Read every file; unreadable rows/pages go to ``rejects`` and count as input."""
+    """Read every file; unreadable rows/pages go to ``rejects`` and count as input.
+
+    A file that cannot be read at all (corrupt, empty, over a limit) is one reject (id: the file)
+    with the reason, and the other files are still read; with ``source.strict`` its error stops the
+    whole read instead. Mapping mistakes (a wrong column, kind or sheet) stop it either way.
+    """
     files = resolve_files(source, base_dir)
     result = ReadResult()
     events: list[Event] = []
-    log_spec = source.event_log or EventLogSource()
+    failures: list[UnreadableFile] = []
     progress.start(len(files), "reading")
     for f in files:
         progress.check_cancelled()
-        kind = _file_kind(f, source)
-        info: dict[str, Any] = {"file": f.label, "kind": kind}
-        if kind == "documents" and f.path.suffix.lower() == ".pdf":
-            records, more = read_pdf(f.path, f.label, prepare.chunk_chars, prepare.chunk_overlap, rejects)
-            info.update(more)
-        elif kind == "documents":
-            records, more = read_plain(f.path, f.label, source.encoding, prepare.chunk_chars, prepare.chunk_overlap)
-            info.update(more)
-        elif kind == "event_log":
-            tables = read_tables(f, source)
-            # With source.kind auto, a table without the event columns holds records (work orders
-            # beside the line's event log), read with the field mapping.
-            if source.kind == "auto" and not any(looks_like_event_log(t, log_spec) for t in tables):
-                info["kind"] = "records"
-                records = _tabular_records(f, source, rejects, info, tables)
-            else:
-                records = []  # episodes are formed once every file is read: they may span files
-                before = len(events)
-                for table in tables:
-                    events.extend(events_from_table(table, log_spec, rejects, len(events)))
-                    info.update(table.info)
-                info["events"] = len(events) - before
-        else:
-            records = _tabular_records(f, source, rejects, info)
-            for sheet in info.get("skipped_sheets", []):
-                progress.note(f"{f.label}: sheet {sheet['sheet']!r} lacks {', '.join(map(repr, sheet['missing_columns']))}; "
-                              f"its {sheet['rows_rejected']} row(s) are rejected")
-        info["records"] = len(records)
+        rejected_before, events_before = len(rejects.rows), len(events)
+        try:
+            records, info = _read_file(f, source, prepare, rejects, events, progress)
+        except UnreadableFile as exc:
+            if source.strict or len(failures) + 1 == len(files) == 1:
+                raise
+            failures.append(exc)
+            del rejects.rows[rejected_before:], events[events_before:]  # the file counts once, as one reject
+            reason = str(exc) if str(exc).startswith(f.label) else f"{f.label}: {exc}"
+            rejects.add(f.label, "read", "unreadable_file", reason, source={"file": f.label})
+            progress.note(f"skipping {reason}")
+            records, info = [], {"file": f.label, "kind": "unreadable", "records": 0, "error": reason}
         result.records.extend(records)
         result.files.append(info)
         progress.advance()
+    if len(failures) == len(files):
+        raise InvalidInput(f"none of the {len(files)} files could be read", [str(e) for e in failures[:10]])
     if events:
-        result.records.extend(episode_record(ep) for ep in group_episodes(events, log_spec))
+        result.records.extend(episode_record(ep) for ep in group_episodes(events, source.event_log or EventLogSource()))
     result.records = _unique_ids(result.records, rejects)
     return result
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from synthtune.dataprep.readers.decode import read_text
+from synthtune.dataprep.readers.limits import check_rows, check_zip
 from synthtune.dataprep.readers.table import RowReject, Table, clean_header, oversized_cell
 from synthtune.errors import InvalidInput
 from synthtune.spec.source import SourceSpec
@@ -25,6 +26,7 @@ def read_xlsx(path: Path, label: str, source: SourceSpec) -> list[Table]:
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
 
+    check_zip(path, label, source)
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as exc:
@@ -35,7 +37,7 @@ def read_xlsx(path: Path, label: str, source: SourceSpec) -> list[Table]:
             raise InvalidInput(f"{label}: no sheet named {source.sheet!r} (sheets: {', '.join(names)})")
         tables = []
         for name in [source.sheet] if source.sheet else names:
-            table = _read_sheet(book[name], label, name, source.max_cell_chars)
+            table = _read_sheet(book[name], label, name, source)
             if table is not None:
                 tables.append(table)
         return tables
@@ -43,9 +45,11 @@ def read_xlsx(path: Path, label: str, source: SourceSpec) -> list[Table]:
         book.close()
 
 
-def _read_sheet(sheet: Any, label: str, name: str, max_cell: int) -> Table | None:
+def _read_sheet(sheet: Any, label: str, name: str, source: SourceSpec) -> Table | None:
     table: Table | None = None
+    max_cell = source.max_cell_chars
     for row_no, raw in enumerate(sheet.iter_rows(values_only=True), 1):
+        check_rows(row_no - 1, f"{label}[{name}]", source)  # stop while streaming, before the rows pile up
         cells = [_cell(v) for v in raw]
         if all(v is None or (isinstance(v, str) and not v.strip()) for v in cells):
             continue
@@ -127,6 +131,11 @@ def read_parquet(path: Path, label: str, source: SourceSpec) -> Table:
 
     try:
         pf = pq.ParquetFile(path)
+        meta = pf.metadata
+        check_rows(meta.num_rows, label, source)
+        expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        if expanded > source.max_file_mb * 1024 * 1024:
+            raise InvalidInput(f"{label}: expands to {expanded / 1024 / 1024:,.1f} MB, more than source.max_file_mb ({source.max_file_mb:g} MB)")
         items: list[tuple[int, Any]] = []
         for batch in pf.iter_batches(batch_size=65536):
             start = len(items) + 1
