@@ -341,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("e2e: terminated"))  # still take the pods down
     try:
         sys.exit(main())
     except subprocess.CalledProcessError as exc:
