@@ -112,7 +112,8 @@ def for_podman(objects: list[dict[str, Any]], ports: dict[str, tuple[int, int]],
     (cm,) = [c for c in by_kind["ConfigMap"] if c["metadata"]["name"].endswith("-config")]
     config = yaml.safe_load(cm["data"]["controller.yaml"])
     for kind, target in config.get("services", {}).items():
-        component = target.split(":")[0].removeprefix(f"{RELEASE}-")
+        host = target.removeprefix("dns:///").split(":")[0]  # e.g. dns:///synthtune-dataprep-pods:50051
+        component = host.removeprefix(f"{RELEASE}-").removesuffix("-pods")
         config["services"][kind] = f"127.0.0.1:{ports[component][0]}"
     config["leader"]["lease"] = False
     config_dir.mkdir(parents=True, exist_ok=True)
