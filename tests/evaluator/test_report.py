@@ -163,7 +163,8 @@ def test_html_numbers_are_the_json_numbers(file_store, run):
     page.feed(html)
     assert json.loads(page.json_text) == report  # the embedded block is valid JSON, and it is report.json
     assert page.tables == ["table-metrics", "table-calls", "table-health", "table-temperature", "table-leaderboard", "table-judge",
-                           "table-rubric", "table-forgetting", "table-training", "table-splits", "table-synthetic", "table-evaluation-set"]
+                           "table-rubric", "table-forgetting", "table-training", "table-splits", "table-synthetic", "table-data-destinations",
+                           "table-evaluation-set"]
     shown = set()
     for cell in page.cells:
         assert cell["path"] is not None, cell  # every number shown says where in report.json it comes from
@@ -247,3 +248,17 @@ def test_a_skipped_method_is_named_with_its_reason(file_store, run):
     assert "tuned:persona" not in [m["name"] for m in report["models"]]
     page = file_store.get_text(html_key)
     assert "persona is not compared: train:persona: skipped: no trainable examples among 4" in page
+
+
+def test_report_says_where_the_records_went(file_store, run):
+    spec = load_spec_text(SPEC)
+    run = {**run, "data_destinations": [{"role": "teacher (generate)", "backend": "openai", "model": "gpt-4o-mini",
+                                          "endpoint": "https://api.openai.com/v1", "external": True}]}
+    json_key, html_key = write_report(file_store, as_input(run), spec)
+    assert file_store.get_json(json_key)["data_destinations"] == run["data_destinations"]
+    html = file_store.get_text(html_key)
+    section = html[html.index("Where the records went"):html.index("table-evaluation-set")]
+    assert "https://api.openai.com/v1" in section and "<td>yes</td>" in section
+    del run["data_destinations"]  # a run recorded before this field: the report derives it from the spec
+    json_key, _ = write_report(file_store, as_input(run), spec)
+    assert file_store.get_json(json_key)["data_destinations"][0]["external"] is (spec.generate.teacher.backend == "openai")

@@ -123,3 +123,18 @@ def test_a_template_with_generation_markers_gets_trl_assistant_masks_and_trains(
 def test_lora_on_lm_head_is_refused_with_the_reason():
     with pytest.raises(InvalidInput, match=r"lm_head cannot carry a LoRA adapter: TRL's SFTTrainer computes the loss from lm_head.weight"):
         load_spec_text("version: 1\nname: t\nsource: {paths: [a.csv]}\ntrain: {lora: {target_modules: [q_proj, lm_head]}}\n")
+
+
+def test_truncated_and_rejected_examples_are_counted_in_the_log(tiny_model):
+    from trainer_helpers import generator_row
+
+    from synthtune.spec.train import TrainSpec
+    from synthtune.trainer.stage import _tokenise
+
+    rows = [generator_row(1, "Why?", "word " * 200), generator_row(2, "Short?", "Short answer."), {"id": "x", "messages": []}]
+    for overlong, said in (("truncate", "train m: 1 of 3 examples truncated to max_seq_len 64 tokens"),
+                           ("reject", "train m: 2 of 3 examples rejected (1 longer than max_seq_len 64, 1 no assistant turn)")):
+        progress, notes = _notes()
+        data = _tokenise(TrainSpec(base_model=str(tiny_model), max_seq_len=64, overlong=overlong), str(tiny_model), rows, "m", progress)
+        assert said in "\n".join(notes), notes
+        assert len(data.train) + len(data.validation) + len(data.rejected) == 3

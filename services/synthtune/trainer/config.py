@@ -41,7 +41,3 @@ class TrainJob:
 
     def with_(self, **changes: Any) -> TrainJob:
         return replace(self, **changes)
-
-    @property
-    def mask_column(self) -> str:
-        return "assistant_masks" if self.loss_mask == "assistant" else "completion_mask"

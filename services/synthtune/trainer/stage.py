@@ -107,12 +107,12 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     synthetic = store.open(inputs["synthetic"])
     train = spec.train
     kind = pick_method(train)
-    config = {"train": train.model_dump(), "resolved_method": kind}
+    config = {"train": train.model_dump(exclude={"tracking"}), "resolved_method": kind}  # where it is logged does not change the model
     art_id = store.artifact_id("adapter", [synthetic.id], config)
     if (cached := store.find(art_id)) is not None:
         progress.note(f"reusing cached {art_id}")
         return cached
-    model_path = resolve_model(train.base_model, spec.base_dir)
+    model_path = resolve_model(train.base_model, spec.base_dir, store)
     data = _tokenise(train, model_path, list(synthetic.iter_jsonl("data.jsonl")), method, progress)
     checkpoints = StoreCheckpoints(store, art_id)
     checkpoints.clear_result()  # a result left by an earlier attempt that died before its artifact
