@@ -97,7 +97,7 @@ def _multipart(store: Store, dry_run: bool, older_than_s: float) -> list[str]:
             started = upload.initiated_time
             if started is not None and started.tzinfo is None:
                 started = started.replace(tzinfo=dt.UTC)
-            if started is None or started <= cutoff:
+            if upload.upload_id and (started is None or started <= cutoff):
                 stale.append(f"s3://{backend.bucket}/{upload.object_name} (upload {upload.upload_id})")
                 if not dry_run:
                     backend.client._abort_multipart_upload(backend.bucket, upload.object_name, upload.upload_id)
