@@ -5,7 +5,13 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-pins.txt 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: setup sysdeps demo test lint typecheck importlint unit stubs schema clean
+.PHONY: setup sysdeps demo test lint typecheck importlint deadcode deps unit stubs schema clean images e2e
+
+# Images: docker when a daemon answers, else buildah through ../shared/tools/standin-base.sh (STANDIN=...).
+# IMAGE_PREFIX/IMAGE_TAG name them; TORCH_INDEX_URL or TORCH_WHEELS (see scripts/build_images.sh) pick torch.
+IMAGE_PREFIX ?= localhost
+IMAGE_TAG ?= dev
+export IMAGE_PREFIX IMAGE_TAG
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -34,11 +40,27 @@ typecheck: setup
 importlint: setup
 	$(VENV)/bin/lint-imports
 
+# Dead code and unused or undeclared dependencies (names only frameworks call: scripts/vulture_whitelist.py).
+deadcode: setup
+	$(VENV)/bin/vulture services/synthtune scripts/vulture_whitelist.py --exclude services/synthtune/rpc/gen --min-confidence 60
+
+deps: setup
+	$(VENV)/bin/deptry services
+
 unit: setup
 	$(VENV)/bin/pytest -q
 
-test: setup sysdeps lint typecheck importlint
+# The unit and integration tests, then the three images and the chart's containers end to end.
+test: setup sysdeps lint typecheck importlint deadcode deps
 	$(VENV)/bin/pytest -q
+	$(MAKE) e2e
+
+images:
+	bash scripts/build_images.sh
+
+# The chart's CPU install as containers (podman kube play), the store on moto S3 on loopback: docs/deploy.md.
+e2e: setup images
+	$(PY) scripts/e2e.py
 
 stubs: setup
 	$(PY) scripts/gen_protos.py
@@ -46,6 +68,7 @@ stubs: setup
 schema: setup
 	$(PY) scripts/gen_schema.py
 	$(PY) scripts/gen_values_schema.py
+	$(PY) scripts/gen_chart_readme.py
 
 clean:
 	rm -rf $(VENV) synthtune-store demo-work

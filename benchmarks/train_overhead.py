@@ -1,10 +1,13 @@
 """Our trainer's tokens/s against a bare TRL SFTTrainer script: same model, data, LoRA, loss and steps, same run.
 
+Both sides are TRL's SFTTrainer now; ours adds what makes a run a product: the store checkpoint, progress,
+tokens/s per log line, the TensorBoard event files and the summary.
+
 Run: PYTHONPATH=services python benchmarks/train_overhead.py [--steps 8] [--repeats 3]
 
 Like with like: both train SmolLM2-135M with LoRA r=16, alpha 8, dropout 0.1 on q/k/v/o (TRL
-refuses lm_head) over the same pre-tokenised chats, with the loss on assistant tokens only (our
-labels; TRL builds the same from the ``assistant_masks`` column), fp32, AdamW (torch), cosine
+refuses lm_head) over the same pre-tokenised chats, with the loss on assistant tokens only (TRL
+builds the labels from the ``completion_mask`` column on both sides), fp32, AdamW (torch), cosine
 schedule without warm-up, batch 4, no gradient checkpointing (TRL's default turns it on), no
 evaluation, the same seed and the same thread count. Tokens are the non-padding tokens the
 trainer saw, which the script checks are equal on both sides.
@@ -40,6 +43,7 @@ def examples(n: int) -> list[dict]:
 
 def ours(path: str, data: object, steps: int) -> dict[str, float]:
     from synthtune.spec.train import TrainSpec
+    from synthtune.trainer.config import TrainJob
     from synthtune.trainer.loop import train_worker
 
     spec = TrainSpec.model_validate({"method": "lora", "max_steps": steps, "batch_size": 4, "learning_rate": 1e-4, "warmup_steps": 0,
@@ -47,9 +51,9 @@ def ours(path: str, data: object, steps: int) -> dict[str, float]:
                                      "eval_steps": 10_000, "checkpoint_steps": 10_000, "lora": LORA, "scaling": {"use_ray": False}})
     work = Path(tempfile.mkdtemp(prefix="bench-ours-"))
     t, c = time.perf_counter(), time.process_time()
-    summary = train_worker({"train_spec": spec.model_dump(), "method": "lora", "model_path": path, "gradient_checkpointing": False,
-                            "data": {"train": data.train, "validation": []}, "store_uri": str(work / "store"),
-                            "artifact_id": "adapter-bench", "output_dir": str(work)})
+    summary = train_worker(TrainJob(spec=spec, method="lora", model_path=path, data={"train": data.train, "validation": []},
+                                    store_uri=str(work / "store"), artifact_id="adapter-bench", loss_mask=data.loss_mask,
+                                    output_dir=str(work)))
     wall, cpu = time.perf_counter() - t, time.process_time() - c
     assert summary is not None
     return {"tokens": summary["tokens"], "loop_s": summary["runtime_s"], "wall_s": wall, "cpu_s": cpu}
@@ -68,7 +72,8 @@ def bare(path: str, data: object, steps: int) -> dict[str, float]:
     cfg = SFTConfig(output_dir=str(work), per_device_train_batch_size=4, max_steps=steps, learning_rate=1e-4, warmup_steps=0,
                     lr_scheduler_type="cosine", optim="adamw_torch", logging_steps=1, save_strategy="no", eval_strategy="no",
                     report_to=[], max_length=128, seed=42, data_seed=42, disable_tqdm=True, gradient_checkpointing=False,
-                    include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, bf16=False, fp16=False, use_cpu=True)
+                    include_num_input_tokens_seen="non_padding", dataloader_num_workers=0, bf16=False, fp16=False, use_cpu=True,
+                    completion_only_loss=True)
     trainer = SFTTrainer(model=model, args=cfg, processing_class=tok, train_dataset=Dataset.from_list(data.train),
                          peft_config=LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                                                 target_modules=LORA["target_modules"], task_type="CAUSAL_LM"))

@@ -68,10 +68,6 @@ class StageSkipped(SynthtuneError):
     """The stage has nothing to do (e.g. a method generated no usable data); the run goes on without it."""
 
 
-class NotBuiltYet(SynthtuneError):
-    """A documented command whose stage is not implemented in this version."""
-
-
 def error_kind(exc: BaseException) -> str:
     """How a failure is reported across processes (run records, Job outcomes; the CLI's exit code
     follows from it): skipped, cancelled, not_found, invalid_input, retryable or failed."""

@@ -60,11 +60,11 @@ def make_stages(count_file: Path, sleep_s: float = 0.0, fail: dict[str, str] | N
         parents = sorted(v.id for v in inputs.values())
         return artifact(store, "evaluation", parents, {}, "evaluate", progress)
 
-    def report(store: Any, run: dict[str, Any], spec: Any) -> tuple[str, str]:
+    def report(store: Any, run: Any, spec: Any) -> tuple[str, str]:
         record("report")
-        store.put_json(f"runs/{run['run_id']}/report.json", {"run_id": run["run_id"], "status": run["status"]})
-        store.put_text(f"runs/{run['run_id']}/report.html", "<html></html>")
-        return "", ""
+        store.put_json(f"{run.base_key}/report.json", {"run_id": run.run_id, "status": run.status})
+        store.put_text(f"{run.base_key}/report.html", "<html></html>")
+        return f"{run.base_key}/report.json", f"{run.base_key}/report.html"
 
     return {"prepare": prepare, "generate": generate, "train": train, "evaluate": evaluate, "report": report}
 

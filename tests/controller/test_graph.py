@@ -9,8 +9,8 @@ import pytest
 
 from synthtune.controller import Executor, RunBook
 from synthtune.controller.config import ControllerConfig
-from synthtune.controller.executor import dependencies
 from synthtune.spec import load_spec_text
+from synthtune.spec.graph import dependencies
 
 from .fakes import SPEC, calls, intervals, make_stages
 
@@ -21,13 +21,13 @@ def _executor(store, count, parallel=1, **kw):
 
 
 def _submit(book):
-    return book.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    return book.create(load_spec_text(SPEC), SPEC, None).run_id
 
 
 def test_dependencies_follow_the_data():
     names = ["prepare", "generate:a", "generate:b", "train:a", "train:b", "evaluate", "report"]
     assert dependencies("generate:b", names) == ["prepare"]
-    assert dependencies("train:a", names) == ["generate:a"]
+    assert dependencies("train:a", names) == ["prepare", "generate:a"]  # it reads the prepared data too
     assert dependencies("evaluate", names) == ["prepare", "train:a", "train:b"]
     assert dependencies("report", names) == ["evaluate"]
     assert dependencies("prepare", names) == []
@@ -37,7 +37,7 @@ def test_independent_methods_run_in_parallel(tmp_path, file_store):
     count = tmp_path / "calls.txt"
     ex = _executor(file_store, count, parallel=2, sleep_s=0.4)
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "succeeded"
+    assert record.status == "succeeded"
     spans = intervals(count)
     gen_a, gen_b = spans["generate:record_qa"], spans["generate:persona"]
     assert gen_a[0] < gen_b[1] and gen_b[0] < gen_a[1], "the two generate stages should overlap"
@@ -50,7 +50,7 @@ def test_independent_methods_run_in_parallel(tmp_path, file_store):
 def test_sequential_by_default(tmp_path, file_store):
     count = tmp_path / "calls.txt"
     ex = _executor(file_store, count, sleep_s=0.1)
-    assert ex.execute(_submit(ex.runbook))["status"] == "succeeded"
+    assert ex.execute(_submit(ex.runbook)).status == "succeeded"
     spans = sorted(intervals(count).values())
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))
 
@@ -61,12 +61,12 @@ def test_second_identical_run_is_fully_cached(tmp_path, file_store):
     first = ex.execute(_submit(ex.runbook))
     ran = calls(count)
     second = ex.execute(_submit(ex.runbook))
-    assert second["status"] == "succeeded"
-    states = {name: info["state"] for name, info in second["stages"].items()}
+    assert second.status == "succeeded"
+    states = {name: info.state for name, info in second.stages.items()}
     assert all(state == "cached" for name, state in states.items() if name != "report"), states
     assert calls(count)[len(ran):] == ["report"]  # only the report is written again
-    assert all(info["state"] == "succeeded" for info in first["stages"].values())
-    assert any(ev["type"] == "stage_finished" and ev.get("message") == "reused from the cache" for ev in second["events"])
+    assert all(info.state == "succeeded" for info in first.stages.values())
+    assert any(ev["type"] == "stage_finished" and ev.get("message") == "reused from the cache" for ev in second.events)
 
 
 def test_a_skipped_method_does_not_stop_the_others(tmp_path, file_store):
@@ -82,9 +82,9 @@ def test_a_skipped_method_does_not_stop_the_others(tmp_path, file_store):
     stages["evaluate"] = watching_evaluate
     ex = Executor(file_store, RunBook(file_store), stages, config=ControllerConfig(poll_s=0.05))
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "succeeded"
-    assert record["stages"]["train:persona"]["state"] == "skipped"
-    assert "no usable examples" in record["stages"]["train:persona"]["message"]
+    assert record.status == "succeeded"
+    assert record.stages["train:persona"].state == "skipped"
+    assert "no usable examples" in record.stages["train:persona"].message
     assert set(seen) == {"prepared", "adapter:record_qa"}
 
 
@@ -92,10 +92,10 @@ def test_a_permanent_failure_fails_the_run_and_stops_its_siblings(tmp_path, file
     count = tmp_path / "calls.txt"
     ex = _executor(file_store, count, parallel=2, sleep_s=0.5, fail={"generate:record_qa": "permanent"})
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "failed" and record["error_kind"] == "invalid_input"
-    assert "records.csv:7: column 'Action' is empty" in record["error"]
-    assert record["stages"]["generate:record_qa"]["state"] == "failed"
-    assert record["stages"]["generate:persona"]["state"] in ("cancelled", "succeeded")
+    assert record.status == "failed" and record.error_kind == "invalid_input"
+    assert "records.csv:7: column 'Action' is empty" in record.error
+    assert record.stages["generate:record_qa"].state == "failed"
+    assert record.stages["generate:persona"].state in ("cancelled", "succeeded")
     assert "train:record_qa" not in calls(count) and "evaluate" not in calls(count)
 
 
@@ -104,16 +104,16 @@ def test_cancel_requested_by_another_replica_stops_the_run(tmp_path, file_store)
     ex = _executor(file_store, count, sleep_s=5.0)
     run_id = _submit(ex.runbook)
     result = {}
-    worker = threading.Thread(target=lambda: result.update(ex.execute(run_id)))
+    worker = threading.Thread(target=lambda: result.update(record=ex.execute(run_id)))
     worker.start()
     deadline = time.time() + 10
     while time.time() < deadline and "prepare" not in calls(count):
         time.sleep(0.02)
     other = Executor(file_store, RunBook(file_store), make_stages(count))  # a standby: it does not execute the run
-    assert other.cancel(run_id)["status"] == "running"  # only asked; the executing replica stops it
+    assert other.cancel(run_id).status == "running"  # only asked; the executing replica stops it
     worker.join(timeout=10)
     assert not worker.is_alive()
-    assert result["status"] == "cancelled" and result["stages"]["prepare"]["state"] == "cancelled"
+    assert result["record"].status == "cancelled" and result["record"].stages["prepare"].state == "cancelled"
     ex.runbook.reopen(ex.runbook.load(run_id))
     assert not ex.runbook.cancel_requested(run_id)  # reopening clears the old request
 
@@ -121,8 +121,8 @@ def test_cancel_requested_by_another_replica_stops_the_run(tmp_path, file_store)
 def test_a_pending_run_is_cancelled_as_it_starts(file_store, tmp_path):
     ex = _executor(file_store, tmp_path / "calls.txt")
     run_id = _submit(ex.runbook)
-    assert ex.cancel(run_id)["status"] == "pending"  # only the request is written: no second writer of run.json
-    assert ex.execute(run_id)["status"] == "cancelled"
+    assert ex.cancel(run_id).status == "pending"  # only the request is written: no second writer of run.json
+    assert ex.execute(run_id).status == "cancelled"
     assert calls(tmp_path / "calls.txt") == []
 
 
@@ -131,9 +131,9 @@ def test_retry_counts_attempts(tmp_path, file_store, kind, attempts):
     count = tmp_path / "calls.txt"
     ex = _executor(file_store, count, fail={"train:persona": kind})
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "succeeded"
-    assert record["stages"]["train:persona"]["attempts"] == attempts
-    assert any(ev["type"] == "stage_retry" and ev["stage"] == "train:persona" for ev in record["events"])
+    assert record.status == "succeeded"
+    assert record.stages["train:persona"].attempts == attempts
+    assert any(ev["type"] == "stage_retry" and ev["stage"] == "train:persona" for ev in record.events)
 
 
 def test_a_controller_shutting_down_leaves_its_runs_to_the_next_one(tmp_path, file_store):
@@ -150,11 +150,11 @@ def test_a_controller_shutting_down_leaves_its_runs_to_the_next_one(tmp_path, fi
     assert not worker.is_alive()
     time.sleep(0.6)  # the stage thread finishes: it must not write the record any more
     left = RunBook(file_store).load(run_id)
-    assert left["status"] == "running" and left["stages"]["generate:record_qa"]["state"] == "running"
+    assert left.status == "running" and left.stages["generate:record_qa"].state == "running"
     successor = _executor(file_store, count)
     assert successor.resume_unfinished() == [run_id]
     done = successor.execute(run_id)
-    assert done["status"] == "succeeded"
+    assert done.status == "succeeded"
     assert calls(count).count("prepare") == 1  # finished before the shutdown: not redone
 
 
@@ -176,9 +176,9 @@ def test_submissions_keep_counting_when_a_failed_run_is_reopened(tmp_path, file_
     ex = Executor(file_store, RunBook(file_store), stages, config=ControllerConfig(poll_s=0.05),
                   runners={"inprocess": Recording(stages)})
     run_id = _submit(ex.runbook)
-    assert ex.execute(run_id)["status"] == "failed"
+    assert ex.execute(run_id).status == "failed"
     record = ex.runbook.load(run_id)
     ex.runbook.reopen(record)
-    assert ex.execute(run_id)["status"] == "succeeded"
+    assert ex.execute(run_id).status == "succeeded"
     assert seen[:2] == [("prepare", 1), ("prepare", 2)]
-    assert ex.runbook.load(run_id)["stages"]["prepare"]["attempts"] == 1  # retries count afresh after a reopen
+    assert ex.runbook.load(run_id).stages["prepare"].attempts == 1  # retries count afresh after a reopen

@@ -60,7 +60,7 @@ def services(tmp_path, monkeypatch):
 
 
 def _submit(book):
-    return book.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    return book.create(load_spec_text(SPEC), SPEC, None).run_id
 
 
 def test_a_run_through_the_stage_services_writes_its_artifacts_to_s3(services, s3_store_uri):
@@ -68,22 +68,22 @@ def test_a_run_through_the_stage_services_writes_its_artifacts_to_s3(services, s
     store = open_store(s3_store_uri)
     ex = make(store)
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "succeeded", record.get("error")
+    assert record.status == "succeeded", record.error
     assert calls(count) == ["prepare", "generate:record_qa", "generate:persona", "train:record_qa", "train:persona", "evaluate", "report"]
-    for name, info in record["stages"].items():
+    for name, info in record.stages.items():
         if name != "report":
-            assert info["artifact"]["uri"].startswith(s3_store_uri), info
-            assert store.find(info["artifact"]["id"]) is not None
+            assert info.artifact["uri"].startswith(s3_store_uri), info
+            assert store.find(info.artifact["id"]) is not None
             assert "handle" not in info  # the operation's name is dropped once the stage is done
-    assert any(ev["type"] == "progress" and ev["stage"] == "prepare" for ev in record["events"])
+    assert any(ev["type"] == "progress" and ev["stage"] == "prepare" for ev in record.events)
 
 
 def test_a_stage_that_rejects_its_input_fails_the_run_with_its_own_message(services, file_store):
     make, count, _, _, _ = services
     ex = make(file_store, fail={"generate:persona": "permanent"})
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "failed" and record["error_kind"] == "invalid_input"
-    assert "records.csv:7: column 'Action' is empty" in record["error"]
+    assert record.status == "failed" and record.error_kind == "invalid_input"
+    assert "records.csv:7: column 'Action' is empty" in record.error
     assert "train:persona" not in calls(count)
 
 
@@ -91,8 +91,8 @@ def test_a_retryable_fault_in_a_service_is_retried(services, file_store):
     make, _, _, _, _ = services
     ex = make(file_store, fail={"train:record_qa": "retry-once"})
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "succeeded"
-    assert record["stages"]["train:record_qa"]["attempts"] == 2
+    assert record.status == "succeeded"
+    assert record.stages["train:record_qa"].attempts == 2
 
 
 def test_cancelling_the_run_cancels_the_operation_in_the_service(services, file_store):
@@ -100,16 +100,16 @@ def test_cancelling_the_run_cancels_the_operation_in_the_service(services, file_
     ex = make(file_store, sleep_s=10.0)
     run_id = _submit(ex.runbook)
     result = {}
-    worker = threading.Thread(target=lambda: result.update(ex.execute(run_id)))
+    worker = threading.Thread(target=lambda: result.update(record=ex.execute(run_id)))
     worker.start()
     deadline = time.time() + 10
-    while time.time() < deadline and not ex.runbook.load(run_id)["stages"]["prepare"].get("handle"):
+    while time.time() < deadline and not ex.runbook.load(run_id).stages["prepare"].handle:
         time.sleep(0.02)
     # The operation's name is in the run record (so a restarted controller can follow it).
-    operation = ex.runbook.load(run_id)["stages"]["prepare"]["handle"]["operation"]
+    operation = ex.runbook.load(run_id).stages["prepare"].handle["operation"]
     ex.cancel(run_id)
     worker.join(timeout=15)
-    assert result["status"] == "cancelled"
+    assert result["record"].status == "cancelled"
     assert ops.wait(operation, timeout=10).state == operations_pb2.OPERATION_STATE_CANCELLED
 
 
@@ -144,6 +144,6 @@ def test_a_stage_with_nothing_to_do_is_skipped_through_the_service(services, fil
     make, count, _, _, _ = services
     ex = make(file_store, fail={"train:persona": "skip"})
     record = ex.execute(_submit(ex.runbook))
-    assert record["status"] == "succeeded", record.get("error")
-    assert record["stages"]["train:persona"]["state"] == "skipped"
-    assert "no usable examples" in record["stages"]["train:persona"]["message"]
+    assert record.status == "succeeded", record.error
+    assert record.stages["train:persona"].state == "skipped"
+    assert "no usable examples" in record.stages["train:persona"].message

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from synthtune.controller import Executor, RunBook
-from synthtune.controller.config import STAGE_KINDS, ControllerConfig, KubernetesConfig
+from synthtune.controller.config import ControllerConfig, KubernetesConfig
 from synthtune.controller.kube import KubernetesRunner
 from synthtune.controller.manifests import (
     RUN_ANNOTATION,
@@ -36,6 +36,7 @@ from synthtune.controller.runner import StageTask
 from synthtune.errors import Cancelled, InvalidInput, PermanentError, RetryableError, StageSkipped
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
+from synthtune.spec.graph import RUNNER_KINDS
 from synthtune.store import Store, open_store
 
 from .cluster import Cluster
@@ -347,10 +348,10 @@ def test_a_run_with_kubernetes_training_succeeds(kube, file_store, tmp_path):
     stages = make_stages(tmp_path / "calls.txt")
     kube.autorun = lambda resource, name: kube.run_job(name, stage_call(stages))
     ex = executor(kube, file_store, stages)
-    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     record = ex.execute(run_id)
-    assert record["status"] == "succeeded", record.get("error")
-    assert record["stages"]["train:persona"]["artifact"]["kind"] == "adapter"
+    assert record.status == "succeeded", record.error
+    assert record.stages["train:persona"].artifact["kind"] == "adapter"
     created = [c.body["metadata"]["name"] for c in kube.called("POST", "*/jobs", status=201)]
     assert created == [object_name(run_id, "train:record_qa", 1), object_name(run_id, "train:persona", 1)]
     assert kube.list(JOBS) == []  # deleted on success
@@ -361,10 +362,10 @@ def test_a_retried_stage_submits_a_new_job(kube, file_store, tmp_path):
     stages = make_stages(tmp_path / "calls.txt", fail={"train:record_qa": "retry-once"})
     kube.autorun = lambda resource, name: kube.run_job(name, stage_call(stages))
     ex = executor(kube, file_store, stages, backoff_limit=0)  # the Job does not retry: the executor does
-    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     record = ex.execute(run_id)
-    assert record["status"] == "succeeded", record.get("error")
-    assert record["stages"]["train:record_qa"]["attempts"] == 2
+    assert record.status == "succeeded", record.error
+    assert record.stages["train:record_qa"].attempts == 2
     created = [c.body["metadata"]["name"] for c in kube.called("POST", "*/jobs", status=201)]
     assert created[:2] == [object_name(run_id, "train:record_qa", 1), object_name(run_id, "train:record_qa", 2)]
 
@@ -373,11 +374,11 @@ def test_after_a_controller_crash_the_run_continues_with_the_job_it_had_submitte
     stages = make_stages(tmp_path / "calls.txt")
     first = executor(kube, file_store, stages)
     first.runners["kubernetes"] = DiesAfterSubmitting(first.config.kubernetes, api=kube.api_client())
-    run_id = first.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = first.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     with pytest.raises(ControllerDied):
         first.execute(run_id)
     submitted = object_name(run_id, "train:record_qa", 1)
-    assert RunBook(file_store).load(run_id)["stages"]["train:record_qa"]["handle"]["job"] == submitted
+    assert RunBook(file_store).load(run_id).stages["train:record_qa"].handle["job"] == submitted
 
     kube.autorun = lambda resource, name: kube.run_job(name, stage_call(stages))  # for Jobs submitted from now on
     second = executor(kube, file_store, stages)  # a new process: it knows the run only from the store
@@ -385,7 +386,7 @@ def test_after_a_controller_crash_the_run_continues_with_the_job_it_had_submitte
     done = background(second.execute, run_id)
     kube.run_job(submitted, stage_call(stages))  # the Job the first controller submitted, still running
     record = done.result(timeout=30)
-    assert record["status"] == "succeeded", record.get("error")
+    assert record.status == "succeeded", record.error
     created = [c.body["metadata"]["name"] for c in kube.called("POST", "*/jobs", status=201)]
     assert created == [submitted, object_name(run_id, "train:persona", 1)]  # no second Job for record_qa
     assert calls(tmp_path / "calls.txt").count("train:record_qa") == 1
@@ -394,7 +395,7 @@ def test_after_a_controller_crash_the_run_continues_with_the_job_it_had_submitte
 def test_a_cancelled_run_leaves_no_job_behind(kube, file_store, tmp_path):
     stages = make_stages(tmp_path / "calls.txt")
     ex = executor(kube, file_store, stages)
-    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None)["run_id"]
+    run_id = ex.runbook.create(load_spec_text(SPEC), SPEC, None).run_id
     batch = client.BatchV1Api(kube.api_client())
     leftover = object_name(run_id, "train:persona", 7)  # from an attempt before a controller crash
     other = object_name("another-run", "train:persona", 1)
@@ -408,7 +409,7 @@ def test_a_cancelled_run_leaves_no_job_behind(kube, file_store, tmp_path):
     ex.cancel(run_id)
     thread.join(timeout=15)
     assert not thread.is_alive()
-    assert ex.runbook.load(run_id)["status"] == "cancelled"
+    assert ex.runbook.load(run_id).status == "cancelled"
     assert kube.list(JOBS, labelSelector=selector(run_id)) == []
     assert kube.called("DELETE", f"*/jobs/{current}") and kube.called("DELETE", f"*/jobs/{leftover}")
     assert [j["metadata"]["name"] for j in kube.list(JOBS)] == [other]
@@ -529,7 +530,7 @@ def test_cleanup_deletes_rayjobs_too(kube, ray_up):
 # every manifest the runner can produce ----------------------------------------------------------
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
     out = []
-    for kind in STAGE_KINDS:
+    for kind in RUNNER_KINDS:
         stage = kind if kind in ("prepare", "evaluate") else f"{kind}:record_qa"
         for gpu in (True, False):
             cfg = config(gpus={kind: 1} if gpu else {}, image_pull_secrets=["ghcr"])
@@ -608,7 +609,7 @@ def test_every_manifest_from_the_charts_controller_config_is_valid(variant):
                                                                    namespace="ml", is_install=True)
     (text,) = [t for path, t in out.items() if path.endswith("templates/configmap.yaml")]
     cfg = ControllerConfig.model_validate(yaml.safe_load(yaml.safe_load(text)["data"]["controller.yaml"])).kubernetes
-    for kind in STAGE_KINDS:
+    for kind in RUNNER_KINDS:
         stage = f"{kind}:record_qa" if kind in ("generate", "train") else kind
         job = job_manifest(cfg, name=object_name(RUN_ID, stage, 1), run_id=RUN_ID, stage=stage, request_uri="s3://b/requests/r.json")
         validate(job)

@@ -35,7 +35,7 @@ CONTROLLER = textwrap.dedent(
     ex = Executor(store, book, make_stages(Path(sys.argv[2]), sleep_s=0.6), config=ControllerConfig(stale_after_s=1.0, poll_s=0.1))
     pending = ex.resume_unfinished()
     if not pending:
-        pending = [book.create(load_spec_text(SPEC), SPEC, None)["run_id"]]
+        pending = [book.create(load_spec_text(SPEC), SPEC, None).run_id]
     print("RUN", pending[0], flush=True)
     for run_id in pending:
         while not ex.orphaned(book.load(run_id)):

@@ -79,11 +79,11 @@ def test_a_started_controller_continues_the_unfinished_runs_it_finds(controller,
     monkeypatch.setenv("SYNTHTUNE_CACHE", str(tmp_path / "cache"))
     book = RunBook(open_store(str(store_dir)))
     record = book.create(load_spec(EXAMPLE), EXAMPLE.read_text(), "prepare")
-    record["status"] = "running"  # as a controller that died mid-run left it
-    record["stages"]["prepare"].update(state="running", attempts=1)
+    record.status = "running"  # as a controller that died mid-run left it
+    record.stages["prepare"].state, record.stages["prepare"].attempts = "running", 1
     book.save(record)
     proc = start()
-    done = _wait_status(store_dir, record["run_id"])
+    done = _wait_status(store_dir, record.run_id)
     assert done["status"] == "succeeded", done.get("error")
     assert done["stages"]["prepare"]["artifact"]["kind"] == "prepared"
     proc.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ import synthtune.llm.chat as chat
 from synthtune.dataprep import run
 from synthtune.dataprep.rejects import Rejects
 from synthtune.dataprep.translate import translate_records
+from synthtune.errors import InvalidInput
 from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.progress import Progress
 from synthtune.spec.prepare import TranslateSpec
@@ -71,6 +72,33 @@ def test_each_distinct_text_is_translated_once_and_failures_are_rejected():
         "d": "translation of field 'solution' failed: the translation was cut off at max_tokens",
     }
     assert usage["requests"] == 6 and usage["failed"] == 2 and usage["prompt_tokens"] == 40
+
+
+def test_a_translation_in_the_wrong_language_is_rejected_with_its_reason():
+    """A teacher that answers in the source language (it echoes the text) does not translate: the record is rejected."""
+    italian = "la pompa perde olio dalla tenuta dell'albero dopo la manutenzione programmata"
+    english = "the pump leaks oil at the shaft seal after the scheduled maintenance was done"
+    replies = {italian: italian, "sostituita guarnizione": "replaced seal", english: english}
+
+    class Echo(FakeTeacher):
+        def complete(self, requests, progress=None):  # type: ignore[no-untyped-def]
+            self.requests.extend(requests)
+            return [ChatResult(text=replies[r.messages[-1]["content"]], finish_reason="stop", key=r.key) for r in requests]
+
+    rejects = Rejects()
+    kept, usage = translate_records([rec("a", italian, "sostituita guarnizione"), rec("b", english, "sostituita guarnizione")],
+                                    TranslateSpec(target_language="English"), Echo(), rejects, Progress("t"))
+    assert [r["id"] for r in kept] == ["b"]  # short texts and texts already in English pass
+    assert [(r["id"], r["reason"]) for r in rejects.rows] == [("a", "translation of field 'problem' failed: the translation is not in English")]
+    assert usage["failed"] == 1
+
+
+def test_an_unknown_target_language_is_refused_before_any_request():
+    teacher = FakeTeacher()
+    with pytest.raises(InvalidInput, match="unknown language 'Klingonish'"):
+        translate_records([rec("a", "freno non funziona", "regolato freno")], TranslateSpec(target_language="Klingonish"),
+                          teacher, Rejects(), Progress("t"))
+    assert teacher.requests == []
 
 
 def test_run_translates_with_the_teacher_and_keys_the_cache_on_it(tmp_path, write, file_store, monkeypatch):

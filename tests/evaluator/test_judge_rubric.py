@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eval_fixtures import FakeAnswers, make_adapter, make_prepared, pipeline, read_evaluation, ticket
 
-from synthtune.evaluator.judge import RUBRIC_SYSTEM, parse_score, rubric_scores, summarize_scores
+from synthtune.evaluator.judge import RUBRIC_SYSTEM, rubric_score, rubric_scores, summarize_scores
 from synthtune.llm.chat import ChatResult
 from synthtune.progress import Progress
 
@@ -15,7 +15,7 @@ from synthtune.progress import Progress
     ("0", None), ("11", None), ("7.5", None), ("seven", None), ("I'd give it 7", None), ("", None), ("10/10 great", None),
 ])
 def test_parse_score_accepts_only_a_number_from_1_to_10(reply, score):
-    assert parse_score(reply) == score
+    assert rubric_score(reply) == score
 
 
 class DeterministicJudge:
@@ -60,6 +60,7 @@ def test_rubric_scores_are_blind_and_off_format_is_invalid():
 def test_rubric_and_pairwise_judge_through_the_stage_into_metrics_and_report(file_store, monkeypatch):
     from synthtune.evaluator import answers, run
     from synthtune.evaluator.report import build_report
+    from synthtune.spec.graph import ReportInput
 
     tickets = [ticket(i, f"Caps crooked on head {i}", "Reset the chuck") for i in range(2, 6)]
 
@@ -80,9 +81,8 @@ def test_rubric_and_pairwise_judge_through_the_stage_into_metrics_and_report(fil
     assert judge.closed
     assert not any(word in p for p in judge.prompts for word in ("tuned", "record_qa", "base"))  # blind to model names
 
-    run_record = {"run_id": "r1", "name": "eval-test", "status": "succeeded", "stages": {
-        "prepare": {"artifact": {"id": inputs["prepared"].id}}, "evaluate": {"artifact": {"id": ref.id}}}}
-    report = build_report(file_store, run_record, spec)
+    run = ReportInput(run_id="r1", name="eval-test", status="succeeded", prepared=inputs["prepared"].id, evaluation=ref.id)
+    report = build_report(file_store, run, spec)
     assert report["judge_scores"] == metrics["judge_scores"] and report["judge"] == metrics["judge"]
 
 

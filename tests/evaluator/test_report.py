@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from synthtune.controller.runs import RunRecord
 from synthtune.evaluator.report import embed_json, write_report
 from synthtune.spec import load_spec_text
+from synthtune.spec.graph import ReportInput
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = """\
@@ -90,6 +92,11 @@ def run(file_store):
     return {"run_id": "plant-1", "name": "plant", "status": "succeeded", "stages": stages}
 
 
+def as_input(run: dict) -> ReportInput:  # type: ignore[type-arg]
+    """What the controller hands the report for a run record like ``run``."""
+    return RunRecord.model_validate({"spec_yaml": "", **run}).report_input()
+
+
 class Page(HTMLParser):
     """Every numeric cell (data-path, data-value, text), every table id, and the embedded JSON."""
 
@@ -132,7 +139,7 @@ def _at(report: Any, path: list[str]) -> Any:
 
 
 def test_report_json_has_the_contract_keys(file_store, run):
-    json_key, html_key = write_report(file_store, run, load_spec_text(SPEC))
+    json_key, html_key = write_report(file_store, as_input(run), load_spec_text(SPEC))
     report = file_store.get_json(json_key)
     assert report["run_id"] == "plant-1" and report["status"] == "succeeded"
     assert report["datasets"]["prepared"]["train"] == 50 and report["datasets"]["prepared"]["test"] == 6
@@ -150,13 +157,14 @@ def test_report_json_has_the_contract_keys(file_store, run):
 
 
 def test_html_numbers_are_the_json_numbers(file_store, run):
-    json_key, html_key = write_report(file_store, run, load_spec_text(SPEC))
+    json_key, html_key = write_report(file_store, as_input(run), load_spec_text(SPEC))
     report, html = file_store.get_json(json_key), file_store.get_text(html_key)
     page = Page()
     page.feed(html)
     assert json.loads(page.json_text) == report  # the embedded block is valid JSON, and it is report.json
     assert page.tables == ["table-metrics", "table-calls", "table-health", "table-temperature", "table-leaderboard", "table-judge",
-                           "table-rubric", "table-forgetting", "table-training", "table-splits", "table-synthetic", "table-evaluation-set"]
+                           "table-rubric", "table-forgetting", "table-training", "table-splits", "table-synthetic", "table-data-destinations",
+                           "table-evaluation-set"]
     shown = set()
     for cell in page.cells:
         assert cell["path"] is not None, cell  # every number shown says where in report.json it comes from
@@ -206,7 +214,7 @@ def test_report_opens_in_headless_chromium_without_console_errors(file_store, ru
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
         pytest.fail("chromium is not installed: run scripts/install_system_deps.sh (make test does)")
-    _, html_key = write_report(file_store, run, load_spec_text(SPEC))
+    _, html_key = write_report(file_store, as_input(run), load_spec_text(SPEC))
     page = Path(file_store.backend.root) / html_key
     shot = tmp_path / "report.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -234,9 +242,23 @@ def test_report_opens_in_headless_chromium_without_console_errors(file_store, ru
 
 def test_a_skipped_method_is_named_with_its_reason(file_store, run):
     run["stages"]["train:persona"] = {"state": "skipped", "artifact": None, "message": "no trainable examples among 4"}
-    json_key, html_key = write_report(file_store, run, load_spec_text(SPEC))
+    json_key, html_key = write_report(file_store, as_input(run), load_spec_text(SPEC))
     report = file_store.get_json(json_key)
     assert report["not_compared"] == {"persona": "train:persona: skipped: no trainable examples among 4"}
     assert "tuned:persona" not in [m["name"] for m in report["models"]]
     page = file_store.get_text(html_key)
     assert "persona is not compared: train:persona: skipped: no trainable examples among 4" in page
+
+
+def test_report_says_where_the_records_went(file_store, run):
+    spec = load_spec_text(SPEC)
+    run = {**run, "data_destinations": [{"role": "teacher (generate)", "backend": "openai", "model": "gpt-4o-mini",
+                                          "endpoint": "https://api.openai.com/v1", "external": True}]}
+    json_key, html_key = write_report(file_store, as_input(run), spec)
+    assert file_store.get_json(json_key)["data_destinations"] == run["data_destinations"]
+    html = file_store.get_text(html_key)
+    section = html[html.index("Where the records went"):html.index("table-evaluation-set")]
+    assert "https://api.openai.com/v1" in section and "<td>yes</td>" in section
+    del run["data_destinations"]  # a run recorded before this field: the report derives it from the spec
+    json_key, _ = write_report(file_store, as_input(run), spec)
+    assert file_store.get_json(json_key)["data_destinations"][0]["external"] is (spec.generate.teacher.backend == "openai")

@@ -12,7 +12,7 @@ from loopback_server import LoopbackOpenAI
 from synthtune.errors import InvalidInput, PermanentError
 from synthtune.llm.chat import ChatRequest, make_backend
 from synthtune.llm.openai_backend import retry_after_s
-from synthtune.llm.structured import complete_json
+from synthtune.llm.structured import parse_json
 from synthtune.spec.generate import ModelEndpointSpec
 
 pytestmark = pytest.mark.integration
@@ -91,10 +91,10 @@ def test_structured_output_uses_json_schema_and_falls_back_when_refused() -> Non
     with LoopbackOpenAI(lambda body: '```json\n{"score": 7,}\n```') as server:
         backend = make_backend(spec_for(server))
         try:
-            [(value, _)] = complete_json(backend, [ask("rate", json_schema=schema)])
+            value = parse_json(backend.complete([ask("rate", json_schema=schema)])[0].text)
             assert server.requests[-1]["response_format"] == {"type": "json_schema", "json_schema": {"name": "judgement", "schema": schema}}
             server.reject_params = {"response_format"}
-            [(again, _)] = complete_json(backend, [ask("rate again", json_schema=schema)])
+            again = parse_json(backend.complete([ask("rate again", json_schema=schema)])[0].text)
         finally:
             backend.close()
     assert value == {"score": 7} and again == {"score": 7}

@@ -1,4 +1,4 @@
-"""Tolerant JSON parsing with one repair retry, tool calls from text, and translate_texts."""
+"""Tolerant JSON parsing, tool calls from text, language names."""
 
 from __future__ import annotations
 
@@ -7,24 +7,8 @@ import json
 import pytest
 
 from synthtune.errors import InvalidInput
-from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.llm.language import language_code
-from synthtune.llm.structured import complete_json, parse_json, parse_tool_calls
-from synthtune.llm.translate import translate_texts
-
-
-class Canned:
-    """A backend replying from a function of the last user message; records every request."""
-
-    def __init__(self, reply) -> None:  # type: ignore[no-untyped-def]
-        self.reply, self.model, self.requests = reply, "canned", []
-
-    def complete(self, requests, progress=None):  # type: ignore[no-untyped-def]
-        self.requests.extend(requests)
-        return [self.reply(r) for r in requests]
-
-    def close(self) -> None:
-        pass
+from synthtune.llm.structured import parse_json, parse_score, parse_tool_calls
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -47,41 +31,21 @@ def test_tool_calls_from_text() -> None:
     assert parse_tool_calls("stop the line") == []
 
 
-def test_complete_json_repairs_once() -> None:
-    def reply(request: ChatRequest) -> ChatResult:
-        last = request.messages[-1]["content"]
-        if "not valid JSON" in last:
-            return ChatResult(text='{"score": 4}' if "first" in request.messages[0]["content"] else "still prose")
-        return ChatResult(text="score is high")
-
-    backend = Canned(reply)
-    out = complete_json(backend, [ChatRequest(messages=[{"role": "user", "content": m}]) for m in ("first", "second")],
-                        valid=lambda v: isinstance(v, dict) and "score" in v)
-    assert [v for v, _ in out] == [{"score": 4}, None]
-    assert len(backend.requests) == 4  # two asks, one repair each, no more
-
-
-def test_translate_texts_for_data_preparation() -> None:
-    german = {"Pump leaks oil at the shaft seal after the service.": "Die Pumpe verliert nach dem Service Öl an der Wellendichtung.",
-              "Replace the bucket tooth.": "Translation: \"Den Schaufelzahn ersetzen.\"",
-              "The conveyor belt stops every few minutes without any alarm on the panel.": "The conveyor belt stops every few minutes without any alarm on the panel."}
-
-    def reply(request: ChatRequest) -> ChatResult:
-        assert "into German" in request.messages[0]["content"] and request.temperature == 0.0
-        text = request.messages[-1]["content"]
-        return ChatResult(text=german.get(text, ""), finish_reason="stop")
-
-    backend = Canned(reply)
-    texts = [*german, "", "???"]
-    out = translate_texts(backend, texts, "German")
-    assert out[0].ok and out[0].text.startswith("Die Pumpe")
-    assert out[1].text == "Den Schaufelzahn ersetzen." and out[1].ok
-    assert out[2].error == "translation is not in German"  # the teacher answered in English
-    assert out[3].ok and out[3].text == "" and out[4].error == "empty translation"
-    assert len(backend.requests) == 4  # the empty text is not sent
-
-
 def test_language_names() -> None:
     assert language_code("German") == "de" and language_code("it") == "it"
     with pytest.raises(InvalidInput, match="unknown language 'Klingonish'"):
         language_code("Klingonish")
+
+
+@pytest.mark.parametrize(("text", "number_only", "parsed"), [
+    ('{"score": 8, "reason": "names the part"}', False, (8.0, "names the part")),
+    ("The answer is fine. Score: 7.5", False, (7.5, "")),
+    ("8/10 - correct", False, (8.0, "")),
+    ('{"score": 0}', False, (None, "")),
+    ("no number", False, (None, "")),
+    ("Score: 9/10", True, (9.0, "")),
+    ("I'd give it 7", True, (None, "")),
+    ("10/10 great", True, (None, "")),
+])
+def test_one_score_parser_for_both_judges(text, number_only, parsed) -> None:  # type: ignore[no-untyped-def]
+    assert parse_score(text, number_only=number_only) == parsed

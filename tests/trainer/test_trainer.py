@@ -16,9 +16,9 @@ import pytest
 from trainer_helpers import OVERFIT, generator_row
 
 from synthtune.errors import InvalidInput, StageSkipped
-from synthtune.llm.models import resolve_model
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
+from synthtune.tbevents import read_scalars
 from synthtune.trainer.data import build_dataset, tokenize_chat, validation_size
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,12 +101,12 @@ def test_missing_target_modules_are_listed():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from synthtune.spec.train import TrainSpec
-    from synthtune.trainer.model import add_lora
+    from synthtune.trainer.model import lora_config
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=100))
     with pytest.raises(InvalidInput, match=r"no module\(s\) wq; it has: .*q_proj"):
-        add_lora(model, TrainSpec.model_validate({"lora": {"target_modules": ["wq"]}}))
+        lora_config(model, TrainSpec.model_validate({"lora": {"target_modules": ["wq"]}}))
 
 
 def test_missing_base_model_path_is_not_found(file_store, tmp_path):
@@ -191,7 +191,7 @@ def test_parameter_count_unpacks_4bit_weights():
 
 def test_eval_interval_gives_short_runs_a_curve():
     from synthtune.spec.train import TrainSpec
-    from synthtune.trainer.loop import eval_interval, planned_steps
+    from synthtune.trainer.sizing import eval_interval, planned_steps
 
     assert eval_interval(50, 5) == 1 and eval_interval(50, 30) == 7 and eval_interval(50, 1000) == 50 and eval_interval(3, 1000) == 3
     assert planned_steps(TrainSpec.model_validate({"max_steps": 12}), 100, 4, 1, 1) == 12
@@ -202,7 +202,7 @@ def test_eval_interval_gives_short_runs_a_curve():
 def test_cpu_micro_batch_keeps_the_logits_of_one_pass_in_budget():
     """The thesis's batch of 18 at 1,024 tokens in one CPU pass took 20 GB (SmolLM2's 49k vocabulary) and was killed."""
     from synthtune.spec.train import TrainSpec
-    from synthtune.trainer.loop import CPU_LOGITS_BUDGET, micro_batch
+    from synthtune.trainer.sizing import CPU_LOGITS_BUDGET, micro_batch
 
     spec = TrainSpec(batch_size=18, max_seq_len=1024)
     micro = micro_batch(spec, longest=1024, vocab=49152, world=1, on_gpu=False)
@@ -246,15 +246,17 @@ def _rows(tokenizer, pairs):
     out = []
     for q, a in pairs:
         ids, mask = tokenize_chat(tokenizer, [{"role": "user", "content": q}, {"role": "assistant", "content": a}])
-        out.append({"input_ids": ids, "assistant_masks": mask})
+        out.append({"input_ids": ids, "completion_mask": mask})
     return out
 
 
 def _worker_config(tmp_path, tiny_model, spec, data, **extra):
     from synthtune.spec.train import TrainSpec
+    from synthtune.trainer.config import TrainJob
 
-    return {"train_spec": TrainSpec.model_validate(spec).model_dump(), "method": spec.get("method", "lora"), "model_path": str(tiny_model),
-            "data": data, "store_uri": str(tmp_path / "store"), "artifact_id": "adapter-test", "output_dir": str(tmp_path / "work"), **extra}
+    fields = {"spec": TrainSpec.model_validate(spec), "method": spec.get("method", "lora"), "model_path": str(tiny_model), "data": data,
+              "store_uri": str(tmp_path / "store"), "artifact_id": "adapter-test", "output_dir": str(tmp_path / "work"), **extra}
+    return TrainJob(**fields)
 
 
 def test_early_stopping_stops_on_a_rising_eval_loss(tmp_path, tokenizer, tiny_model):
@@ -265,7 +267,7 @@ def test_early_stopping_stops_on_a_rising_eval_loss(tmp_path, tokenizer, tiny_mo
     train = _rows(tokenizer, [(q, "alpha bravo charlie delta echo foxtrot golf hotel") for q in questions])
     validation = _rows(tokenizer, [(q, "Zebra yodel xylophone walrus violin umbrella") for q in questions])
     spec = {"method": "lora", "max_steps": 40, "batch_size": 4, "learning_rate": 0.02, "warmup_steps": 0, "scheduler": "constant",
-            "eval_steps": 2, "early_stopping_patience": 2, "checkpoint_steps": 1000, "lora": {"target_modules": ["q_proj", "v_proj", "lm_head"]}}
+            "eval_steps": 2, "early_stopping_patience": 2, "checkpoint_steps": 1000, "lora": {"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}}
     summary = train_worker(_worker_config(tmp_path, tiny_model, spec, {"train": train, "validation": validation}))
     assert summary is not None and summary["early_stopped"], summary["eval_loss"]
     assert summary["steps"] < 40 and summary["eval_every"] == 2
@@ -306,14 +308,16 @@ def test_real_smollm2_trains_through_ray_and_adapter_changes_output(method, file
                  "quantization: {compute_dtype: float32}, scaling: {cpus_per_worker: 2}}\n")
     ref = run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa")
     art = file_store.open(ref)
-    assert {"adapter_model.safetensors", "adapter_config.json", "training_log.json", "loss_curve.png"} <= set(art.files)
+    assert {"adapter_model.safetensors", "adapter_config.json", "training_log.json", "loss_curve.png", "README.md"} <= set(art.files)
+    assert any(name.startswith("runs/events.out.tfevents.") for name in art.files)
+    assert "library_name: peft" in art.read_text("README.md") and f"- {method}" in art.read_text("README.md")
     log = art.read_json("training_log.json")
     assert log["method"] == method and log["format"] == "peft_lora" and log["steps"] == 3 and len(log["train_loss"]) == 3
     assert log["tokens_per_s"] > 0 and log["eval_loss"] and log["eval_steps"][-1] == 3
     # SmolLM2-135M has 134.5M weights, 4-bit or not (LoRA adds about 1M).
     assert 134e6 < log["parameters"] < 140e6, log["parameters"]
     config = json.loads(art.read_text("adapter_config.json"))
-    assert config["r"] == 16 and config["lora_alpha"] == 8 and set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "lm_head"}
+    assert config["r"] == 16 and config["lora_alpha"] == 8 and set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
     tok = AutoTokenizer.from_pretrained(smollm2_path)
     base = AutoModelForCausalLM.from_pretrained(smollm2_path)
     enc = tok.apply_chat_template(OVERFIT[0]["messages"][:2], add_generation_prompt=True, return_tensors="pt", return_dict=True)
@@ -336,6 +340,7 @@ KILLABLE = textwrap.dedent(
     spec = load_spec_text(sys.argv[2])
     ref = store.find(sys.argv[3])
     out = run(spec, {"synthetic": ref}, store, Progress("train", [lambda e: print(e.message, flush=True) if e.message else None]), method="m")
+    print("REF", out.id, flush=True)
     print("DONE", json.dumps(store.open(out).read_json("training_log.json")), flush=True)
     """
 )
@@ -344,16 +349,11 @@ KILLABLE = textwrap.dedent(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_killed_job_resumes_from_the_latest_s3_checkpoint(tmp_path, s3_store_uri, monkeypatch):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     from synthtune.store import open_store
+    from tiny_models import save_tiny_llama
 
     monkeypatch.setenv("SYNTHTUNE_CACHE", str(tmp_path / "cache"))
-    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
-    model_dir = tmp_path / "tiny"
-    LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                 vocab_size=len(tok))).save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
+    model_dir = Path(save_tiny_llama(tmp_path / "tiny", hidden_size=64, num_key_value_heads=4))
     store = open_store(s3_store_uri)
     ref = _synthetic(store)
     spec_text = ("version: 1\nname: t\nsource: {paths: [a.csv]}\ngenerate: {methods: [{name: record_qa, label: m}]}\n"
@@ -380,6 +380,8 @@ def test_killed_job_resumes_from_the_latest_s3_checkpoint(tmp_path, s3_store_uri
     # The latest complete checkpoint at the kill: one of every 5 steps, at least the one at 10.
     assert resumed is not None and resumed >= 10 and resumed % 5 == 0 and log["steps"] == 40
     assert log["train_steps"] == list(range(1, 41))  # the restored history plus the rest, each step once
+    events = read_scalars(store.open(out.stdout.split("REF ", 1)[1].split()[0]).download() / "runs")
+    assert [s for s, _ in events["train/loss"]] == list(range(1, 41))  # so do the TensorBoard events
     resumed_steps = [int(line.split()[1].rstrip(":")) for line in out.stdout.splitlines() if line.startswith("step ")]
     assert resumed_steps and min(resumed_steps) > resumed  # the resumed process never ran a step before its checkpoint
     # Its speed counts the tokens it trained itself, not those restored with the checkpoint.

@@ -82,7 +82,9 @@ def test_two_ray_workers_share_nothing_but_the_store(tmp_path, tokenizer, tiny_m
     import ray
 
     from synthtune.store import open_store
+    from synthtune.tbevents import read_scalars
     from synthtune.trainer.checkpoints import StoreCheckpoints
+    from synthtune.trainer.config import TrainJob
     from synthtune.trainer.data import build_dataset
     from synthtune.trainer.raytrain import run_with_ray, worker_env
 
@@ -92,14 +94,14 @@ def test_two_ray_workers_share_nothing_but_the_store(tmp_path, tokenizer, tiny_m
     data = build_dataset(tokenizer, OVERFIT, 96, "truncate", 1)
     spec = TrainSpec.model_validate({"method": "lora", "max_steps": 4, "batch_size": 4, "learning_rate": 0.001, "warmup_steps": 0,
                                      "checkpoint_steps": 2, "lora": {"target_modules": ["q_proj", "v_proj"]}})
-    job = {"train_spec": spec.model_dump(), "method": "lora", "model_path": str(tmp_path / "only-on-the-driver"),
-           "base_model": str(tiny_model), "base_dir": None, "data": {"train": data.train, "validation": data.validation},
-           "store_uri": store.uri, "artifact_id": "adapter-two", "resume_step": None, "output_dir": str(tmp_path / "driver-only")}
+    job = TrainJob(spec=spec, method="lora", model_path=str(tmp_path / "only-on-the-driver"), base_model=str(tiny_model),
+                   data={"train": data.train, "validation": data.validation}, store_uri=store.uri, artifact_id="adapter-two",
+                   loss_mask=data.loss_mask, output_dir=str(tmp_path / "driver-only"))
     ckpt = StoreCheckpoints(store, "adapter-two")
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False, runtime_env={"env_vars": worker_env()})
     try:
         run_with_ray(job, ScalingSpec(workers=2, cpus_per_worker=1))
-        assert not Path(job["output_dir"]).exists()  # the workers never write into the driver's folder
+        assert not Path(str(job.output_dir)).exists()  # the workers never write into the driver's folder
         assert ckpt.steps() == [4]  # the one at 2 is dropped once 4 is complete
         marker = store.get_json("work/train/adapter-two/checkpoint-4/COMPLETE")
         assert {"rng_state_0.pth", "rng_state_1.pth", "adapter_model.safetensors", "optimizer.pt", "trainer_state.json"} <= set(marker["files"])
@@ -111,10 +113,13 @@ def test_two_ray_workers_share_nothing_but_the_store(tmp_path, tokenizer, tiny_m
         assert ckpt.get_progress()["step"] == 4
         # A restarted job resumes on both ranks from the checkpoint in the store.
         ckpt.clear_result()
-        run_with_ray({**job, "train_spec": {**job["train_spec"], "max_steps": 6}, "resume_step": 4}, ScalingSpec(workers=2, cpus_per_worker=1))
-        resumed = json.loads((ckpt.fetch_result(tmp_path / "result2") / "summary.json").read_text())
+        run_with_ray(job.with_(spec=spec.model_copy(update={"max_steps": 6}), resume_step=4), ScalingSpec(workers=2, cpus_per_worker=1))
+        result2 = ckpt.fetch_result(tmp_path / "result2")
+        resumed = json.loads((result2 / "summary.json").read_text())
         assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 6 and resumed["steps_this_run"] == 2
         assert resumed["train_steps"] == [1, 2, 3, 4, 5, 6]
+        # The TensorBoard events rank 0 published hold every step once, the restored ones included.
+        assert [s for s, _ in read_scalars(result2 / "runs")["train/loss"]] == [1, 2, 3, 4, 5, 6]
     finally:
         ray.shutdown()
 

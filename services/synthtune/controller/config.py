@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from synthtune.errors import InvalidInput
+from synthtune.spec.graph import RUNNER_KINDS
 
 CONFIG_ENV = "SYNTHTUNE_CONTROLLER_CONFIG"
-STAGE_KINDS = ("prepare", "generate", "train", "evaluate")
 RunnerName = Literal["inprocess", "grpc", "kubernetes"]
 # A Kubernetes quantity: `cpu: 8` in YAML is as good as `cpu: "8"`.
 Quantity = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v)]
@@ -77,6 +77,20 @@ class KubernetesConfig(_Model):
     env_from_secrets: list[str] = Field(default_factory=list, description="Secrets whose keys become the Job containers' environment.")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Image pull Secrets of the Job pods.")
     poll_s: float = Field(default=2.0, gt=0, description="How often pod states are checked while a Job waits or runs.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(default="IfNotPresent", description="Pull policy of the Job containers.")
+    tmp_size: Quantity = Field(default="20Gi", description="Size limit of the Job pods' /tmp emptyDir.")
+    cache_size: Quantity = Field(default="100Gi", description="Size limit of the /cache emptyDir (base models streamed from the store, converted models).")
+    shm_size: Quantity = Field(default="16Gi", description="Size limit of the in-memory /dev/shm.")
+    ephemeral_storage: Quantity | None = Field(default=None, description="ephemeral-storage request of a Job container (the scratch volumes live there).")
+    affinity: dict[str, Any] = Field(default_factory=dict, description="Affinity of GPU Job pods.")
+    topology_spread_constraints: list[dict[str, Any]] = Field(default_factory=list, description="topologySpreadConstraints of GPU Job pods.")
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of the Job pods.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels on the Jobs and their pods (e.g. kueue.x-k8s.io/queue-name).")
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Labels on the Job pods only.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on the Job pods.")
+    extra_env: list[dict[str, Any]] = Field(default_factory=list, description="More env entries (Kubernetes EnvVar) of the Job containers.")
+    extra_volumes: list[dict[str, Any]] = Field(default_factory=list, description="More volumes of the Job pods.")
+    extra_volume_mounts: list[dict[str, Any]] = Field(default_factory=list, description="More volume mounts of the Job containers.")
     ray: RayConfig = Field(default_factory=RayConfig, description="KubeRay RayJobs for multi-node training.")
 
     def image(self, kind: str) -> str:
@@ -94,6 +108,8 @@ class ControllerConfig(_Model):
                                                                       "(the bearer token is $SYNTHTUNE_AUTH_TOKEN).")
     services_tls_ca: str | None = Field(default=None, description="PEM of the CA (or certificate) of stage services that serve TLS.")
     service_base_dir: str | None = Field(default=None, description="Folder relative source paths resolve against in the services (a mounted volume).")
+    allow_external_endpoints: bool = Field(default=True, description="Accept runs whose teacher, judge or answer endpoint is outside "
+                                                                       "the cluster (records leave it); the chart sets teacher.allowExternal.")
     max_concurrent_runs: int = Field(default=4, ge=1, description="Runs executing at once; more wait as pending.")
     max_parallel_stages: int = Field(default=1, ge=1, description="Stages of one run executing at once.")
     poll_s: float = Field(default=2.0, gt=0, description="How often the store is checked for new runs and cancel requests.")
@@ -106,9 +122,9 @@ class ControllerConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> ControllerConfig:
-        unknown = sorted(set(self.runners) - set(STAGE_KINDS))
+        unknown = sorted(set(self.runners) - set(RUNNER_KINDS))
         if unknown:
-            raise ValueError(f"runners: unknown stage kind(s) {', '.join(unknown)} (known: {', '.join(STAGE_KINDS)})")
+            raise ValueError(f"runners: unknown stage kind(s) {', '.join(unknown)} (known: {', '.join(RUNNER_KINDS)})")
         missing = [k for k, r in self.runners.items() if r == "grpc" and not self.services.get(k)]
         if missing:
             raise ValueError(f"runners: {', '.join(missing)} run by grpc but services has no host:port for them")

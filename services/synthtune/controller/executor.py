@@ -16,14 +16,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from synthtune.controller.config import ControllerConfig
 from synthtune.controller.runner import InProcessRunner, Runner, StageFn, StageTask, default_stages
-from synthtune.controller.runs import DONE, FINAL, RunBook
+from synthtune.controller.runs import DONE, FINAL, RunBook, RunRecord, RunState, StageState
 from synthtune.errors import Cancelled, RetryableError, StageSkipped, SynthtuneError, error_kind
 from synthtune.progress import Progress, ProgressEvent
-from synthtune.spec import PipelineSpec, load_spec_text
+from synthtune.spec import PipelineSpec, graph, load_spec_text
 from synthtune.store import ArtifactRef, Store
 
 log = logging.getLogger("synthtune.controller")
@@ -31,22 +32,6 @@ log = logging.getLogger("synthtune.controller")
 
 class Detached(Exception):
     """This controller is shutting down: it leaves the run as it is in the store for the next one."""
-
-
-def dependencies(stage: str, names: list[str]) -> list[str]:
-    """The stages ``stage`` reads from, among ``names``."""
-    kind, _, method = stage.partition(":")
-    if kind == "generate":
-        deps = ["prepare"]
-    elif kind == "train":
-        deps = [f"generate:{method}"]
-    elif kind == "evaluate":
-        deps = ["prepare"] + [n for n in names if n.startswith("train:")]
-    elif kind == "report":
-        deps = ["evaluate"]
-    else:
-        deps = []
-    return [d for d in deps if d in names]
 
 
 def _created_before(store: Store, ref: ArtifactRef, started: float) -> bool:
@@ -74,7 +59,7 @@ class Executor:
         self._lock = threading.Lock()
         self._shutdown = threading.Event()
         self.identity = f"{socket.gethostname()}-{os.getpid()}"
-        self._records: dict[str, dict[str, Any]] = {}  # the records of the runs executing here
+        self._records: dict[str, RunRecord] = {}  # the records of the runs executing here
         self._beats: dict[str, tuple[float, float]] = {}  # run id -> (heartbeat seen, when it changed, monotonic)
 
     def shutdown(self) -> None:
@@ -85,12 +70,9 @@ class Executor:
         with self.runbook.lock:
             with self._lock:
                 records = list(self._records.values())
-            for record in records:
-                record["heartbeat"] = 0.0
-                try:
-                    self.runbook.save(record)
-                except Exception:  # noqa: BLE001 - then the next controller waits for the heartbeat to go stale
-                    log.exception("could not hand run %s over", record["run_id"])
+            for record in records:  # a record that cannot be written: the next controller waits for its heartbeat to go stale
+                record.heartbeat = 0.0
+                self.runbook.save_or_log(record, "handed over")
             self.runbook.close()
         for runner in self.runners.values():
             close = getattr(runner, "close", None)
@@ -117,11 +99,11 @@ class Executor:
         with self._lock:
             return run_id in self._progress
 
-    def cancel(self, run_id: str) -> dict[str, Any]:
+    def cancel(self, run_id: str) -> RunRecord:
         """Ask a run to stop. Only a cancel request is written: whoever executes the run (or starts it
         next: a pending run is cancelled as it starts) finishes it, so no two writers race on run.json."""
         record = self.runbook.load(run_id)
-        if record["status"] in FINAL:
+        if record.status in FINAL:
             return record
         self.runbook.request_cancel(run_id)
         with self._lock:
@@ -130,7 +112,7 @@ class Executor:
             progress.cancel()
         return record
 
-    def interrupted(self, run_id: str) -> dict[str, Any]:
+    def interrupted(self, run_id: str) -> RunRecord:
         """This process stops executing ``run_id`` (Ctrl-C): record it cancelled (resumable), then write nothing more.
 
         The record in memory is the one the stage threads still update, so it is finished under the
@@ -138,49 +120,49 @@ class Executor:
         with self._lock:
             record = self._records.get(run_id) or self.runbook.load(run_id)
         with self.runbook.lock:
-            if record["status"] not in FINAL:
-                for info in record["stages"].values():
-                    if info["state"] == "running":
-                        info.update(state="cancelled", message="interrupted")
-                record["heartbeat"] = 0.0  # nobody executes it now
+            if record.status not in FINAL:
+                for info in record.stages.values():
+                    if info.state == "running":
+                        info.state, info.message = "cancelled", "interrupted"
+                record.heartbeat = 0.0  # nobody executes it now
                 self._finish(record, "cancelled", "interrupted by the user", "cancelled")
             self.runbook.close()
         return record
 
     def resume_unfinished(self) -> list[str]:
         """Run ids of every pending or running run in the store (to continue after a restart)."""
-        return [r["run_id"] for r in self.runbook.list() if r.get("status") in ("pending", "running")]
+        return [r.run_id for r in self.runbook.list() if r.status in ("pending", "running")]
 
-    def orphaned(self, record: dict[str, Any]) -> bool:
+    def orphaned(self, record: RunRecord) -> bool:
         """Whether nobody executes this unfinished run: pending, or running with a heartbeat that stopped.
 
         A heartbeat is judged by this process's own clock (it must stop changing for stale_after_s),
         never by comparing another machine's timestamp with ours; a heartbeat that is missing, or
         zeroed by a controller or CLI that let the run go, counts at once."""
-        if record.get("status") == "pending":
+        if record.status == "pending":
             return True
-        if record.get("status") != "running" or self.running(record["run_id"]):
+        if record.status != "running" or self.running(record.run_id):
             return False
-        beat = float(record.get("heartbeat") or 0.0)
+        beat = record.heartbeat
         if beat == 0.0:
             return True
         with self._lock:
-            seen = self._beats.get(record["run_id"])
+            seen = self._beats.get(record.run_id)
             if seen is None or seen[0] != beat:
-                self._beats[record["run_id"]] = (beat, time.monotonic())
+                self._beats[record.run_id] = (beat, time.monotonic())
                 return False
         return time.monotonic() - seen[1] > self.config.stale_after_s
 
     # execution ----------------------------------------------------------------------------
-    def execute(self, run_id: str, listener: Callable[[ProgressEvent], None] | None = None) -> dict[str, Any]:
+    def execute(self, run_id: str, listener: Callable[[ProgressEvent], None] | None = None) -> RunRecord:
         """Run every unfinished stage of ``run_id``; returns the final record.
 
         A run another process is executing (its heartbeat still beats) is refused, not doubled."""
         record = self.runbook.load(run_id)
-        if record["status"] in FINAL:
+        if record.status in FINAL:
             return record
-        if record["status"] == "running" and record.get("owner") != self.identity and not self.orphaned(record):
-            raise SynthtuneError(f"run {run_id} is executing on {record.get('owner') or 'another controller'}: "
+        if record.status == "running" and record.owner != self.identity and not self.orphaned(record):
+            raise SynthtuneError(f"run {run_id} is executing on {record.owner or 'another controller'}: "
                                  f"watch it, or resume it once that stops (after {self.config.stale_after_s:.0f} s without a heartbeat)")
         progress = Progress(run_id)
         if listener is not None:
@@ -194,15 +176,15 @@ class Executor:
         try:
             if self.runbook.cancel_requested(run_id):
                 raise Cancelled("cancelled by the user")
-            spec = load_spec_text(record["spec_yaml"], f"run {run_id} spec", base_dir=self._base_dir(record))
+            spec = load_spec_text(record.spec_yaml, f"run {run_id} spec", base_dir=self._base_dir(record))
             with self.runbook.lock:
-                record.update(status="running", owner=self.identity, heartbeat=time.time())
+                record.status, record.owner, record.heartbeat = "running", self.identity, time.time()
             self.runbook.event(record, "run_started", message=f"executing on {self.identity}")
             self._run_graph(spec, record, progress)
             self._finish(record, "succeeded", "", "")
         except Detached:
             log.info("run %s left to the next controller", run_id)
-        except Exception as exc:  # noqa: BLE001 - any failure ends the run with its message
+        except Exception as exc:  # any failure ends the run with its message
             if not isinstance(exc, SynthtuneError):
                 log.exception("run %s failed", run_id)
             kind = error_kind(exc)
@@ -214,11 +196,11 @@ class Executor:
                 self._records.pop(run_id, None)
         return record
 
-    def _base_dir(self, record: dict[str, Any]) -> str | None:
+    def _base_dir(self, record: RunRecord) -> str | None:
         # In a cluster the records live on a volume mounted at the same place in every service.
-        return self.config.service_base_dir or record.get("base_dir")
+        return self.config.service_base_dir or record.base_dir
 
-    def _forwarder(self, record: dict[str, Any]) -> Callable[[ProgressEvent], None]:
+    def _forwarder(self, record: RunRecord) -> Callable[[ProgressEvent], None]:
         last_emit = [0.0]
 
         def forward(ev: ProgressEvent) -> None:
@@ -230,9 +212,9 @@ class Executor:
 
         return forward
 
-    def _run_graph(self, spec: PipelineSpec, record: dict[str, Any], progress: Progress) -> None:
-        names = list(record["stages"])
-        todo = [n for n in names if record["stages"][n]["state"] not in DONE]
+    def _run_graph(self, spec: PipelineSpec, record: RunRecord, progress: Progress) -> None:
+        names = list(record.stages)
+        todo = [n for n in names if record.stages[n].state not in DONE]
         parallel = max(1, self.config.max_parallel_stages)
         failure: BaseException | None = None
         running: set[str] = set()
@@ -241,7 +223,7 @@ class Executor:
         def work(stage: str) -> None:
             try:
                 self._run_stage(spec, record, stage, progress.child(stage))
-            except BaseException as exc:  # noqa: BLE001 - handed to the scheduling loop
+            except BaseException as exc:  # noqa: BLE001 - handed to the scheduling loop, which raises it
                 finished.put((stage, exc))
             else:
                 finished.put((stage, None))
@@ -251,7 +233,7 @@ class Executor:
         try:
             while todo or running:
                 if failure is None and not progress.cancelled:
-                    for stage in [s for s in todo if all(record["stages"][d]["state"] in DONE for d in dependencies(s, names))]:
+                    for stage in [s for s in todo if all(record.stages[d].state in DONE for d in graph.dependencies(s, names))]:
                         if len(running) >= parallel:
                             break
                         todo.remove(stage)
@@ -260,7 +242,7 @@ class Executor:
                 if not running:
                     break
                 if self._shutdown.is_set():
-                    raise Detached(record["run_id"])
+                    raise Detached(record.run_id)
                 try:
                     stage, exc = finished.get(timeout=self.config.poll_s)
                 except queue.Empty:
@@ -286,112 +268,119 @@ class Executor:
         if progress.cancelled or todo:
             raise Cancelled("cancelled by the user")
 
-    def _bookkeeping(self, record: dict[str, Any], progress: Progress) -> None:
+    def _bookkeeping(self, record: RunRecord, progress: Progress) -> None:
         """Between stage events: heartbeat, and a cancel request from any replica. A store hiccup here
         is logged, never fatal: the stages are still running."""
+        if time.time() - record.heartbeat > self.config.heartbeat_s:
+            with self.runbook.lock:  # alive, even through a stage that reports nothing for an hour
+                record.heartbeat = time.time()
+                self.runbook.save_or_log(record, "heartbeat")
         try:
-            if time.time() - float(record.get("heartbeat") or 0.0) > self.config.heartbeat_s:
-                with self.runbook.lock:  # alive, even through a stage that reports nothing for an hour
-                    record["heartbeat"] = time.time()
-                    self.runbook.save(record)
-            if not progress.cancelled and self.runbook.cancel_requested(record["run_id"]):
+            if not progress.cancelled and self.runbook.cancel_requested(record.run_id):
                 progress.cancel()
-        except Exception as exc:  # noqa: BLE001 - retried at the next poll
-            log.warning("run %s: store bookkeeping failed (retried): %s", record["run_id"], exc)
+        except Exception as exc:  # noqa: BLE001 - asked again at the next poll
+            log.warning("run %s: reading its cancel request failed (asked again): %s", record.run_id, exc)
 
-    def _task(self, spec: PipelineSpec, record: dict[str, Any], stage: str) -> StageTask:
-        stages = record["stages"]
-
-        def ref(name: str) -> ArtifactRef | None:
-            art = stages.get(name, {}).get("artifact")
-            return ArtifactRef(**art) if art else None
-
-        kind, _, method = stage.partition(":")
-        inputs: dict[str, ArtifactRef | None] = {}
-        if kind == "generate":
-            inputs = {"prepared": ref("prepare")}
-        elif kind == "train":
-            inputs = {"prepared": ref("prepare"), "synthetic": ref(f"generate:{method}")}
-        elif kind == "evaluate":
-            inputs = {"prepared": ref("prepare"), **{f"adapter:{n.split(':', 1)[1]}": ref(n) for n in stages
-                                                     if n.startswith("train:") and stages[n].get("artifact")}}
-        info = stages[stage]
+    def _task(self, spec: PipelineSpec, record: RunRecord, name: str) -> StageTask:
+        inputs = graph.inputs_for(name, list(record.stages), record.artifacts())
+        info = record.stages[name]
         with self.runbook.lock:
-            handle = info.setdefault("handle", {})
-        return StageTask(run_id=record["run_id"], stage=stage, spec=spec, spec_yaml=record["spec_yaml"], base_dir=self._base_dir(record),
-                         inputs=inputs, attempt=info.get("submissions", info["attempts"]), handle=handle,
-                         save=lambda: self.runbook.save(record), lock=self.runbook.lock)
+            if info.handle is None:
+                info.handle = {}
+            handle = info.handle
+        return StageTask(run_id=record.run_id, stage=name, spec=spec, spec_yaml=record.spec_yaml, base_dir=self._base_dir(record),
+                         inputs=inputs, attempt=info.submissions, handle=handle, save=lambda: self.runbook.save_or_log(record, "handle"),
+                         lock=self.runbook.lock)
 
-    def _attempt(self, spec: PipelineSpec, record: dict[str, Any], stage: str, progress: Progress) -> ArtifactRef | None:
-        if stage == "report":  # the report describes the finished run; the record itself is finished after it
-            self.stages["report"](self.store, {**record, "status": "succeeded"}, spec)
+    def _attempt(self, spec: PipelineSpec, record: RunRecord, name: str, progress: Progress) -> ArtifactRef | None:
+        if graph.stage(name).in_controller:  # the report describes the finished run; the record itself is finished after it
+            _, html_key = self.stages[graph.kind_of(name)](self.store, record.report_input("succeeded"), spec)
+            with self.runbook.lock:
+                record.report = html_key
             return None
-        task = self._task(spec, record, stage)
+        task = self._task(spec, record, name)
         return self.runner(task.kind).run(task, self.store, progress)
 
-    def _run_stage(self, spec: PipelineSpec, record: dict[str, Any], stage: str, progress: Progress) -> None:
-        info = record["stages"][stage]
+    def _run_stage(self, spec: PipelineSpec, record: RunRecord, name: str, progress: Progress) -> None:
+        """Attempts of one stage until it succeeds, is skipped, fails for good or runs out of attempts."""
+        info = record.stages[name]
         book = self.runbook
-        while True:
+        started = time.time()
+
+        def attempt() -> ArtifactRef | None:
+            nonlocal started
             started = time.time()
             with book.lock:  # submissions name Jobs and operations: unlike attempts, a reopened run never resets them
-                info.update(state="running", attempts=info["attempts"] + 1, submissions=info.get("submissions", 0) + 1,
-                            message="", started_at=started)
-            book.event(record, "stage_started", stage)
-            try:
-                progress.check_cancelled()
-                ref = self._attempt(spec, record, stage, progress)
-            except RetryableError as exc:
-                if info["attempts"] >= self.max_attempts or progress.cancelled:
-                    self._stage_failed(record, stage, exc)
-                    raise
-                delay = min(max(exc.delay, self.backoff_s * 2 ** (info["attempts"] - 1)), self.config.retry.max_backoff_s)
-                with book.lock:
-                    info.update(state="pending", message=f"retrying in {delay:.0f}s: {exc}")
-                book.event(record, "stage_retry", stage, message=info["message"])
-                if progress.wait_cancelled(delay):
-                    self._stage_failed(record, stage, Cancelled("cancelled by the user"))
-                    raise Cancelled("cancelled by the user") from None
-                continue
-            except StageSkipped as exc:  # nothing to do: later stages go on without its artifact
-                with book.lock:
-                    info.update(state="skipped", artifact=None, message=str(exc), seconds=round(time.time() - started, 3))
-                    info.pop("handle", None)
-                book.event(record, "stage_skipped", stage, message=str(exc))
-                return
-            except BaseException as exc:
-                self._stage_failed(record, stage, exc)
-                raise
-            cached = ref is not None and _created_before(self.store, ref, started)
-            with book.lock:
-                info.update(state="cached" if cached else "succeeded", artifact=ref.to_dict() if ref else None,
-                            seconds=round(time.time() - started, 3))
-                info.pop("handle", None)
-            book.event(record, "stage_finished", stage, artifact=info["artifact"], message="reused from the cache" if cached else "")
-            return
+                info.state, info.attempts, info.submissions = "running", info.attempts + 1, info.submissions + 1
+                info.message, info.started_at = "", started
+            book.event(record, "stage_started", name)
+            progress.check_cancelled()
+            return self._attempt(spec, record, name, progress)
 
-    def _stage_failed(self, record: dict[str, Any], stage: str, exc: BaseException) -> None:
-        info = record["stages"][stage]
+        try:
+            ref = self._retrying(record, name, progress)(attempt)
+        except StageSkipped as exc:  # nothing to do: later stages go on without its artifact
+            self._settle(record, name, "skipped", None, started, "stage_skipped", str(exc))
+            return
+        except BaseException as exc:
+            self._stage_failed(record, name, exc)
+            raise
+        cached = ref is not None and _created_before(self.store, ref, started)
+        self._settle(record, name, "cached" if cached else "succeeded", ref, started, "stage_finished",
+                     "reused from the cache" if cached else "")
+
+    def _retrying(self, record: RunRecord, name: str, progress: Progress) -> Retrying:
+        """Retries of retryable failures: exponential backoff (at least the delay the error asks for),
+        waits that end on cancel, attempts counted in the record so a restarted controller goes on counting."""
+        cap = self.config.retry.max_backoff_s
+        info = record.stages[name]
+
+        def wait(rs: RetryCallState) -> float:
+            exc = rs.outcome.exception() if rs.outcome else None
+            asked = float(exc.delay) if isinstance(exc, RetryableError) else 0.0
+            return float(min(max(asked, self.backoff_s * 2 ** (info.attempts - 1)), cap))
+
+        def before_sleep(rs: RetryCallState) -> None:
+            with self.runbook.lock:
+                info.state = "pending"
+                info.message = f"retrying in {rs.upcoming_sleep:.0f}s: {rs.outcome.exception() if rs.outcome else ''}"
+            self.runbook.event(record, "stage_retry", name, message=info.message)
+
+        def sleep(seconds: float) -> None:
+            if progress.wait_cancelled(seconds):
+                raise Cancelled("cancelled by the user")
+
+        return Retrying(retry=retry_if_exception_type(RetryableError), wait=wait, sleep=sleep, before_sleep=before_sleep, reraise=True,
+                        stop=lambda rs: info.attempts >= self.max_attempts or progress.cancelled)
+
+    def _settle(self, record: RunRecord, name: str, state: StageState, ref: ArtifactRef | None, started: float, event: str,
+                message: str) -> None:
+        info = record.stages[name]
+        with self.runbook.lock:
+            info.state, info.artifact, info.handle = state, ref.to_dict() if ref else None, None
+            info.seconds = round(time.time() - started, 3)
+            if state == "skipped":
+                info.message = message
+        self.runbook.event(record, event, name, message=message, artifact=info.artifact)
+
+    def _stage_failed(self, record: RunRecord, name: str, exc: BaseException) -> None:
+        info = record.stages[name]
         if isinstance(exc, Cancelled):
             with self.runbook.lock:
-                info.update(state="cancelled", message="cancelled")
-            self.runbook.event(record, "stage_cancelled", stage, message="cancelled")
+                info.state, info.message = "cancelled", "cancelled"
+            self.runbook.event(record, "stage_cancelled", name, message="cancelled")
             return
         message = str(exc) if isinstance(exc, SynthtuneError) else f"{type(exc).__name__}: {exc}"
         with self.runbook.lock:
-            info.update(state="failed", message=message, error_kind=error_kind(exc))
-        self.runbook.event(record, "stage_failed", stage, message=message)
+            info.state, info.message, info.error_kind = "failed", message, error_kind(exc)
+        self.runbook.event(record, "stage_failed", name, message=message)
 
-    def _finish(self, record: dict[str, Any], status: str, error: str, kind: str) -> None:
+    def _finish(self, record: RunRecord, status: RunState, error: str, kind: str) -> None:
         with self.runbook.lock:
-            record["status"] = status
-            record["error"] = error or None
-            record["error_kind"] = kind or None
-            if status == "succeeded":
-                record["report"] = f"runs/{record['run_id']}/report.html" if "report" in record["stages"] else None
+            record.status, record.error, record.error_kind = status, error or None, kind or None
         self.runbook.event(record, "run_finished", message=error or status)
-        kube_kinds = [k for k in ("prepare", "generate", "train", "evaluate") if self.config.runner(k) == "kubernetes"]
+        kube_kinds = [k for k in graph.RUNNER_KINDS if self.config.runner(k) == "kubernetes"]
         if status != "succeeded" and kube_kinds:  # no Job of a run that ended may keep a GPU
             cleanup = getattr(self.runner(kube_kinds[0]), "cleanup", None)  # one runner serves every such kind
             if cleanup is not None:
-                cleanup(record["run_id"])
+                cleanup(record.run_id)

@@ -19,7 +19,6 @@ from typing import Any
 
 from synthtune.controller.config import KubernetesConfig
 from synthtune.controller.manifests import (
-    MODULES,
     OBJECT_LABEL,
     job_manifest,
     object_name,
@@ -38,6 +37,7 @@ from synthtune.errors import (
     SynthtuneError,
 )
 from synthtune.progress import Progress
+from synthtune.spec.graph import BY_KIND
 from synthtune.store import ArtifactRef, Store
 from synthtune.store.requests import result_key, write_request
 
@@ -145,7 +145,7 @@ class KubernetesRunner:
             request = {"spec_yaml": task.spec_yaml, "base_dir": task.base_dir, "method": task.method, "run_id": task.run_id,
                        "stage": task.stage, "attempt": task.attempt,
                        "inputs": {k: v.to_dict() if v else None for k, v in task.inputs.items()}}
-            request_uri = write_request(store, MODULES[kind], request, name=name)
+            request_uri = write_request(store, BY_KIND[kind].service, request, name=name)
         # Ray Train workers: gpus_per_worker 0 means the configured GPUs of a train Job, for each worker.
         per_worker = scaling.gpus_per_worker or self.cfg.gpus.get(kind, 0)
         if rayjob:

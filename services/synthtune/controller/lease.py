@@ -119,7 +119,7 @@ class LeaseElector:
                     log.info("leading as %s", self.identity)
                     try:
                         on_started()
-                    except Exception:  # noqa: BLE001 - the campaign must go on renewing, whatever the callback did
+                    except Exception:  # the campaign must go on renewing, whatever the callback did
                         log.exception("on_started failed")
             elif leading and (self.holder not in (None, self.identity) or time.monotonic() - renewed > self.renew_deadline_s):
                 leading = False

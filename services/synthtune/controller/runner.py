@@ -11,7 +11,6 @@ instead of starting it again.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 
 from synthtune.progress import Progress
 from synthtune.spec import PipelineSpec
+from synthtune.spec.graph import STAGES, kind_of, method_of
 from synthtune.store import ArtifactRef, Store
 
 StageFn = Callable[..., Any]
@@ -49,28 +49,20 @@ class StageTask:
 
     @property
     def kind(self) -> str:
-        return self.stage.partition(":")[0]
+        return kind_of(self.stage)
 
     @property
     def method(self) -> str:
-        return self.stage.partition(":")[2]
+        return method_of(self.stage)
 
 
 class Runner(Protocol):
     def run(self, task: StageTask, store: Store, progress: Progress) -> ArtifactRef: ...
 
 
-def _lazy(module: str, attr: str = "run") -> StageFn:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
-
-    return call
-
-
 def default_stages() -> dict[str, StageFn]:
-    """The real stage entry points, imported on first use."""
-    return {"prepare": _lazy("synthtune.dataprep"), "generate": _lazy("synthtune.generator"), "train": _lazy("synthtune.trainer"),
-            "evaluate": _lazy("synthtune.evaluator"), "report": _lazy("synthtune.evaluator.report", "write_report")}
+    """The real stage entry points of the stage graph, imported on first use."""
+    return {s.kind: s.entry_point() for s in STAGES}
 
 
 class InProcessRunner:

@@ -13,10 +13,16 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from synthtune.controller.executor import Executor
+from synthtune.controller.jobs import adopt_job_results
+from synthtune.controller.runs import ACTIVE, FINAL, RunRecord
 from synthtune.errors import InvalidInput, NotFound
+from synthtune.llm.models import check_base_model
 from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
 from synthtune.rpc.policy import ServerPolicy
 from synthtune.spec import load_spec_text
+from synthtune.spec.dataflow import data_destinations
+from synthtune.spec.graph import STEPS
+from synthtune.spec.pipeline import PipelineSpec
 
 log = logging.getLogger("synthtune.controller")
 RUN_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}
@@ -30,24 +36,23 @@ def _ts(text: str | None) -> Timestamp:
     return ts
 
 
-def run_message(record: dict[str, Any]) -> pipeline_pb2.Run:
+def run_message(record: RunRecord) -> pipeline_pb2.Run:
     stages = []
-    for name, info in record["stages"].items():
-        art = info.get("artifact") or {}
-        handle = info.get("handle") or {}
+    for name, info in record.stages.items():
+        handle = info.handle or {}
         execution = (f"{handle.get('object', 'Job')} {handle['job']}" if handle.get("job")
                      else f"operation {handle['operation']}" if handle.get("operation") else "")
         stages.append(pipeline_pb2.StageStatus(
-            name=name, state=STAGE_STATES.get(info["state"], 0), message=info.get("message", ""), attempts=info.get("attempts", 0),  # type: ignore[arg-type]
-            artifact=common_pb2.ArtifactRef(**art) if art else None, execution=execution,
+            name=name, state=STAGE_STATES.get(info.state, 0), message=info.message, attempts=info.attempts,  # type: ignore[arg-type]
+            artifact=common_pb2.ArtifactRef(**info.artifact) if info.artifact else None, execution=execution,
         ))
     msg = pipeline_pb2.Run(
-        run_id=record["run_id"], name=record["name"], state=RUN_STATES.get(record["status"], 0), stages=stages,  # type: ignore[arg-type]
-        store_uri=record.get("store", ""), report_uri=f"{record.get('store', '')}/{record['report']}" if record.get("report") else "",
-        create_time=_ts(record.get("created_at")), update_time=_ts(record.get("updated_at")),
+        run_id=record.run_id, name=record.name, state=RUN_STATES.get(record.status, 0), stages=stages,  # type: ignore[arg-type]
+        store_uri=record.store, report_uri=f"{record.store}/{record.report}" if record.report else "",
+        create_time=_ts(record.created_at), update_time=_ts(record.updated_at),
     )
-    if record.get("error"):
-        msg.error.CopyFrom(common_pb2.ErrorInfo(code="FAILED", message=record["error"]))
+    if record.error:
+        msg.error.CopyFrom(common_pb2.ErrorInfo(code="FAILED", message=record.error))
     return msg
 
 
@@ -91,7 +96,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
             try:
                 if self.leading.is_set():
                     self.executor.execute(run_id)
-            except Exception:  # noqa: BLE001 - e.g. another process executes it: the scheduler looks again later
+            except Exception:  # e.g. another process executes it: the scheduler looks again later
                 log.exception("run %s not executed here", run_id)
             finally:
                 with self._lock:
@@ -114,10 +119,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         with self._lock:
             skip = self._final | self._active
         for record in self.book.list(skip=skip):
-            if record.get("status") not in ("pending", "running"):
-                self._final.add(record["run_id"])
-            elif self.executor.orphaned(record) and self.start(record["run_id"]):
-                started.append(record["run_id"])
+            if record.status not in ACTIVE:
+                self._final.add(record.run_id)
+            elif self.executor.orphaned(record) and self.start(record.run_id):
+                started.append(record.run_id)
         return started
 
     def schedule_forever(self, stop: threading.Event, poll_s: float) -> None:
@@ -130,7 +135,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
             if self.leading.is_set():
                 try:
                     self.resume_all()
-                except Exception:  # noqa: BLE001 - a store hiccup must not stop the scheduler
+                except Exception:  # a store hiccup must not stop the scheduler
                     log.exception("scheduling pass failed")
 
     def SubmitRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
@@ -140,18 +145,27 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         else:
             spec = load_spec_text(request.spec_yaml, "spec_yaml", base_dir=request.base_dir or None)
             spec = ServerPolicy.from_env().check_spec(spec, "spec_yaml")
-            if request.until and request.until not in ("prepare", "generate", "train", "evaluate"):
-                raise InvalidInput(f"until {request.until!r}: choose prepare, generate, train or evaluate")
+            if request.until and request.until not in STEPS:
+                raise InvalidInput(f"until {request.until!r}: choose {', '.join(STEPS)}")
+            refuse_external_endpoints(spec, self.executor.config.allow_external_endpoints)
+            if request.until not in ("prepare", "generate"):
+                check_base_model(spec.train.base_model, self.book.store, spec.base_dir)  # before any Job asks for a GPU
             record = self.book.create(spec, request.spec_yaml, request.until or None)
-        self.start(record["run_id"])
+        self.start(record.run_id)
         return pipeline_pb2.SubmitRunResponse(run=run_message(record))
 
     def GetRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return pipeline_pb2.GetRunResponse(run=run_message(self.book.load(request.run_id)))
+        record = self.book.load(request.run_id)
+        if record.status == "running" and not record.owner:  # stages run by `synthtune job` Jobs, no executor
+            record = adopt_job_results(self.book.store, record)
+        return pipeline_pb2.GetRunResponse(run=run_message(record))
 
     def ListRuns(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         runs = self.book.list()
-        start = int(request.page_token or 0)
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            raise InvalidInput(f"page_token {request.page_token!r} is not one ListRuns returned") from None
         size = request.page_size or 50
         page = runs[start : start + size]
         token = str(start + size) if start + size < len(runs) else ""
@@ -163,20 +177,20 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         try:
             record = self.book.load(request.run_id)
             last = request.after_seq
-            for ev in record["events"]:
+            for ev in record.events:
                 if ev["seq"] > last:
                     last = ev["seq"]
                     yield pipeline_pb2.WatchRunResponse(event=event_message(request.run_id, ev))
-            status = record["status"]
-            while status not in ("succeeded", "failed", "cancelled") and context.is_active():
+            status = record.status
+            while status not in FINAL and context.is_active():
                 try:
                     ev = events.get(timeout=1.0)
                 except queue.Empty:
                     if self.executor.running(request.run_id):
                         continue  # executing here: its events come through the queue
                     record = self.book.load(request.run_id)  # another replica may be executing it
-                    status = record["status"]
-                    for ev in record["events"]:
+                    status = record.status
+                    for ev in record.events:
                         if ev["seq"] > last:
                             last = ev["seq"]
                             yield pipeline_pb2.WatchRunResponse(event=event_message(request.run_id, ev))
@@ -197,4 +211,13 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         return pipeline_pb2.CancelRunResponse(run=run_message(record))
 
 
-__all__ = ["NotFound", "PipelineServicer", "run_message"]
+def refuse_external_endpoints(spec: PipelineSpec, allowed: bool) -> None:
+    """A controller that keeps records in the cluster refuses a run that would send them outside."""
+    outside = [d for d in data_destinations(spec) if d["external"]]
+    if outside and not allowed:
+        names = "; ".join(f"{d['role']} at {d['endpoint']}" for d in outside)
+        raise InvalidInput(f"this controller keeps records inside the cluster, but the pipeline sends them to {names} "
+                           "(an in-cluster teacher has a cluster address; the chart's teacher.allowExternal=true allows external ones)")
+
+
+__all__ = ["NotFound", "PipelineServicer", "refuse_external_endpoints", "run_message"]

@@ -222,18 +222,7 @@ def near_groups(
     test = PairTest(texts, threshold, num_perm, shingle_chars)
     known = known or {}
     progress.start(2 * n, f"near-duplicate groups (Jaccard >= {threshold:g})")
-    matrix = np.empty((n, num_perm), dtype=np.uint32)
-    for start in range(0, n, _BATCH):
-        progress.check_cancelled()
-        batch = range(start, min(start + _BATCH, n))
-        missing = [i for i in batch if ids[i] not in known]
-        computed = signatures([texts[i] for i in missing], num_perm, shingle_chars) if missing else []
-        if missing:
-            matrix[missing] = np.stack(computed)
-        given = [i for i in batch if ids[i] in known]
-        if given:
-            matrix[given] = np.stack([known[ids[i]] for i in given])
-        progress.advance(len(batch))
+    matrix = _signature_matrix(ids, texts, num_perm, shingle_chars, progress, known)
     low_bytes = matrix.astype(np.uint8)  # equal hash values have equal low bytes: a cheap, safe first filter
 
     multipliers = np.random.default_rng(20240601).integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
@@ -258,6 +247,32 @@ def near_groups(
     else:
         pairs, same = np.empty((0, 2), dtype=np.int64), np.empty(0, dtype=np.int64)
 
+    groups = _components(n, pairs, same, test)
+    if info is not None:
+        info.update(bands=bands, rows=rows, candidate_pairs=candidates, close_pairs=len(pairs), exact_checks=test.exact_checks)
+    return groups
+
+
+def _signature_matrix(ids: Sequence[str], texts: Sequence[str], num_perm: int, shingle_chars: int, progress: Progress,
+                      known: dict[str, np.ndarray]) -> np.ndarray:
+    """One MinHash signature per record (row), reusing the ``known`` ones by record id."""
+    n = len(ids)
+    matrix = np.empty((n, num_perm), dtype=np.uint32)
+    for start in range(0, n, _BATCH):
+        progress.check_cancelled()
+        batch = range(start, min(start + _BATCH, n))
+        missing = [i for i in batch if ids[i] not in known]
+        if missing:
+            matrix[missing] = np.stack(signatures([texts[i] for i in missing], num_perm, shingle_chars))
+        given = [i for i in batch if ids[i] in known]
+        if given:
+            matrix[given] = np.stack([known[ids[i]] for i in given])
+        progress.advance(len(batch))
+    return matrix
+
+
+def _components(n: int, pairs: np.ndarray, same: np.ndarray, test: PairTest) -> list[int]:
+    """Union-find over the pairs that pass ``test``: each record's group, labelled by its first index."""
     parent = list(range(n))
 
     def find(x: int) -> int:
@@ -266,12 +281,10 @@ def near_groups(
             x = parent[x]
         return x
 
-    def union(a: int, b: int) -> bool:
+    def union(a: int, b: int) -> None:
         ra, rb = find(a), find(b)
-        if ra == rb:
-            return False
-        parent[max(ra, rb)] = min(ra, rb)
-        return True
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
 
     passing = same >= test.need
     for a, b in pairs[passing].tolist():
@@ -283,8 +296,6 @@ def near_groups(
     for a, b in pairs[border].tolist():
         if find(a) != find(b) and test.exact(a, b):
             union(a, b)
-    if info is not None:
-        info.update(bands=bands, rows=rows, candidate_pairs=candidates, close_pairs=len(pairs), exact_checks=test.exact_checks)
     return [find(i) for i in range(n)]
 
 

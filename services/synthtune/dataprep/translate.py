@@ -7,10 +7,9 @@ from typing import Any
 from synthtune.dataprep.rejects import Rejects
 from synthtune.errors import PermanentError
 from synthtune.llm.chat import ChatBackend, ChatRequest, ChatResult
+from synthtune.llm.language import is_language, language_code
 from synthtune.progress import Progress
 from synthtune.spec.prepare import TranslateSpec
-
-PROMPT_VERSION = "translate-v1"
 
 
 def system_prompt(spec: TranslateSpec) -> str:
@@ -32,7 +31,7 @@ def _texts(record: dict[str, Any], names: list[str]) -> dict[str, str]:
     return out
 
 
-def _outcome(result: ChatResult) -> tuple[str | None, str | None]:
+def _outcome(result: ChatResult, spec: TranslateSpec, code: str) -> tuple[str | None, str | None]:
     """(translation, None) or (None, why it failed)."""
     if not result.ok:
         return None, result.error or "the teacher returned an error"
@@ -41,6 +40,8 @@ def _outcome(result: ChatResult) -> tuple[str | None, str | None]:
     text = result.text.strip()
     if not text:
         return None, "the teacher returned an empty translation"
+    if not is_language(text, code):  # only text long enough to tell, confidently in another language
+        return None, f"the translation is not in {spec.target_language}"
     return text, None
 
 
@@ -53,6 +54,7 @@ def translate_records(
         for text in _texts(record, spec.fields).values():
             unique.setdefault(text, len(unique))
     texts = list(unique)
+    code = language_code(spec.target_language)  # an unknown language is refused before any request
     system = system_prompt(spec)
     outcomes: list[tuple[str | None, str | None]] = []
     progress.start(len(texts), f"translating into {spec.target_language}")
@@ -68,7 +70,7 @@ def translate_records(
         if len(results) != len(requests):
             raise PermanentError(f"teacher backend returned {len(results)} results for {len(requests)} requests")
         for result in results:
-            outcomes.append(_outcome(result))
+            outcomes.append(_outcome(result, spec, code))
             usage["prompt_tokens"] += result.prompt_tokens
             usage["completion_tokens"] += result.completion_tokens
         progress.advance(len(batch))

@@ -66,7 +66,11 @@ def generate_answers(spec: PipelineSpec, model_path: str, adapters: dict[str, Ar
         return generate_transformers(spec, model_path, adapters, prompts, temperature, samples, progress)
     if backend == "openai":
         return generate_openai(spec, adapters, prompts, temperature, samples, progress)
-    return generate_vllm(spec, adapters, prompts, temperature, samples, progress)
+    if backend == "vllm_server":
+        from synthtune.evaluator.lora_server import generate_vllm_server
+
+        return generate_vllm_server(spec, adapters, prompts, temperature, samples, progress)
+    return generate_vllm(spec, adapters, prompts, temperature, samples, progress, model_path)
 
 
 def answer_api_key_env(spec: PipelineSpec) -> str | None:
@@ -168,17 +172,23 @@ def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[st
 def generate_openai(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[Prompt], temperature: float,
                     samples: int, progress: Progress) -> Answers:
     """An endpoint serving the base model under its name and each adapter under its method key."""
+    served = {"base": spec.evaluate.served_model or spec.train.base_model, **{f"tuned:{k}": k for k in adapters}}
+    return answer_by_name(spec, served, prompts, temperature, samples, progress)
+
+
+def answer_by_name(spec: PipelineSpec, served: dict[str, str], prompts: list[Prompt], temperature: float,
+                   samples: int, progress: Progress) -> Answers:
+    """Answers from ``evaluate.base_url`` (and its replicas) for each model name, asked under the name ``served`` gives it."""
     from synthtune.llm.chat import ChatRequest
     from synthtune.llm.openai_backend import OpenAIBackend
     from synthtune.spec.generate import ModelEndpointSpec
 
     ev = spec.evaluate
     out: dict[str, list[list[tuple[str, str]]]] = {}
-    for name in ["base", *[f"tuned:{k}" for k in adapters]]:
-        served = spec.train.base_model if name == "base" else name.split(":", 1)[1]
-        backend = OpenAIBackend(ModelEndpointSpec(backend="openai", model=served, base_url=ev.base_url, temperature=temperature,
-                                                  max_tokens=ev.max_new_tokens, api_key_env=answer_api_key_env(spec),
-                                                  concurrency=ev.batch_size, seed=ev.seed))
+    for name, model in served.items():
+        backend = OpenAIBackend(ModelEndpointSpec(backend="openai", model=model, base_url=ev.base_url, base_urls=ev.base_urls,
+                                                  temperature=temperature, max_tokens=ev.max_new_tokens,
+                                                  api_key_env=answer_api_key_env(spec), concurrency=ev.batch_size, seed=ev.seed))
         out[name] = [[] for _ in prompts]
         try:
             for s in range(samples):
@@ -218,7 +228,7 @@ def _release_gpu(gc: Any) -> None:
 
 
 def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[Prompt], temperature: float,
-                  samples: int, progress: Progress) -> Answers:
+                  samples: int, progress: Progress, model_path: str = "") -> Answers:
     """vLLM's offline engine (GPU only): base and one LoRARequest per adapter on one engine; a full model
     (``method: full``) as an engine of its own, started after the base engine is released."""
     import gc
@@ -228,7 +238,7 @@ def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: li
 
     vllm = import_vllm()
     ev = spec.evaluate
-    base_path = resolve_model(spec.train.base_model, spec.base_dir)
+    base_path = model_path or resolve_model(spec.train.base_model, spec.base_dir)
     loras, fulls = split_adapters(adapters)
     out: dict[str, list[list[tuple[str, str]]]] = {}
 

@@ -1,8 +1,8 @@
 """report.json (the contract's keys) and a self-contained report.html built from the same numbers.
 
-``run_record`` is the run's ``runs/<run_id>/run.json``: ``run_id``, ``name``, ``status`` and
-``stages``, a mapping of stage name (``prepare``, ``generate:<m>``, ``train:<m>``, ``evaluate``)
-to ``{"state": ..., "artifact": {"kind", "id", "uri"}}``.
+Its input is the run's ``ReportInput`` (``synthtune.spec.graph``; the controller builds it):
+the artifact ids of the prepared data, each method's synthetic data and adapter, the
+evaluation, and why a method stopped; never the run record itself.
 """
 
 from __future__ import annotations
@@ -13,34 +13,36 @@ import io
 import json
 from typing import Any
 
+from synthtune.spec.dataflow import data_destinations
+from synthtune.spec.graph import MethodOutcome, ReportInput
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Store
 
 CONTRACT_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "meteor")
 
 
-def _artifact(store: Store, run: dict[str, Any], stage: str) -> Any:
-    info = (run.get("stages") or {}).get(stage) or {}
-    art = info.get("artifact") or {}
-    return store.open(art["id"]) if art.get("id") else None
+def _artifact(store: Store, artifact_id: str | None) -> Any:
+    return store.open(artifact_id) if artifact_id else None
 
 
-def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[str, Any]:
-    report: dict[str, Any] = {"run_id": run["run_id"], "name": run.get("name", spec.name), "status": run.get("status", "unknown"),
+def build_report(store: Store, run: ReportInput, spec: PipelineSpec) -> dict[str, Any]:
+    report: dict[str, Any] = {"run_id": run.run_id, "name": run.name, "status": run.status,
                               "datasets": {"prepared": {}, "synthetic": {}}, "models": [], "metrics": {}, "judge": {}, "training": {}}
-    prepared = _artifact(store, run, "prepare")
+    outcomes = {key: run.methods.get(key) or MethodOutcome() for key in spec.method_keys()}
+    prepared = _artifact(store, run.prepared)
     if prepared is not None:
         stats = prepared.read_json("stats.json")
         report["datasets"]["prepared"] = {k: int(stats["splits"].get(k, 0)) for k in ("train", "validation", "test")}
         counts = stats.get("counts", stats)
         report["datasets"]["prepared"].update(input=int(counts.get("input", 0)), rejected=int(counts.get("rejected", 0)))
+    report["data_destinations"] = run.data_destinations or data_destinations(spec)
     report["models"].append({"name": "base", "base_model": spec.train.base_model, "method": None, "adapter": None})
     for key in spec.method_keys():
-        synthetic = _artifact(store, run, f"generate:{key}")
+        synthetic = _artifact(store, outcomes[key].synthetic)
         if synthetic is not None:
             s = synthetic.stats
             report["datasets"]["synthetic"][key] = {"records": int(s.get("records", 0)), "rejected": int(s.get("rejected", 0))}
-        adapter = _artifact(store, run, f"train:{key}")
+        adapter = _artifact(store, outcomes[key].adapter)
         if adapter is not None:
             report["models"].append({"name": f"tuned:{key}", "base_model": spec.train.base_model, "method": key, "adapter": adapter.ref.uri})
             log = adapter.read_json("training_log.json")
@@ -48,14 +50,8 @@ def build_report(store: Store, run: dict[str, Any], spec: PipelineSpec) -> dict[
                                        "train_steps": log.get("train_steps", []), "eval_steps": log.get("eval_steps", []),
                                        "runtime_s": float(log.get("runtime_s", 0.0)), "tokens_per_s": float(log.get("tokens_per_s", 0.0))}
     # Methods that did not reach the leaderboard, and why (a skipped or failed stage says so).
-    report["not_compared"] = {}
-    for key in spec.method_keys():
-        for stage in (f"generate:{key}", f"train:{key}"):  # the first stage that stopped is the cause
-            info = (run.get("stages") or {}).get(stage) or {}
-            if info.get("state") in ("skipped", "failed", "cancelled"):
-                report["not_compared"][key] = f"{stage}: {info['state']}: {info.get('message') or ''}".rstrip(": ")
-                break
-    evaluation = _artifact(store, run, "evaluate")
+    report["not_compared"] = {key: o.stopped for key, o in outcomes.items() if o.stopped}
+    evaluation = _artifact(store, run.evaluation)
     if evaluation is not None:
         m = evaluation.read_json("metrics.json")
         for name, values in m["models"].items():
@@ -287,6 +283,10 @@ def render_html(report: dict[str, Any], extra_images: dict[str, str]) -> str:
         parts.append(_table(["method", "synthetic examples", "rejected"],
                             [[k, Num(v["records"], "datasets", "synthetic", k, "records"), Num(v["rejected"], "datasets", "synthetic", k, "rejected")]
                              for k, v in d["synthetic"].items()], "table-synthetic"))
+    parts.append("<h3>Where the records went</h3>")
+    parts.append(_table(["role", "model", "endpoint", "outside the cluster"],
+                        [[d["role"], d["model"], d["endpoint"], "yes" if d["external"] else "no"] for d in report["data_destinations"]],
+                        "table-data-destinations"))
     es = report.get("evaluation_set")
     if es:
         rows = [["evaluated", Num(es["evaluated"], "evaluation_set", "evaluated")],
@@ -312,16 +312,16 @@ def render_html(report: dict[str, Any], extra_images: dict[str, str]) -> str:
     return "".join(parts)
 
 
-def write_report(store: Store, run_record: dict[str, Any], spec: PipelineSpec) -> tuple[str, str]:
+def write_report(store: Store, run: ReportInput, spec: PipelineSpec) -> tuple[str, str]:
     """Write runs/<run_id>/report.json and report.html; return their keys."""
-    report = build_report(store, run_record, spec)
+    report = build_report(store, run, spec)
     images: dict[str, str] = {}
-    prepared = _artifact(store, run_record, "prepare")
+    prepared = _artifact(store, run.prepared)
     if prepared is not None:
         for name in ("length_histogram.png", "length_boxplot.png"):
             if name in prepared.files:
                 images[name] = "data:image/png;base64," + base64.b64encode(prepared.local_path(name).read_bytes()).decode()
-    base = f"runs/{run_record['run_id']}"
+    base = run.base_key
     store.put_json(f"{base}/report.json", report)
     store.put_text(f"{base}/report.html", render_html(report, images))
     return f"{base}/report.json", f"{base}/report.html"

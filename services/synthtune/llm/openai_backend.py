@@ -47,9 +47,9 @@ def check_endpoint_policy(spec: ModelEndpointSpec) -> None:
         if allowed and spec.api_key_env not in allowed:
             raise InvalidInput(f"teacher {describe(spec)}: api_key_env {spec.api_key_env} is not one of {KEY_ENVS_ENV} ({', '.join(allowed)})")
     endpoints = _listed(ENDPOINTS_ENV)
-    url = (spec.base_url or "https://api.openai.com/v1").rstrip("/")
-    if endpoints and not any(url == e.rstrip("/") or url.startswith(e.rstrip("/") + "/") for e in endpoints):
-        raise InvalidInput(f"teacher {describe(spec)}: base_url {url} is not allowed here ({ENDPOINTS_ENV}: {', '.join(endpoints)})")
+    for url in [(spec.base_url or "https://api.openai.com/v1").rstrip("/"), *(u.rstrip("/") for u in spec.base_urls)]:
+        if endpoints and not any(url == e.rstrip("/") or url.startswith(e.rstrip("/") + "/") for e in endpoints):
+            raise InvalidInput(f"teacher {describe(spec)}: base_url {url} is not allowed here ({ENDPOINTS_ENV}: {', '.join(endpoints)})")
 
 
 def api_key(spec: ModelEndpointSpec) -> str:
@@ -151,9 +151,14 @@ class OpenAIBackend:
         self._client = asyncio.run_coroutine_threadsafe(self._make_client(key), self._loop).result()
 
     async def _make_client(self, key: str) -> Any:
-        """The client, built on the backend's loop; aiohttp's transport costs about half the CPU of httpx's."""
+        """The client, built on the backend's loop; aiohttp's transport costs about half the CPU of httpx's.
+        Several base URLs (``base_urls``): httpx with a transport spreading requests over them."""
+        from synthtune.llm.endpoints import SpreadTransport, endpoint_urls
+
+        urls = endpoint_urls(self.spec.base_url, self.spec.base_urls)
         try:
-            http_client = self._openai.DefaultAioHttpClient(timeout=self.spec.timeout_s)
+            http_client = (self._openai.DefaultAsyncHttpxClient(transport=SpreadTransport(urls), timeout=self.spec.timeout_s)
+                           if len(urls) > 1 else self._openai.DefaultAioHttpClient(timeout=self.spec.timeout_s))
         except RuntimeError:  # the aiohttp extra is missing: the default transport works too
             http_client = None
         return self._openai.AsyncOpenAI(api_key=key, base_url=self.spec.base_url, max_retries=0,

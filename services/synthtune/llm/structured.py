@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-from synthtune.llm.chat import ChatBackend, ChatRequest, ChatResult
+from synthtune.llm.chat import ChatRequest
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
@@ -93,17 +92,33 @@ def repair_request(request: ChatRequest, bad_reply: str, schema: dict[str, Any] 
                        json_schema=schema, key=request.key)
 
 
-Validator = Callable[[Any], bool]
+# A rubric reply that is the number itself: optionally "Score:" before it and "/10" after it, then
+# nothing but punctuation or a new line.
+_SCORE_ONLY = re.compile(r"^\s*(?:score\s*[:=]?\s*)?(10|[1-9])(?:\s*/\s*10)?\s*[.!]?\s*(?:\n|$)", re.I)
+# A score somewhere in prose: "score: 7.5" or "8/10".
+_SCORE_IN_PROSE = re.compile(r"\bscore\b\W{0,5}(\d{1,2}(?:\.\d+)?)|(\d{1,2}(?:\.\d+)?)\s*/\s*10\b", re.I)
 
 
-def complete_json(backend: ChatBackend, requests: list[ChatRequest], valid: Validator | None = None) -> list[tuple[Any | None, ChatResult]]:
-    """Parsed JSON per request (None when still unparseable after one repair retry), with the last result."""
-    check = valid or (lambda value: value is not None)
-    results = backend.complete(requests)
-    parsed: list[Any | None] = [parse_json(r.text) if r.ok else None for r in results]
-    retry = [i for i, (r, v) in enumerate(zip(results, parsed, strict=True)) if r.ok and not check(v)]
-    if retry:
-        again = backend.complete([repair_request(requests[i], results[i].text, requests[i].json_schema) for i in retry])
-        for i, result in zip(retry, again, strict=True):
-            results[i], parsed[i] = result, parse_json(result.text) if result.ok else None
-    return [(v if check(v) else None, r) for v, r in zip(parsed, results, strict=True)]
+def parse_score(text: str, number_only: bool = False) -> tuple[float | None, str]:
+    """(score from 1 to 10, or None; the judge's reason, or "") from a judge's reply.
+
+    ``number_only``: the reply must be an integer score and nothing else (what a rubric asks for;
+    prose first, 0, 11, 7.5 or "seven" give None). Otherwise a JSON ``{"score", "reason"}``, then a
+    "score: N" or "N/10" anywhere in the text, counts."""
+    if number_only:
+        match = _SCORE_ONLY.match(text or "")
+        return (float(match.group(1)) if match else None), ""
+    value = parse_json(text)
+    if isinstance(value, dict) and isinstance(value.get("score"), int | float | str):
+        try:
+            score = float(value["score"])
+        except ValueError:
+            score = None
+        if score is not None and 1 <= score <= 10:
+            return score, str(value.get("reason") or "")
+    match = _SCORE_IN_PROSE.search(text or "")
+    if match:
+        score = float(match.group(1) or match.group(2))
+        if 1 <= score <= 10:
+            return score, ""
+    return None, ""

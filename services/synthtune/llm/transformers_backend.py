@@ -83,7 +83,7 @@ class TransformersBackend:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.inference_mode():
                 out = self.lm.generate(**enc, **kwargs)
-        except Exception as exc:  # one failed batch must not kill the run: its requests carry the error
+        except Exception as exc:  # noqa: BLE001 - one failed batch must not kill the run: its requests carry the error
             log.warning("transformers batch of %d failed: %s", len(batch), exc)
             return [ChatResult(finish_reason="error", error=f"generation failed: {exc}", key=r.key) for r in batch]
         prompt_len = enc["input_ids"].shape[1]

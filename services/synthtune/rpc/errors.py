@@ -32,7 +32,3 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, str]:
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error %s: %s: %s", error_id, type(exc).__name__, exc, exc_info=exc, extra={"error_id": error_id})
     return grpc.StatusCode.INTERNAL, f"internal error (error id {error_id}; details are in the server log)", error_id
-
-
-def code_name(exc: BaseException) -> str:
-    return str(status_for(exc)[0].name)

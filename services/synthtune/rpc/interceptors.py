@@ -152,7 +152,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 self._check_auth(method, context)
                 held = counted and self._enter_stream(context)
                 return fn(request, context)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every error is mapped to a status here, once
                 self._fail(call, exc, context)
             finally:
                 self._leave_stream(held)
@@ -168,7 +168,7 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 self._check_auth(method, context)
                 held = self._enter_stream(context)
                 yield from fn(request, context)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - every error is mapped to a status here, once
                 self._fail(call, exc, context)
             finally:
                 self._leave_stream(held)

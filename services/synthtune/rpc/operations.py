@@ -47,10 +47,6 @@ def artifact_message(ref: ArtifactRef | None) -> common_pb2.ArtifactRef:
     return common_pb2.ArtifactRef(kind=ref.kind, id=ref.id, uri=ref.uri) if ref else common_pb2.ArtifactRef()
 
 
-def artifact_ref(msg: common_pb2.ArtifactRef) -> ArtifactRef | None:
-    return ArtifactRef(msg.kind, msg.id, msg.uri) if msg.id else None
-
-
 def error_info(exc: BaseException) -> common_pb2.ErrorInfo:
     """The client's view of a failure, mapped exactly as the server interceptor maps it."""
     code, message, error_id = status_for(exc)
@@ -135,7 +131,7 @@ class OperationManager:
                 raise TypeError(f"stage {op.stage} returned {type(result).__name__}, not an ArtifactRef")
         except Cancelled as exc:
             self._transition(op, State.OPERATION_STATE_CANCELLED, error=error_info(exc))
-        except BaseException as exc:  # every failure (even SystemExit from a library) ends the operation
+        except BaseException as exc:  # noqa: BLE001 - every failure (even SystemExit from a library) ends the operation
             self._transition(op, State.OPERATION_STATE_FAILED, error=error_info(exc))
         else:
             self._transition(op, State.OPERATION_STATE_SUCCEEDED, result=result)

@@ -1,8 +1,7 @@
-"""Stage servicers: unpack the request, start the stage as an operation, return it. Nothing else."""
+"""Stage servicers, one per runner stage of the graph: unpack the request, start the stage as an operation, return it."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -21,19 +20,30 @@ from synthtune.rpc.operations import OperationManager, OperationsServicer
 from synthtune.rpc.policy import ServerPolicy
 from synthtune.rpc.server import ServiceBinding
 from synthtune.spec import PipelineSpec, load_spec_text
+from synthtune.spec.graph import BY_KIND, Input
 from synthtune.store import ArtifactRef, Store, open_store
 
 StageFn = Callable[..., ArtifactRef]
+# Each runner stage of the graph is served as `rpc <Kind>(<Kind>Request) returns (<Kind>Response)` of
+# `service <SERVICES[kind]>` in protos/synthtune/v1/stages.proto; a per-method input travels as a map.
+SERVICES = {"prepare": "DataPrepService", "generate": "GeneratorService", "train": "TrainerService", "evaluate": "EvaluatorService"}
 
 
-def _lazy(module: str) -> StageFn:
-    """The real stage's run(), imported on first call so a server loads only what it serves."""
+def rpc_name(kind: str) -> str:
+    return kind.capitalize()
 
-    def call(*args: Any, **kwargs: Any) -> ArtifactRef:
-        fn: StageFn = importlib.import_module(module).run
-        return fn(*args, **kwargs)
 
-    return call
+def request_field(inp: Input) -> str:
+    """The request field an input travels in: its name, or ``<name>s`` (a map by method) for a per-method input."""
+    return f"{inp.name}s" if inp.each_method else inp.name
+
+
+def stub(kind: str, ch: grpc.Channel) -> Any:
+    return getattr(stages_pb2_grpc, f"{SERVICES[kind]}Stub")(ch)
+
+
+def request_message(kind: str, **fields: Any) -> Any:
+    return getattr(stages_pb2, f"{rpc_name(kind)}Request")(**fields)
 
 
 def _context(request: Any) -> tuple[PipelineSpec, Store]:
@@ -79,66 +89,44 @@ def _start(ops: OperationManager, context: grpc.ServicerContext, stage: str, run
     return ops.start(stage, work, run_id=run_id)
 
 
-class DataPrepServicer(stages_pb2_grpc.DataPrepServiceServicer):  # type: ignore[misc]
+class StageServicer:
+    """Serves one stage kind: checks the request, starts the stage as an operation, returns it."""
+
+    kind = ""
+
     def __init__(self, ops: OperationManager, stage: StageFn | None = None) -> None:
-        self.ops, self.stage = ops, stage or _lazy("synthtune.dataprep")
+        self.ops, self.stage = ops, stage or BY_KIND[self.kind].entry_point()
 
-    def Prepare(self, request: stages_pb2.PrepareRequest, context: grpc.ServicerContext) -> stages_pb2.PrepareResponse:  # noqa: N802
+    def start(self, request: Any, context: grpc.ServicerContext) -> Any:
+        st = BY_KIND[self.kind]
         spec, store = _context(request)
-        op = _start(self.ops, context, "prepare", request.run_id,
-                    lambda p: self.stage(spec, inputs={}, store=store, progress=p))
-        return stages_pb2.PrepareResponse(operation=op)
+        method = _method(spec, request.method) if st.per_method else ""
+        inputs: dict[str, ArtifactRef] = {}
+        for inp in st.inputs:
+            field = request_field(inp)
+            if inp.each_method:
+                refs = getattr(request, field)
+                for key in sorted(refs):
+                    inputs[f"{inp.name}:{key}"] = _input(store, f"{field}[{key!r}]", refs[key], inp.kind)
+            else:
+                inputs[inp.name] = _input(store, field, getattr(request, field), inp.kind)
+        extra = {"method": method} if method else {}
+        op = _start(self.ops, context, f"{self.kind}:{method}" if method else self.kind, request.run_id,
+                    lambda p: self.stage(spec, inputs=inputs, store=store, progress=p, **extra))
+        return getattr(stages_pb2, f"{rpc_name(self.kind)}Response")(operation=op)
 
 
-class GeneratorServicer(stages_pb2_grpc.GeneratorServiceServicer):  # type: ignore[misc]
-    def __init__(self, ops: OperationManager, stage: StageFn | None = None) -> None:
-        self.ops, self.stage = ops, stage or _lazy("synthtune.generator")
-
-    def Generate(self, request: stages_pb2.GenerateRequest, context: grpc.ServicerContext) -> stages_pb2.GenerateResponse:  # noqa: N802
-        spec, store = _context(request)
-        method = _method(spec, request.method)
-        inputs = {"prepared": _input(store, "prepared", request.prepared, "prepared")}
-        op = _start(self.ops, context, f"generate:{method}", request.run_id,
-                    lambda p: self.stage(spec, inputs=inputs, store=store, progress=p, method=method))
-        return stages_pb2.GenerateResponse(operation=op)
+def _servicer(kind: str) -> type[StageServicer]:
+    """StageServicer for ``kind`` on its generated service base, answering its one RPC."""
+    base = getattr(stages_pb2_grpc, f"{SERVICES[kind]}Servicer")
+    return type(f"{SERVICES[kind].removesuffix('Service')}Servicer", (StageServicer, base), {"kind": kind, rpc_name(kind): StageServicer.start})
 
 
-class TrainerServicer(stages_pb2_grpc.TrainerServiceServicer):  # type: ignore[misc]
-    def __init__(self, ops: OperationManager, stage: StageFn | None = None) -> None:
-        self.ops, self.stage = ops, stage or _lazy("synthtune.trainer")
-
-    def Train(self, request: stages_pb2.TrainRequest, context: grpc.ServicerContext) -> stages_pb2.TrainResponse:  # noqa: N802
-        spec, store = _context(request)
-        method = _method(spec, request.method)
-        inputs = {"synthetic": _input(store, "synthetic", request.synthetic, "synthetic"),
-                  "prepared": _input(store, "prepared", request.prepared, "prepared")}
-        op = _start(self.ops, context, f"train:{method}", request.run_id,
-                    lambda p: self.stage(spec, inputs=inputs, store=store, progress=p, method=method))
-        return stages_pb2.TrainResponse(operation=op)
-
-
-class EvaluatorServicer(stages_pb2_grpc.EvaluatorServiceServicer):  # type: ignore[misc]
-    def __init__(self, ops: OperationManager, stage: StageFn | None = None) -> None:
-        self.ops, self.stage = ops, stage or _lazy("synthtune.evaluator")
-
-    def Evaluate(self, request: stages_pb2.EvaluateRequest, context: grpc.ServicerContext) -> stages_pb2.EvaluateResponse:  # noqa: N802
-        spec, store = _context(request)
-        inputs = {"prepared": _input(store, "prepared", request.prepared, "prepared")}
-        for key in sorted(request.adapters):
-            inputs[f"adapter:{key}"] = _input(store, f"adapters[{key!r}]", request.adapters[key], "adapter")
-        op = _start(self.ops, context, "evaluate", request.run_id,
-                    lambda p: self.stage(spec, inputs=inputs, store=store, progress=p))
-        return stages_pb2.EvaluateResponse(operation=op)
-
-
+# Named by the package that serves it (synthtune.<service>), as `synthtune serve` and the chart name them.
 STAGE_SERVICES: dict[str, tuple[type[Any], Callable[[Any, grpc.Server], None], str]] = {
-    "dataprep": (DataPrepServicer, stages_pb2_grpc.add_DataPrepServiceServicer_to_server, "synthtune.v1.DataPrepService"),
-    "generator": (GeneratorServicer, stages_pb2_grpc.add_GeneratorServiceServicer_to_server, "synthtune.v1.GeneratorService"),
-    "trainer": (TrainerServicer, stages_pb2_grpc.add_TrainerServiceServicer_to_server, "synthtune.v1.TrainerService"),
-    "evaluator": (EvaluatorServicer, stages_pb2_grpc.add_EvaluatorServiceServicer_to_server, "synthtune.v1.EvaluatorService"),
+    BY_KIND[kind].service: (_servicer(kind), getattr(stages_pb2_grpc, f"add_{name}Servicer_to_server"), f"synthtune.v1.{name}")
+    for kind, name in SERVICES.items()
 }
-
-
 def stage_bindings(names: list[str], ops: OperationManager, stages: dict[str, StageFn] | None = None) -> list[ServiceBinding]:
     """Bindings for the named stage services plus the OperationsService they share."""
     stages = stages or {}
@@ -153,4 +141,4 @@ def stage_bindings(names: list[str], ops: OperationManager, stages: dict[str, St
     return bindings
 
 
-__all__ = ["STAGE_SERVICES", "DataPrepServicer", "EvaluatorServicer", "GeneratorServicer", "TrainerServicer", "stage_bindings"]
+__all__ = ["SERVICES", "STAGE_SERVICES", "StageServicer", "request_field", "request_message", "rpc_name", "stage_bindings", "stub"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
+
 from synthtune.spec.base import SpecModel, field
 from synthtune.spec.generate import KeyEnv, ModelEndpointSpec
 
@@ -16,11 +18,20 @@ class JudgeSpec(ModelEndpointSpec):
 
 
 class EvaluateSpec(SpecModel):
-    backend: Literal["transformers", "vllm", "openai"] = field("transformers", help="Backend generating the models' answers.")
-    base_url: str | None = field(None, help="Endpoint serving base and adapters (openai backend).")
+    backend: Literal["transformers", "vllm", "openai", "vllm_server"] = field(
+        "transformers", help="Backend generating the models' answers: transformers (CPU), vllm (offline engine on a GPU), openai (an endpoint "
+        "already serving base and adapters by name) or vllm_server (a vLLM OpenAI server of the base model with --enable-lora: "
+        "each adapter is loaded at run time and unloaded after).")
+    base_url: str | None = field(None, help="Endpoint serving base and adapters (openai, vllm_server), e.g. http://eval-server:8000/v1.")
+    base_urls: list[str] = field(default_factory=list, help="More endpoints like base_url (replicas): requests spread over all of them, "
+                                 "one that fails is skipped while it fails; vllm_server loads each adapter into every one.")
     api_key_env: KeyEnv | None = field(
-        None, help="Environment variable holding the key for base_url (openai backend; not AWS_* or SYNTHTUNE_*); never logged."
+        None, help="Environment variable holding the key for base_url (openai, vllm_server; not AWS_* or SYNTHTUNE_*); never logged."
     )
+    served_model: str | None = field(None, help="Name the server gives the base model (vllm_server, openai); default: train.base_model.")
+    lora_dir: str | None = field(None, help="vllm_server: folder on a volume the evaluator and the server both mount; each adapter is "
+                                 "copied there for the server to load. Unset: the adapter's own local folder (server on this machine).")
+    server_lora_dir: str | None = field(None, help="vllm_server: the same folder as the server sees it (default: lora_dir).")
     metrics: list[Metric] = field(default_factory=lambda: ["rouge", "bleu", "meteor"], help="Reference metrics to compute.")
     temperatures: list[float] = field(default_factory=lambda: [0.0], help="Temperatures to sweep, e.g. [0, 0.7].")
     samples: int = field(1, help="Samples per prompt at temperatures above 0.", ge=1)
@@ -32,3 +43,11 @@ class EvaluateSpec(SpecModel):
     bootstrap: int = field(1000, help="Bootstrap resamples for the leaderboard's 95% intervals.", ge=0)
     examples: int = field(12, help="Side-by-side answers shown in the report.", ge=0)
     seed: int = field(42, help="Seed for sampling and bootstrap.")
+
+    @model_validator(mode="after")
+    def _endpoint_given(self) -> EvaluateSpec:
+        if self.backend == "vllm_server" and not self.base_url:
+            raise ValueError("evaluate.backend vllm_server needs evaluate.base_url (the vLLM server, e.g. http://eval-server:8000/v1)")
+        if self.base_urls and not self.base_url:
+            raise ValueError("evaluate.base_urls lists more replicas of base_url: set base_url too")
+        return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, model_validator
 
 from synthtune.spec.base import SpecModel, field
 
@@ -36,6 +36,8 @@ class ModelEndpointSpec(SpecModel):
     backend: Backend = field("transformers", help="transformers (in-process, CPU default), openai (any compatible API) or vllm (offline GPU).")
     model: str = field("smollm2-135m-instruct", help="Model name for the API, or an HF id / local path / .gguf for in-process backends.")
     base_url: str | None = field(None, help="OpenAI-compatible endpoint, e.g. http://vllm:8000/v1 (openai backend).")
+    base_urls: list[str] = field(default_factory=list, help="More endpoints serving the same model as base_url (replicas): requests "
+                                 "spread over all of them round-robin, and one that fails is skipped while it fails.")
     api_key_env: KeyEnv | None = field(
         None, help="Name of the environment variable holding the API key (not AWS_* or SYNTHTUNE_*; the server may allow only "
         "the names in SYNTHTUNE_KEY_ENVS); the key is never logged."
@@ -50,6 +52,12 @@ class ModelEndpointSpec(SpecModel):
     backoff_s: float = field(1.0, help="First retry delay in seconds; it doubles per retry (with jitter) unless the server sends Retry-After.", ge=0)
     price_per_1k_input: float | None = field(None, help="Price per 1,000 prompt tokens, for the cost estimate.", ge=0)
     price_per_1k_output: float | None = field(None, help="Price per 1,000 completion tokens, for the cost estimate.", ge=0)
+
+    @model_validator(mode="after")
+    def _replicas_of_base_url(self) -> ModelEndpointSpec:
+        if self.base_urls and not self.base_url:
+            raise ValueError("base_urls lists more replicas of base_url: set base_url too")
+        return self
 
 
 class MethodSpec(SpecModel):

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
+
 from synthtune.spec.base import SpecModel, field
 
-THESIS_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "lm_head"]
+# The reference thesis also adapts lm_head. TRL's SFTTrainer computes the loss from lm_head.weight
+# directly (a fused, chunked LM head that never builds the whole logits tensor), so an adapter there
+# would never be trained, and SFTTrainer refuses one.
+THESIS_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 class LoraSpec(SpecModel):
@@ -14,8 +19,18 @@ class LoraSpec(SpecModel):
     alpha: float = field(8, help="LoRA alpha (scaling = alpha / r).", gt=0)
     dropout: float = field(0.1, help="Dropout on the LoRA path.", ge=0, lt=1)
     target_modules: list[str] = field(
-        default_factory=lambda: list(THESIS_TARGET_MODULES), help="Module names to adapt (q/k/v/o projections and lm_head by default)."
-    )
+        default_factory=lambda: list(THESIS_TARGET_MODULES),
+        help="Module names to adapt (the q/k/v/o projections by default; lm_head cannot be: TRL's fused LM head never trains it).")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _no_lm_head(cls, v: list[str]) -> list[str]:
+        if "lm_head" in v:
+            raise ValueError("lm_head cannot carry a LoRA adapter: TRL's SFTTrainer computes the loss from lm_head.weight directly, "
+                             "so the adapter would never train; leave lm_head out (the default adapts q_proj, k_proj, v_proj, o_proj)")
+        if not v:
+            raise ValueError("name at least one module to adapt (the default is q_proj, k_proj, v_proj, o_proj)")
+        return v
 
 
 class QuantSpec(SpecModel):
@@ -30,6 +45,17 @@ class ScalingSpec(SpecModel):
     gpus_per_worker: float = field(0, help="GPUs per worker; 0 runs on CPU.", ge=0)
     cpus_per_worker: float = field(1, help="CPUs per worker.", gt=0)
     use_ray: bool = field(True, help="Run through Ray Train (TorchTrainer); false trains in this process (e.g. where Ray is not installed).")
+
+
+class MlflowSpec(SpecModel):
+    tracking_uri: str = field(help="MLflow tracking URI: http(s)://host:port of a tracking server, or file:///path of a local store.")
+    experiment: str = field("synthtune", help="MLflow experiment the runs go to (created when missing).")
+
+
+class TrackingSpec(SpecModel):
+    mlflow: MlflowSpec | None = field(
+        None, help="Also log each training run to MLflow (params, metrics per step, the adapter's store URI). "
+                   "A server that does not answer is warned about and never fails training.")
 
 
 class TrainSpec(SpecModel):
@@ -61,3 +87,5 @@ class TrainSpec(SpecModel):
     merge: bool = field(False, help="Also save a merged model.")
     trust_remote_code: bool = field(False, help="Allow model code from the model's folder (off by default).")
     scaling: ScalingSpec = field(default_factory=ScalingSpec, help="Ray Train scaling.")
+    tracking: TrackingSpec = field(
+        default_factory=TrackingSpec, help="Experiment tracking. TensorBoard event files are always written into the adapter artifact.")

@@ -26,7 +26,6 @@ from synthtune.store.backend import CHUNK, Backend, copy_hashing
 from synthtune.store.keys import check_key
 
 ARTIFACT_PREFIX = "artifacts"
-KINDS = ("prepared", "synthetic", "adapter", "evaluation", "checkpoint", "request")
 MANIFEST = "manifest.json"
 CLAIM = ".commit"  # held by the one writer uploading an artifact's files
 CLAIM_POLL_S = 0.2

@@ -1,4 +1,10 @@
-"""Chat examples to token ids with an assistant-only loss mask, using the tokenizer's chat template."""
+"""Chat examples to token ids with a mask that keeps the loss on the answers, using the tokenizer's chat template.
+
+A template with ``{% generation %}`` markers gives TRL's assistant-only mask (the tokenizer's
+``return_assistant_tokens_mask``). A template without them, such as SmolLM2's, falls back to
+prompt/completion masking: each assistant turn is the completion of the chat rendered before it
+(with the generation prompt), so only its tokens count. Either way the prompt is never trained on.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +38,25 @@ def _ids(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: 
     return list(ids)
 
 
+def loss_mask_kind(tokenizer: Any) -> str:
+    """``assistant`` when the chat template marks the assistant's tokens, else ``completion`` (the fallback)."""
+    from trl.chat_template_utils import has_generation_markers
+
+    template = getattr(tokenizer, "chat_template", None)
+    return "assistant" if template and has_generation_markers(template) else "completion"
+
+
+FALLBACK_WARNING = ("the chat template of {model} has no {{% generation %}} markers: the loss is masked prompt/completion-wise "
+                    "instead (each assistant turn is the completion of the chat before it; system and user turns are never trained on)")
+
+
 def tokenize_chat(tokenizer: Any, messages: list[dict[str, Any]],
-                  tools: list[dict[str, Any]] | None = None) -> tuple[list[int], list[int]]:
+                  tools: list[dict[str, Any]] | None = None, kind: str = "completion") -> tuple[list[int], list[int]]:
     """Token ids of the whole chat and a mask that is 1 on assistant tokens only."""
     msgs = _renderable(messages)
+    if kind == "assistant":
+        out = tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=True, return_assistant_tokens_mask=True, tools=tools or None)
+        return list(out["input_ids"]), list(out["assistant_masks"])
     full = _ids(tokenizer, msgs, False, tools)
     mask = [0] * len(full)
     for i, m in enumerate(msgs):
@@ -55,6 +76,7 @@ class Prepared:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     truncated: int = 0
     tokens: int = 0
+    loss_mask: str = "completion"
 
 
 def record_id(example: dict[str, Any], n: int) -> str:
@@ -89,7 +111,8 @@ def build_dataset(tokenizer: Any, examples: list[dict[str, Any]], max_len: int, 
     """
     if not examples:
         raise StageSkipped("the synthetic dataset is empty: nothing to train on (see the generate stage's rejects)")
-    out = Prepared()
+    out = Prepared(loss_mask=loss_mask_kind(tokenizer))
+    column = "assistant_masks" if out.loss_mask == "assistant" else "completion_mask"
     rows: list[tuple[str, dict[str, list[int]]]] = []
     for n, ex in enumerate(examples, 1):
         messages = ex.get("messages") or []
@@ -99,7 +122,7 @@ def build_dataset(tokenizer: Any, examples: list[dict[str, Any]], max_len: int, 
         if not any(m.get("role") == "assistant" for m in messages):
             out.rejected.append({**reject, "reason": "no assistant turn"})
             continue
-        ids, mask = tokenize_chat(tokenizer, messages, ex.get("tools"))
+        ids, mask = tokenize_chat(tokenizer, messages, ex.get("tools"), out.loss_mask)
         if len(ids) > max_len:
             if overlong == "reject":
                 out.rejected.append({**reject, "reason": f"longer than max_seq_len {max_len}", "detail": f"{len(ids)} tokens"})
@@ -109,7 +132,7 @@ def build_dataset(tokenizer: Any, examples: list[dict[str, Any]], max_len: int, 
         if 1 not in mask:
             out.rejected.append({**reject, "reason": f"assistant turn lies beyond max_seq_len {max_len}"})
             continue
-        rows.append((_group(ex, n), {"input_ids": ids, "assistant_masks": mask}))
+        rows.append((_group(ex, n), {"input_ids": ids, column: mask}))
     if not rows:
         counts = Counter(r["reason"] for r in out.rejected)
         raise StageSkipped(

@@ -122,8 +122,9 @@ def module_names(model: Any) -> list[str]:
     return sorted(names)
 
 
-def add_lora(model: Any, spec: TrainSpec) -> Any:
-    from peft import LoraConfig, get_peft_model
+def lora_config(model: Any, spec: TrainSpec) -> Any:
+    """The PEFT LoRA config SFTTrainer wraps the model with, after checking the model has every target module."""
+    from peft import LoraConfig
 
     available = module_names(model)
     missing = [m for m in spec.lora.target_modules if m not in available]
@@ -131,8 +132,7 @@ def add_lora(model: Any, spec: TrainSpec) -> Any:
         raise InvalidInput(
             f"train.lora.target_modules: the model has no module(s) {', '.join(missing)}; it has: {', '.join(available)}"
         )
-    config = LoraConfig(
+    return LoraConfig(
         r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
         target_modules=list(spec.lora.target_modules), bias="none", task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)

@@ -5,7 +5,7 @@ we connect to that cluster with ``ray.init(address="auto")``: the cluster has it
 none are given. Otherwise Ray starts here with just the CPUs the workers ask for.
 
 Workers may run on other pods, which see neither the driver's disk nor its environment: the
-tokenised data travels in ``train_loop_config``, the store's endpoint and credentials in the
+tokenised data travels in ``train_loop_config`` (a pickled TrainJob), the store's endpoint and credentials in the
 runtime environment, and everything a worker produces (checkpoints, progress, the result)
 goes to the store, from where the driver reads it.
 """
@@ -18,6 +18,7 @@ import tempfile
 from typing import Any
 
 from synthtune.spec.train import ScalingSpec
+from synthtune.trainer.config import TrainJob
 
 # What a worker needs from the driver's environment: the store (S3 endpoint, credentials, CA),
 # the offline switches and caches of Hugging Face and synthtune, and the import path.
@@ -78,10 +79,10 @@ def connect(scaling: ScalingSpec) -> bool:
 def _worker(config: dict[str, Any]) -> None:
     from synthtune.trainer.loop import train_worker
 
-    train_worker(config)
+    train_worker(config["job"])
 
 
-def run_with_ray(config: dict[str, Any], scaling: ScalingSpec) -> None:
+def run_with_ray(job: TrainJob, scaling: ScalingSpec) -> None:
     """Train on ``scaling.workers`` Ray workers; rank 0 publishes the result to the store."""
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -93,7 +94,7 @@ def run_with_ray(config: dict[str, Any], scaling: ScalingSpec) -> None:
     try:
         trainer = TorchTrainer(
             _worker,
-            train_loop_config={**config, "publish": True, "output_dir": None},
+            train_loop_config={"job": job.with_(publish=True, output_dir=None)},
             scaling_config=ScalingConfig(
                 num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
                 resources_per_worker={"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.gpus_per_worker else {})},

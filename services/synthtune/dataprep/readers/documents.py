@@ -83,7 +83,7 @@ def read_pdf(path: Path, label: str, size: int, overlap: int, rejects: Rejects) 
     for page_no, page in enumerate(pages, 1):
         try:
             text = page.extract_text() or ""
-        except Exception as exc:  # pypdf raises many types for one damaged page; keep the others
+        except Exception as exc:  # noqa: BLE001 - pypdf raises many types for one damaged page; keep the others
             rejects.add(f"{label}:p{page_no}", "read", "bad_page", f"{label}: page {page_no} could not be read ({exc})",
                         source={"file": label, "page": page_no})
             continue

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Run tests inside a built image, against the packages it ships (e.g. the evaluator's, whose numpy
+# and fastapi are vLLM's, not our pins):   scripts/test_in_image.sh evaluator tests/evaluator
+# The package under test is the image's installed synthtune; the repository is mounted read-only
+# for the tests themselves. pytest is added to a throwaway container (as root, host network for PyPI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=${1:?usage: test_in_image.sh IMAGE-NAME TEST-PATH...}; shift
+image=${IMAGE_PREFIX:-localhost}/synthtune-$name:${IMAGE_TAG:-dev}
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  engine=(docker run)
+else
+  engine=("${STANDIN:-../shared/tools/standin-base.sh}" run)
+fi
+pins=$(grep -E '^(pytest|pytest-timeout|pytest-asyncio)==' requirements-pins.txt | tr '\n' ' ')
+exec "${engine[@]}" --rm --network host --user 0 --entrypoint sh -v "$PWD:/src:ro" -w /src \
+  -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt -e HOME=/tmp "$image" -c \
+  "pip install -q --no-cache-dir $pins && python -m pytest -q -p no:cacheprovider -x $*"
