@@ -331,9 +331,11 @@ def test_service_monitor_scrapes_every_service():
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     selector = monitor["spec"]["selector"]
     components = set(selector["matchExpressions"][0]["values"])
+    assert {"key": "synthtune.io/headless", "operator": "DoesNotExist"} in selector["matchExpressions"]
     scraped = [s for s in by_kind(objects, "Service")
                if all(s["metadata"]["labels"].get(k) == v for k, v in selector["matchLabels"].items())
-               and s["metadata"]["labels"]["app.kubernetes.io/component"] in components]
+               and s["metadata"]["labels"]["app.kubernetes.io/component"] in components
+               and "synthtune.io/headless" not in s["metadata"]["labels"]]
     assert {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in scraped} == {"controller", "dataprep", "generator"}
     assert all("metrics" in {p["name"] for p in s["spec"]["ports"]} for s in scraped)
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}]
