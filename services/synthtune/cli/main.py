@@ -185,6 +185,20 @@ def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: St
 
 
 @app.command()
+def gc(store: StoreOpt = None,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+       older_than_hours: Annotated[float, typer.Option(help="Local staging folders and S3 multipart uploads older than this are removed.")] = 24.0) -> None:
+    """Remove what killed writers left: artifact files without a manifest, stale commit claims, /tmp/synthtune-* folders, incomplete S3 uploads."""
+    from synthtune.store.gc import collect
+
+    found = collect(_store(store), dry_run=dry_run, older_than_s=older_than_hours * 3600)
+    verb = "would remove" if dry_run else "removed"
+    for line in found.lines():
+        typer.echo(f"{verb} {line}")
+    typer.echo(f"gc: {verb} {len(found.lines())} item(s)")
+
+
+@app.command()
 def job(
     stage: Annotated[str, typer.Argument(help="prepare, generate, train or evaluate.")],
     pipeline: PipelineArg,

@@ -60,8 +60,8 @@ def run_plans(backend: ChatBackend, plans: dict[str, tuple[str, Plan]], outcomes
             tokens[key][1] += result.completion_tokens
         for key in order:
             advance(key, active[key][0], by_key[key])
-        if on_finished is not None:
-            if ended := [outcomes[key] for key in order if key not in active]:
-                on_finished(ended)
+        ended = [outcomes[key] for key in order if key not in active]
+        if on_finished is not None and ended:
+            on_finished(ended)
         if on_step is not None:
             on_step()
