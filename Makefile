@@ -68,6 +68,7 @@ stubs: setup
 schema: setup
 	$(PY) scripts/gen_schema.py
 	$(PY) scripts/gen_values_schema.py
+	$(PY) scripts/gen_chart_readme.py
 
 clean:
 	rm -rf $(VENV) synthtune-store demo-work

@@ -46,6 +46,15 @@ STRINGS = {"type": "array", "items": {"type": "string"}}
 # Kubernetes validates these itself; the chart's tests validate the defaults strictly.
 SECURITY = {"type": "object"}
 
+OBJECTS = {"type": "array", "items": {"type": "object"}}
+
+
+def named_objects(*required: str) -> dict[str, Any]:
+    """A list of Kubernetes objects (EnvVar, Volume, VolumeMount) that must carry ``required`` keys."""
+    return {"type": "array", "items": {"type": "object", "required": list(required),
+                                       "properties": {k: {"type": "string"} for k in required}}}
+
+
 # Shapes by key name anywhere in the tree, then by full dotted path (which wins).
 BY_KEY: dict[str, dict[str, Any]] = {
     "resources": RESOURCES,
@@ -53,6 +62,12 @@ BY_KEY: dict[str, dict[str, Any]] = {
     "tolerations": TOLERATIONS,
     "commonLabels": STRING_MAP,
     "podAnnotations": STRING_MAP,
+    "podLabels": STRING_MAP,
+    "affinity": SECURITY,
+    "topologySpreadConstraints": OBJECTS,
+    "extraEnv": named_objects("name"),
+    "extraVolumes": named_objects("name"),
+    "extraVolumeMounts": named_objects("name", "mountPath"),
     "podSecurityContext": SECURITY,
     "securityContext": SECURITY,
     "pullSecrets": STRINGS,
@@ -75,6 +90,10 @@ BY_PATH: dict[str, dict[str, Any]] = {
     "vllmTeacher.gpus": {"type": "integer", "minimum": 1},
     "vllmTeacher.maxLoras": {"type": "integer", "minimum": 1},
     "pipelineDefaults": {"$ref": "#/$defs/PipelineDefaults"},
+    "gpuJobs.labels": STRING_MAP,
+    "gpuJobs.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    "metrics.serviceMonitor.labels": STRING_MAP,
+    "podDisruptionBudget.maxUnavailable": {"type": ["integer", "string"]},
 }
 
 

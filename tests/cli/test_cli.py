@@ -29,9 +29,15 @@ def test_help_lists_every_contract_command():
 
 
 def test_every_command_has_real_help():
+    from synthtune.cli.main import app
+
+    summaries = {c.name or c.callback.__name__.replace("_", "-"): (c.callback.__doc__ or "").strip().splitlines()[0] for c in app.registered_commands}
+    summaries |= {g.name: g.typer_instance.info.help for g in app.registered_groups}
     for name in CONTRACT:
         out = cli(name, "--help")
-        assert out.returncode == 0 and "Usage:" in out.stdout and len(out.stdout) > 120, name
+        usage = next(line for line in out.stdout.splitlines() if "Usage:" in line)
+        assert out.returncode == 0 and f" {name} " in usage, name
+        assert summaries[name] and " ".join(summaries[name].split()) in " ".join(out.stdout.split()), name  # what the command does
 
 
 def test_version():
@@ -90,11 +96,17 @@ def test_suggest_fields_and_init(tmp_path):
     assert cli("init", str(target)).returncode == 2  # refuses to overwrite
 
 
-@pytest.mark.parametrize("args", [("validate",), ("bogus-command",), ("runs", "list"), ("run", "p.yaml", "--no-such-option"), ("prepare",)])
-def test_usage_errors_exit_2_without_a_traceback(args):
+@pytest.mark.parametrize(("args", "says"), [
+    (("validate",), "Error: Missing argument 'pipeline'."),
+    (("bogus-command",), "Error: No such command 'bogus-command'."),
+    (("runs", "list"), "Error: Missing option '--controller'."),
+    (("run", "p.yaml", "--no-such-option"), "Error: No such option: --no-such-option"),
+    (("prepare",), "error: synthtune prepare needs a PIPELINE file (or --suggest-fields RECORDS_FILE)"),
+])
+def test_usage_errors_exit_2_without_a_traceback(args, says):
     out = cli(*args)
     assert out.returncode == 2, (out.returncode, out.stderr)
-    assert "Traceback" not in out.stderr and "rror" in out.stderr
+    assert "Traceback" not in out.stderr and says in out.stderr
 
 
 def _pipeline(tmp_path: Path, records: str, fields: str = "{problem: Title, solution: Fix}") -> Path:
@@ -214,7 +226,7 @@ def test_export_writes_a_runs_synthetic_data(tmp_path, monkeypatch):
               env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
     assert res.returncode == 0, res.stderr
     assert json.loads(out.read_text()) == [{"instruction": "Belt slips?", "input": "", "output": "1. Tension the belt.", "system": "s"}]
-    assert res.stdout.strip().splitlines()[-1] == f"run_id={record['run_id']} uri={out.resolve()}"
+    assert res.stdout.strip().splitlines()[-1] == f"run_id={record.run_id} uri={out.resolve()}"
     missing = cli("export", record.run_id, "--store", str(tmp_path / "store"), "--method", "persona", "--out", str(out),
                   env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
     assert missing.returncode == 2 and "no synthetic data for method 'persona'" in missing.stderr

@@ -156,3 +156,12 @@ def test_a_store_that_stays_away_leaves_the_record_in_memory_right(setup, caplog
     assert record.status == "succeeded" and flaky.failed == 8  # every attempt of that one write, then the run went on
     assert store.get_json(f"runs/{run_id}/run.json")["stages"]["generate:persona"]["state"] == "succeeded"  # the next save carried it
     assert "could not write its record (stage_finished) after retries" in caplog.text
+
+
+def test_a_record_written_before_the_typed_record_still_loads(setup):
+    _, _, store = setup
+    store.put_json("runs/old-1/run.json", {"run_id": "old-1", "name": "old", "status": "failed", "spec_yaml": SPEC, "heartbeat": None,
+                                           "stages": {"prepare": {"state": "succeeded", "artifact": None, "attempts": 1, "message": ""}},
+                                           "events": [], "seq": 0, "some_field_of_the_past": 1})
+    record = RunBook(store).load("old-1")
+    assert (record.status, record.heartbeat, record.stages["prepare"].state, record.stages["prepare"].submissions) == ("failed", 0.0, "succeeded", 0)

@@ -153,3 +153,42 @@ def test_a_run_left_by_a_controller_that_shut_down_is_taken_at_once(replicas, tm
     record.status, record.owner, record.heartbeat = "running", "old-pod-1", 0.0  # what Executor.shutdown leaves
     leader.book.save(record)
     assert leader.resume_all() == [record.run_id]
+
+
+def test_a_base_model_neither_stored_nor_allowed_from_the_hub_is_refused_at_submit(controller, monkeypatch, tmp_path):
+    """Refused before a run exists, so no training Job (and no GPU) is ever requested."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    spec = SPEC + "train: {base_model: acme/plant-7b}\n"
+    with pytest.raises(grpc.RpcError) as exc:
+        controller.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=spec), timeout=10)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "train.base_model 'acme/plant-7b' is neither in the store" in exc.value.details()
+    assert controller.ListRuns(pipeline_pb2.ListRunsRequest(), timeout=10).runs == []
+    run = controller.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=spec, until="generate"), timeout=10).run
+    assert run.run_id  # a run that stops before training needs no base model
+
+
+def test_a_controller_that_keeps_records_in_the_cluster_refuses_an_external_teacher(s3_store_uri, tmp_path, monkeypatch):
+    from synthtune.controller.config import ControllerConfig
+
+    monkeypatch.setenv("SYNTHTUNE_CACHE", str(tmp_path / "cache"))
+    executor = Executor(open_store(s3_store_uri), stages=make_stages(tmp_path / "calls.txt"), config=ControllerConfig(allow_external_endpoints=False))
+    servicer = PipelineServicer(executor)
+    running = build_server([ServiceBinding(servicer, pipeline_pb2_grpc.add_PipelineServiceServicer_to_server, "synthtune.v1.PipelineService")],
+                           ServerOptions(port=0, host="127.0.0.1", token=TOKEN))
+    try:
+        stub = pipeline_pb2_grpc.PipelineServiceStub(channel(f"127.0.0.1:{running.port}", token=TOKEN))
+        external = SPEC.replace("generate:\n", "generate:\n  teacher: {backend: openai, model: gpt-4o-mini}\n")
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=external, until="generate"), timeout=10)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "teacher (generate) at https://api.openai.com/v1" in exc.value.details()
+        in_cluster = SPEC.replace("generate:\n", "generate:\n  teacher: {backend: openai, model: t, base_url: 'http://synthtune-teacher:8000/v1'}\n")
+        run = stub.SubmitRun(pipeline_pb2.SubmitRunRequest(spec_yaml=in_cluster, until="prepare"), timeout=10).run
+        record = open_store(s3_store_uri).get_json(f"runs/{run.run_id}/run.json")
+        assert record["data_destinations"][0] == {"role": "teacher (generate)", "backend": "openai", "model": "t",
+                                                  "endpoint": "http://synthtune-teacher:8000/v1", "external": False}
+    finally:
+        running.stop(0)
+        executor.shutdown()

@@ -36,7 +36,8 @@ ROLE_SCOPE = {
     ("", "pods"): ["get", "list", "watch"],
     ("", "pods/log"): ["get"],
     ("", "events"): ["list"],  # why a Job got no pod (quota, admission)
-    ("coordination.k8s.io", "leases"): ["create", "get", "patch", "update"],
+    ("coordination.k8s.io", "leases"): ["create"],
+    ("coordination.k8s.io", "leases/{lease}"): ["get", "patch", "update"],  # only the controller's own Lease
 }
 RAYJOBS = {("ray.io", "rayjobs"): ["create", "delete", "get", "list", "watch"]}
 
@@ -48,10 +49,11 @@ def component(obj: dict) -> str:
 def role_rules(role: dict) -> dict[tuple[str, str], list[str]]:
     rules: dict[tuple[str, str], list[str]] = {}
     for rule in role["rules"]:
-        assert set(rule) == {"apiGroups", "resources", "verbs"}, rule  # no resourceNames/nonResourceURLs tricks
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule  # no nonResourceURLs tricks
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                rules[(group, resource)] = sorted(rule["verbs"])
+                for name in rule.get("resourceNames") or [None]:
+                    rules[(group, f"{resource}/{name}" if name else resource)] = sorted(rule["verbs"])
     return rules
 
 
@@ -67,6 +69,8 @@ def test_every_rendered_object_is_valid_kubernetes(name):
     objects = rendered_variant(name)
     assert len(objects) >= 10
     for obj in objects:
+        if obj["apiVersion"] == "monitoring.coreos.com/v1":
+            continue  # a CRD kubernetes-validate has no schema for: test_service_monitor_scrapes_every_service checks it
         try:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -90,12 +94,16 @@ def test_grpc_probes_on_every_synthtune_deployment(name):
         for probe in ("readinessProbe", "livenessProbe"):
             assert probe in c, (d["metadata"]["name"], probe)
         if component(d) in SYNTHTUNE_COMPONENTS:
-            assert c["startupProbe"]["grpc"]["port"] == 50051
-            assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": HEALTH_SERVICES[component(d)]}
-            assert c["livenessProbe"]["grpc"]["port"] == 50051
+            tls = variant_values(name).get("tls", {}).get("enabled", False)
+            probe_port = 50052 if tls else 50051  # with TLS: the plaintext health-only port (kubelet probes cannot do TLS)
+            assert c["startupProbe"]["grpc"]["port"] == probe_port
+            assert c["readinessProbe"]["grpc"] == {"port": probe_port, "service": HEALTH_SERVICES[component(d)]}
+            assert c["livenessProbe"]["grpc"]["port"] == probe_port
             assert c["command"] == ["synthtune"] and c["args"][:2] == ["serve", component(d)]
             assert c["args"][c["args"].index("--metrics-port") + 1] == "9090"
-            assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9090}
+            assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9090, **({"health": 50052} if tls else {})}
+            if tls:
+                assert c["args"][c["args"].index("--health-port") + 1] == "50052" and "--tls-cert" in c["args"]
 
 
 @pytest.mark.parametrize("name", VARIANT_IDS)
@@ -115,7 +123,8 @@ def test_role_is_namespaced_and_exactly_scoped(name):
     objects = rendered_variant(name)
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
     (role,) = by_kind(objects, "Role")
-    expected = dict(ROLE_SCOPE)
+    lease = controller_config(objects)["leader"]["name"]
+    expected = {(group, resource.format(lease=lease)): verbs for (group, resource), verbs in ROLE_SCOPE.items()}
     if variant_values(name).get("gpuJobs", {}).get("rayJobs", {}).get("enabled"):
         expected.update(RAYJOBS)
     assert role_rules(role) == expected
@@ -276,7 +285,120 @@ def test_example_pipeline_is_a_valid_spec(name):
     spec = load_spec_text(cm["data"]["pipeline-example.yaml"], "pipeline-example.yaml")
     defaults = yaml.safe_load(cm["data"]["pipeline-defaults.yaml"])
     assert spec.train.method == defaults["train"]["method"]
-    assert spec.generate.teacher.backend == defaults["generate"]["teacher"]["backend"]
+    assert spec.generate.teacher.backend == defaults.get("generate", {}).get("teacher", {}).get("backend", "transformers")
+
+
+@pytest.mark.parametrize("name", VARIANT_IDS)
+def test_records_stay_in_the_cluster_by_default(name):
+    """No variant's example pipeline sends records outside: the teacher is in-cluster vLLM or in process."""
+    from synthtune.spec import load_spec_text
+    from synthtune.spec.dataflow import data_destinations
+
+    objects = rendered_variant(name)
+    spec = load_spec_text(named(objects, "ConfigMap", "-config")["data"]["pipeline-example.yaml"], "pipeline-example.yaml")
+    assert [d for d in data_destinations(spec) if d["external"]] == []
+    assert controller_config(objects)["allow_external_endpoints"] is False
+    if variant_values(name).get("vllmTeacher", {}).get("enabled"):
+        assert spec.generate.teacher.base_url.endswith("-teacher:8000/v1")
+
+
+def test_an_external_teacher_needs_an_explicit_value():
+    from deploy_helpers import render
+
+    values = variant_values("default-values")
+    values["pipelineDefaults"] = {"generate": {"teacher": {"backend": "openai", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"}}}
+    with pytest.raises(helm.HelmRenderError, match=r"pipelineDefaults.generate.teacher sends the records to https://api.openai.com/v1, "
+                                                   r"outside the cluster: set teacher.allowExternal=true"):
+        render(values)
+    values["teacher"] = {"allowExternal": True}
+    objects = render(values)
+    assert controller_config(objects)["allow_external_endpoints"] is True
+    in_cluster = variant_values("default-values")
+    in_cluster["pipelineDefaults"] = {"generate": {"teacher": {"backend": "openai", "base_url": "http://llm.models.svc:8000/v1"}}}
+    assert render(in_cluster)
+
+
+def test_notes_say_where_the_records_go():
+    notes = render_files(variant_values("default-values"))["templates/NOTES.txt"]
+    assert "Teacher:    none configured" in notes and "nothing leaves the cluster" in notes
+    notes = render_files(variant_values("gpu-teacher-values"))["templates/NOTES.txt"]
+    assert "Teacher:    in-cluster vLLM" in notes
+
+
+def test_service_monitor_scrapes_every_service():
+    objects = rendered_variant("platform-values")
+    (monitor,) = by_kind(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    selector = monitor["spec"]["selector"]
+    components = set(selector["matchExpressions"][0]["values"])
+    assert {"key": "synthtune.io/headless", "operator": "DoesNotExist"} in selector["matchExpressions"]
+    scraped = [s for s in by_kind(objects, "Service")
+               if all(s["metadata"]["labels"].get(k) == v for k, v in selector["matchLabels"].items())
+               and s["metadata"]["labels"]["app.kubernetes.io/component"] in components
+               and "synthtune.io/headless" not in s["metadata"]["labels"]]
+    assert {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in scraped} == {"controller", "dataprep", "generator"}
+    assert all("metrics" in {p["name"] for p in s["spec"]["ports"]} for s in scraped)
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s", "scrapeTimeout": "10s"}]
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert not by_kind(rendered_variant("default-values"), "ServiceMonitor")
+
+
+def test_a_budget_for_every_deployment_with_replicas():
+    objects = rendered_variant("platform-values")
+    budgets = {b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]: b for b in by_kind(objects, "PodDisruptionBudget")}
+    replicated = {component(d) for d in by_kind(objects, "Deployment") if d["spec"]["replicas"] > 1}
+    assert set(budgets) == replicated == {"controller", "dataprep", "generator"}
+    assert all(b["spec"]["maxUnavailable"] == 1 for b in budgets.values())
+    assert not by_kind(rendered_variant("default-values"), "PodDisruptionBudget")
+
+
+def test_platform_values_reach_every_pod():
+    """Each component's placement, priority, labels, annotations, env and volumes land in its pod spec."""
+    values = variant_values("platform-values")
+    objects = rendered_variant("platform-values")
+    sections = {"controller": values["controller"], "dataprep": values["stages"]["dataprep"],
+                "generator": values["stages"]["generator"], "teacher": values["vllmTeacher"], "minio": values["minio"]}
+    for comp, v in sections.items():
+        (deploy,) = [d for d in by_kind(objects, "Deployment") if component(d) == comp]
+        tmpl = deploy["spec"]["template"]
+        spec, container = tmpl["spec"], tmpl["spec"]["containers"][0]
+        for key in ("nodeSelector", "tolerations", "affinity", "topologySpreadConstraints", "priorityClassName"):
+            if key in v:
+                assert spec[key] == v[key], (comp, key)
+        for key, value in v.get("podLabels", {}).items():
+            assert tmpl["metadata"]["labels"][key] == value, comp
+        assert tmpl["metadata"]["labels"]["app.kubernetes.io/component"] == comp
+        for key, value in v.get("podAnnotations", {}).items():
+            assert tmpl["metadata"]["annotations"][key] == value, comp
+        for env in v.get("extraEnv", []):
+            assert env in container["env"], comp
+        for vol in v.get("extraVolumes", []):
+            assert vol in spec["volumes"], comp
+        for mount in v.get("extraVolumeMounts", []):
+            assert mount in container["volumeMounts"], comp
+
+
+def test_gpu_job_values_reach_the_jobs():
+    from synthtune.controller import config as config_module
+    from synthtune.controller.manifests import job_manifest
+
+    g = variant_values("platform-values")["gpuJobs"]
+    config = config_module.ControllerConfig.model_validate(controller_config(rendered_variant("platform-values")))
+    job = job_manifest(config.kubernetes, name="synthtune-x-1", run_id="r-1", stage="train:record_qa", request_uri="s3://b/p/requests/x.json")
+    spec = job["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-a100"
+    assert job["spec"]["template"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-a100"
+    assert job["spec"]["template"]["metadata"]["labels"]["team"] == "mlops"
+    assert job["spec"]["template"]["metadata"]["annotations"]["example.com/cost-center"] == "ml"
+    assert c["imagePullPolicy"] == "Always"
+    assert c["resources"]["requests"]["ephemeral-storage"] == "450Gi"
+    sizes = {v["name"]: v["emptyDir"]["sizeLimit"] for v in spec["volumes"] if "emptyDir" in v}
+    assert sizes == {"tmp": "50Gi", "cache": "400Gi", "shm": "32Gi"}
+    assert spec["affinity"] == g["affinity"] and spec["topologySpreadConstraints"] == g["topologySpreadConstraints"]
+    assert spec["priorityClassName"] == "gpu-batch"
+    assert g["extraEnv"][0] in c["env"] and g["extraVolumeMounts"][0] in c["volumeMounts"] and g["extraVolumes"][0] in spec["volumes"]
+    assert {"name": "SYNTHTUNE_MODEL_CACHE", "value": "/cache/models"} in c["env"]  # store models stream into the sized /cache
 
 
 def test_config_change_rolls_the_controller():
@@ -313,6 +435,32 @@ def test_network_policies_admit_the_controller(name):
         assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
         assert grpc_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "controller"
     assert "controller" not in guarded
+    for target in ("teacher", "minio"):  # open to synthtune pods only, not to every pod of the namespace
+        if target in guarded:
+            (source,) = guarded[target]["spec"]["ingress"][0]["from"]
+            assert source["podSelector"]["matchExpressions"] == [
+                {"key": "app.kubernetes.io/name", "operator": "In", "values": ["synthtune", "synthtune"]}], source
+
+
+def test_ray_pods_answer_only_each_other_and_the_operator():
+    policy = named(rendered_variant("gpu-teacher-values"), "NetworkPolicy", "-ray")
+    ray_pods = {"app.kubernetes.io/name": "synthtune", "app.kubernetes.io/managed-by": "synthtune-controller",
+                "app.kubernetes.io/component": "train"}
+    assert policy["spec"]["podSelector"]["matchLabels"] == ray_pods
+    peers, operator = policy["spec"]["ingress"]
+    assert peers == {"from": [{"podSelector": {"matchLabels": ray_pods}}]}
+    assert operator["ports"] == [{"port": 8265, "protocol": "TCP"}]
+    assert operator["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ray-system"}}}]
+    assert not [p for p in by_kind(rendered_variant("default-values"), "NetworkPolicy") if p["metadata"]["name"].endswith("-ray")]
+
+
+def test_in_cluster_teacher_demands_the_api_key_that_pipelines_send():
+    objects = rendered_variant("gpu-teacher-values")
+    (c,) = named(objects, "Deployment", "-teacher")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "synthtune-teacher", "key": "VLLM_API_KEY"}
+    defaults = yaml.safe_load(named(objects, "ConfigMap", "-config")["data"]["pipeline-defaults.yaml"])
+    assert defaults["generate"]["teacher"]["api_key_env"] == "VLLM_API_KEY"
 
 
 def test_notes_say_how_to_submit_a_run():

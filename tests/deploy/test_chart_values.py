@@ -29,6 +29,10 @@ def with_changes(base: dict, changes: dict) -> dict:
     ({"runners": {"train": "slurm"}}, "/runners/train", ""),
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy", ""),
     ({"pipelineDefaults": {"train": {"method": "qlora2"}}}, "/pipelineDefaults/train/method", ""),
+    ({"controller": {"extraVolumeMounts": [{"name": "x"}]}}, "/controller/extraVolumeMounts/0", "missing property 'mountPath'"),
+    ({"gpuJobs": {"labels": {"kueue.x-k8s.io/queue-name": 1}}}, "/gpuJobs/labels/kueue.x-k8s.io~1queue-name", "want string"),
+    ({"gpuJobs": {"pullPolicy": "Sometimes"}}, "/gpuJobs/pullPolicy", ""),
+    ({"vllmTeacher": {"topologySpreadConstraints": {"maxSkew": 1}}}, "/vllmTeacher/topologySpreadConstraints", "want array"),
 ])
 def test_schema_refuses_wrong_types_naming_the_key(changes, where, why):
     with pytest.raises(helm.HelmValuesError) as err:
@@ -44,6 +48,10 @@ def test_schema_refuses_wrong_types_naming_the_key(changes, where, why):
     ({"store": {"s3": {"accessKey": "AKIA..."}}}, "/store/s3", "accessKey"),
     ({"stages": {"judge": {"enabled": True}}}, "/stages", "judge"),
     ({"pipelineDefaults": {"generate": {"teacher": {"base_uri": "http://x"}}}}, "/pipelineDefaults/generate/teacher", "base_uri"),
+    ({"controller": {"extraEnvs": []}}, "/controller", "extraEnvs"),
+    ({"gpuJobs": {"scratch": {"disk": "1Gi"}}}, "/gpuJobs/scratch", "disk"),
+    ({"stages": {"generator": {"podLabel": {}}}}, "/stages/generator", "podLabel"),
+    ({"metrics": {"serviceMonitor": {"intervall": "1m"}}}, "/metrics/serviceMonitor", "intervall"),
 ])
 def test_schema_refuses_unknown_keys_naming_them(changes, where, key):
     with pytest.raises(helm.HelmValuesError) as err:
@@ -60,8 +68,10 @@ def test_schema_refuses_unknown_keys_naming_them(changes, where, key):
     ({"auth": {"existingSecret": ""}}, "auth.existingSecret is required"),
     ({"stages": {"dataprep": {"enabled": False}}}, "runners.prepare is grpc but stages.dataprep.enabled is false"),
     ({"runners": {"train": "grpc"}}, "runners.train is grpc but stages.trainer.enabled is false"),
-    ({"vllmTeacher": {"enabled": True}}, "vllmTeacher.modelsClaim is required"),
-    ({"vllmTeacher": {"enabled": True, "model": "meta-llama/Llama-3.1-8B-Instruct"}}, "vllmTeacher.offline is true"),
+    ({"vllmTeacher": {"enabled": True}, "teacher": {"existingSecret": "keys"}}, "vllmTeacher.modelsClaim is required"),
+    ({"vllmTeacher": {"enabled": True, "model": "meta-llama/Llama-3.1-8B-Instruct"}, "teacher": {"existingSecret": "keys"}},
+     "vllmTeacher.offline is true"),
+    ({"vllmTeacher": {"enabled": True, "modelsClaim": "m"}}, "teacher.existingSecret is required with vllmTeacher.enabled"),
     ({"minio": {"enabled": True, "bucket": "other"}}, "must use the dev MinIO's bucket \"other\""),
 ])
 def test_missing_or_inconsistent_settings_fail_at_install(changes, message):
@@ -123,3 +133,19 @@ def test_every_value_is_documented_in_place():
         else:
             stack.append((indent, documented))
     assert undocumented == []
+
+
+def test_chart_readme_is_generated_from_the_values_and_current():
+    readme = CHART / "README.md"
+    before = readme.read_text()
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "gen_chart_readme.py")], capture_output=True, text=True, timeout=60)
+    after = readme.read_text()
+    if after != before:
+        readme.write_text(before)
+    assert result.returncode == 0, result.stderr
+    assert after == before, "helm/synthtune/README.md is stale: run python scripts/gen_chart_readme.py"
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", before, re.M))
+    for key in ("gpuJobs.scratch.cache", "gpuJobs.labels", "controller.topologySpreadConstraints", "stages.dataprep.extraVolumeMounts",
+                "vllmTeacher.priorityClassName", "minio.podLabels", "metrics.serviceMonitor.enabled", "teacher.allowExternal"):
+        assert key in documented, key
+    assert "README.tpl.md" in (CHART / ".helmignore").read_text()

@@ -27,10 +27,21 @@ def doc_value_keys() -> set[str]:
     return {k for k in keys if k.split(".")[0] in VALUES}
 
 
+def marked_blocks(marker: str) -> list[str]:
+    """The bash blocks right after an HTML comment ``<!-- marker -->``, in document order."""
+    return re.findall(rf"<!-- {re.escape(marker)} -->\n```bash\n(.*?)\n```", DOC, re.S)
+
+
+def settings() -> dict[str, str]:
+    (block,) = marked_blocks("e2e: settings")
+    return dict(re.findall(r"(\w+)=(\S+)", block))
+
+
 def install_command_sets() -> list[str]:
     block = DOC[DOC.index("helm install synthtune"):]
     block = block[: block.index("```")]
-    return re.findall(r"--set (\S+)", block)
+    env = settings()
+    return [re.sub(r'"?\$(\w+)"?', lambda m: env[m.group(1)], e) for e in re.findall(r"--set (\S+)", block)]
 
 
 def test_every_values_key_the_doc_names_exists():
@@ -100,7 +111,27 @@ def test_files_the_doc_uses_exist(path):
 
 def test_doc_walks_from_empty_cluster_to_report():
     steps = ["kubectl create namespace synthtune", "helm install synthtune helm/synthtune", "helm test synthtune",
-             "synthtune submit pipeline.yaml --controller", "synthtune runs watch RUN_ID", "synthtune report RUN_ID",
-             "kubectl apply -k k8s/", "kubectl apply -f k8s/train-job.yaml", "nvidia.com/gpu.product"]
+             "synthtune upload examples/quickstart/work_orders.csv", "synthtune models push", "synthtune submit pipeline.yaml --controller",
+             'synthtune runs watch "$RUN_ID"', 'synthtune report "$RUN_ID" --store "$SYNTHTUNE_STORE" --out report/',
+             "kubectl apply -k my-train/", "kubectl apply -k k8s/", "nvidia.com/gpu.product"]
     positions = [DOC.index(step) for step in steps]
-    assert positions[:6] == sorted(positions[:6]), "the steps appear in the order a user runs them"
+    assert positions[:8] == sorted(positions[:8]), "the steps appear in the order a user runs them"
+
+
+def test_the_e2e_path_is_marked_in_order_and_self_contained():
+    """The container end-to-end test runs the `<!-- e2e -->` blocks in order, after its own settings block:
+    from an empty namespace through records and a model in the store to the downloaded report."""
+    assert DOC.index("<!-- e2e: settings -->\n```") < DOC.index("<!-- e2e -->\n```")
+    names = set(settings())
+    assert {"SYNTHTUNE_STORE", "SYNTHTUNE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "IMAGE_REPOSITORY", "BASE_MODEL"} <= names
+    script = "\n".join(marked_blocks("e2e"))
+    assert script.count("\n") >= 25 and DOC.count("<!-- e2e -->\n") == len(marked_blocks("e2e")), "every marker precedes a bash block"
+    order = ["kubectl create namespace", "create secret generic synthtune-s3", "helm install", "helm test", "synthtune upload",
+             "synthtune models push", "pipeline-example", "synthtune validate", "synthtune submit", "synthtune runs watch",
+             "synthtune report"]
+    assert [script.index(step) for step in order] == sorted(script.index(step) for step in order)
+    used = set(re.findall(r"\$\{?(\w+)", script)) - {"RUN_ID"}
+    assert used <= names | {"SYNTHTUNE_AUTH_TOKEN"}, used - names
+    assert "RUN_ID=$(synthtune submit" in script and "--out report/" in script
+    for line in script.splitlines():  # nothing a user would have to fill in by hand
+        assert "..." not in line and "RUN_ID" not in line.replace("$RUN_ID", "").replace("RUN_ID=", ""), line

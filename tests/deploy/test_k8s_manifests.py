@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -56,11 +57,20 @@ def test_kustomization_names_existing_files_in_one_namespace():
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
+def test_synthtune_pods_applied_without_helm_take_no_ingress():
+    kust = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert "networkpolicy.yaml" in kust["resources"]
+    (policy,) = by_kind(k8s_objects(), "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and policy["spec"]["ingress"] == []
+    assert selector.items() <= train_job()["spec"]["template"]["metadata"]["labels"].items()
+
+
 def test_rbac_matches_the_chart():
     objects = k8s_objects()
     assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
     (role,) = by_kind(objects, "Role")
-    assert role_rules(role) == ROLE_SCOPE
+    assert role_rules(role) == {(g, r.format(lease="synthtune-controller")): v for (g, r), v in ROLE_SCOPE.items()}
     chart_role = by_kind(rendered_variant("default-values"), "Role")[0]
     assert role_rules(role) == role_rules(chart_role)
     (binding,) = by_kind(objects, "RoleBinding")
@@ -127,3 +137,55 @@ def test_train_job_command_exits_with_the_fail_job_code(request_body, s3_store_u
     fail_job = job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"]
     assert out.returncode in fail_job, out.stdout + out.stderr
     assert "train-example.json" in out.stderr, out.stderr
+
+
+def test_k8s_names_cannot_collide_with_any_release():
+    """Every name the chart gives an object is <fullname><suffix>; no k8s/ object of the same kind ends in
+    such a suffix, so whatever a release is called, Helm never claims (or uninstalls) these objects."""
+    from deploy_helpers import RELEASE, render, variant_values
+
+    values = variant_values("platform-values")
+    values.update(serviceAccount={"create": True, "name": ""}, gpuJobs={**values["gpuJobs"], "rayJobs": {"enabled": True}})
+    suffixes: dict[str, set[str]] = {}
+    for obj in render(values):
+        name = obj["metadata"]["name"]
+        assert name.startswith(RELEASE), name
+        suffixes.setdefault(obj["kind"], set()).add(name.removeprefix(RELEASE))
+    for obj in k8s_objects():
+        name = obj["metadata"]["name"]
+        clash = [s for s in suffixes.get(obj["kind"], ()) if name.endswith(s)]
+        assert not clash, f"k8s/ {obj['kind']}/{name} ends like the chart's {clash}: a release named {name.removesuffix(clash[0])!r} would claim it"
+        assert obj["kind"] == "Namespace" or obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kustomize"
+
+
+def kustomize(folder: Path) -> list[dict]:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    out = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_k8s_is_a_kustomize_base_with_the_image_as_override(tmp_path):
+    base = kustomize(K8S_DIR)
+    for obj in base:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    (job,) = by_kind(base, "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/synthtune/synthtune-trainer:0.1.0"
+
+    # A platform team's overlay: its registry, the request and its S3 endpoint, nothing copied.
+    overlay = tmp_path / "my-train"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S_DIR, overlay)],
+        "images": [{"name": "ghcr.io/synthtune/synthtune-trainer", "newName": "registry.example.com/ml/synthtune-trainer", "newTag": "0.2.0"}],
+        "patches": [{"target": {"kind": "Job", "name": "synthtune-train"}, "patch": yaml.safe_dump([
+            {"op": "replace", "path": "/spec/template/spec/containers/0/command/4", "value": "s3://acme/st/requests/train-a.json"},
+            {"op": "replace", "path": "/spec/template/spec/containers/0/env/0/value", "value": "https://s3.acme.internal"}])}],
+    }))
+    (job,) = by_kind(kustomize(overlay), "Job")
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "registry.example.com/ml/synthtune-trainer:0.2.0"
+    assert c["command"][-1] == "s3://acme/st/requests/train-a.json" and c["env"][0] == {"name": "SYNTHTUNE_S3_ENDPOINT", "value": "https://s3.acme.internal"}
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)

@@ -97,21 +97,10 @@ def user_text(messages: list[dict[str, Any]]) -> str:
 
 
 def save_tiny_model(folder: Path, seed: int) -> str:
-    """A 2-layer Llama with random weights (``seed``) and SmolLM2's tokenizer, saved as model.safetensors + config.json."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """The tests' one tiny Llama (tests/tiny_models.py) with weights drawn from ``seed``."""
+    from tiny_models import save_tiny_llama
 
-    from synthtune.llm.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(folder, seed)
 
 
 def read_evaluation(store, ref) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from eval_fixtures import FakeAnswers, make_adapter, make_prepared, pipeline, read_evaluation, ticket
 
-from synthtune.evaluator.judge import RUBRIC_SYSTEM, parse_score, rubric_scores, summarize_scores
+from synthtune.evaluator.judge import RUBRIC_SYSTEM, rubric_score, rubric_scores, summarize_scores
 from synthtune.llm.chat import ChatResult
 from synthtune.progress import Progress
 
@@ -15,7 +15,7 @@ from synthtune.progress import Progress
     ("0", None), ("11", None), ("7.5", None), ("seven", None), ("I'd give it 7", None), ("", None), ("10/10 great", None),
 ])
 def test_parse_score_accepts_only_a_number_from_1_to_10(reply, score):
-    assert parse_score(reply) == score
+    assert rubric_score(reply) == score
 
 
 class DeterministicJudge:

@@ -29,8 +29,8 @@ generate: {methods: [{name: record_qa}, {name: persona}]}
 """
 
 
-def _art(store, kind, parents, files, stats=None):
-    with store.create(kind, parents, {"files": sorted(files)}, "test") as w:
+def _art(store, kind, parents, files, stats=None, tag=""):
+    with store.create(kind, parents, {"files": sorted(files), "tag": tag}, "test") as w:
         for name, content in files.items():
             if isinstance(content, bytes):
                 w.path(name).write_bytes(content)
@@ -66,7 +66,7 @@ def run(file_store):
     models = {"base": {"rouge1": 0.1, "rouge2": 0.01, "rougeL": 0.09, "bleu": 0.02, "meteor": 0.05, "semantic": 0.4, **_health(0.5),
                        "function_call_rate": 0.5, "function_name_accuracy": 0.25, "function_args_accuracy": 0.25, "function_calls": 4, "n": 6}}
     for i, m in enumerate(["record_qa", "persona"]):
-        syn = _art(file_store, "synthetic", [prepared.id], {"stats.json": {}}, {"records": 10 + i, "rejected": 2 - i})
+        syn = _art(file_store, "synthetic", [prepared.id], {"stats.json": {}}, {"records": 10 + i, "rejected": 2 - i}, tag=m)
         ada = _art(file_store, "adapter", [syn.id], {"training_log.json": {"train_loss": [2.0, 1.5, 1.2], "train_steps": [1, 2, 3], "eval_loss": [1.4],
                                                                              "eval_steps": [3], "runtime_s": 12.5, "tokens_per_s": 80.0}})
         stages[f"generate:{m}"] = {"state": "succeeded", "artifact": syn.to_dict()}
@@ -163,7 +163,8 @@ def test_html_numbers_are_the_json_numbers(file_store, run):
     page.feed(html)
     assert json.loads(page.json_text) == report  # the embedded block is valid JSON, and it is report.json
     assert page.tables == ["table-metrics", "table-calls", "table-health", "table-temperature", "table-leaderboard", "table-judge",
-                           "table-rubric", "table-forgetting", "table-training", "table-splits", "table-synthetic", "table-evaluation-set"]
+                           "table-rubric", "table-forgetting", "table-training", "table-splits", "table-synthetic", "table-data-destinations",
+                           "table-evaluation-set"]
     shown = set()
     for cell in page.cells:
         assert cell["path"] is not None, cell  # every number shown says where in report.json it comes from
@@ -247,3 +248,17 @@ def test_a_skipped_method_is_named_with_its_reason(file_store, run):
     assert "tuned:persona" not in [m["name"] for m in report["models"]]
     page = file_store.get_text(html_key)
     assert "persona is not compared: train:persona: skipped: no trainable examples among 4" in page
+
+
+def test_report_says_where_the_records_went(file_store, run):
+    spec = load_spec_text(SPEC)
+    run = {**run, "data_destinations": [{"role": "teacher (generate)", "backend": "openai", "model": "gpt-4o-mini",
+                                          "endpoint": "https://api.openai.com/v1", "external": True}]}
+    json_key, html_key = write_report(file_store, as_input(run), spec)
+    assert file_store.get_json(json_key)["data_destinations"] == run["data_destinations"]
+    html = file_store.get_text(html_key)
+    section = html[html.index("Where the records went"):html.index("table-evaluation-set")]
+    assert "https://api.openai.com/v1" in section and "<td>yes</td>" in section
+    del run["data_destinations"]  # a run recorded before this field: the report derives it from the spec
+    json_key, _ = write_report(file_store, as_input(run), spec)
+    assert file_store.get_json(json_key)["data_destinations"][0]["external"] is (spec.generate.teacher.backend == "openai")

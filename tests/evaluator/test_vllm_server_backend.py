@@ -132,3 +132,13 @@ def test_vllm_server_needs_a_base_url_and_refuses_a_full_model(file_store, tmp_p
     spec = pipeline(backend="vllm_server", base_url="http://127.0.0.1:9/v1")
     with pytest.raises(InvalidInput, match=rf"full_ft \({art.id}\) holds a whole model.*backend vllm \(the offline engine"):
         generate_vllm_server(spec, {"full_ft": art}, [], 0.0, 1, Progress())
+
+
+def test_every_server_url_obeys_the_operators_endpoint_policy(file_store, monkeypatch):
+    from synthtune.evaluator import run
+
+    monkeypatch.setenv("SYNTHTUNE_ALLOWED_ENDPOINTS", "http://127.0.0.1:9/v1")
+    spec = pipeline(base_model=BASE, backend="vllm_server", base_url="http://127.0.0.1:9/v1", base_urls=["http://elsewhere:8000/v1"],
+                    metrics=["rouge"], forgetting_probe=False)
+    with pytest.raises(InvalidInput, match="base_url http://elsewhere:8000/v1 is not allowed here"):
+        run(spec, {"prepared": make_prepared(file_store, TICKETS)}, file_store, Progress())

@@ -112,3 +112,20 @@ def test_vllm_request_translation(monkeypatch, tmp_path, new_api) -> None:  # ty
     assert results[1].tool_calls[0]["function"]["name"] == "STOP" and results[1].finish_reason == "tool_calls"
     assert len(backend.llm.calls) == 2  # one engine call per distinct tools list
     assert backend.llm.kwargs["model"] == str(tmp_path)
+
+
+def test_transformers_backend_refuses_pickled_weights(tiny_model, tmp_path, one_torch_thread) -> None:  # type: ignore[no-untyped-def]
+    """A teacher folder with only pytorch_model.bin (a pickle that can run code when loaded) is refused."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from synthtune.errors import InvalidInput
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model, pickled, ignore=shutil.ignore_patterns("*.safetensors"))  # config and tokenizer
+    torch.save(AutoModelForCausalLM.from_pretrained(tiny_model).state_dict(), pickled / "pytorch_model.bin")
+    assert not list(pickled.glob("*.safetensors")) and (pickled / "pytorch_model.bin").is_file()
+    with pytest.raises(InvalidInput, match="pickled .bin weights are refused"):
+        make_backend(ModelEndpointSpec(backend="transformers", model=str(pickled)))

@@ -8,7 +8,7 @@ import pytest
 
 from synthtune.errors import InvalidInput
 from synthtune.llm.language import language_code
-from synthtune.llm.structured import parse_json, parse_tool_calls
+from synthtune.llm.structured import parse_json, parse_score, parse_tool_calls
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -35,3 +35,17 @@ def test_language_names() -> None:
     assert language_code("German") == "de" and language_code("it") == "it"
     with pytest.raises(InvalidInput, match="unknown language 'Klingonish'"):
         language_code("Klingonish")
+
+
+@pytest.mark.parametrize(("text", "number_only", "parsed"), [
+    ('{"score": 8, "reason": "names the part"}', False, (8.0, "names the part")),
+    ("The answer is fine. Score: 7.5", False, (7.5, "")),
+    ("8/10 - correct", False, (8.0, "")),
+    ('{"score": 0}', False, (None, "")),
+    ("no number", False, (None, "")),
+    ("Score: 9/10", True, (9.0, "")),
+    ("I'd give it 7", True, (None, "")),
+    ("10/10 great", True, (None, "")),
+])
+def test_one_score_parser_for_both_judges(text, number_only, parsed) -> None:  # type: ignore[no-untyped-def]
+    assert parse_score(text, number_only=number_only) == parsed

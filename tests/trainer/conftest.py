@@ -31,16 +31,10 @@ def tokenizer(smollm2_path: str) -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tokenizer: Any) -> Path:
-    """A 2-layer random Llama with SmolLM2's tokenizer and chat template: trains in seconds on CPU."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The tests' one tiny Llama (tests/tiny_models.py), four key/value heads: trains in seconds on CPU."""
+    from tiny_models import save_tiny_llama
 
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                 vocab_size=len(tokenizer), tie_word_embeddings=True)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return Path(save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), num_key_value_heads=4))
 
 
 @pytest.fixture

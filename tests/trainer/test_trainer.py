@@ -16,7 +16,6 @@ import pytest
 from trainer_helpers import OVERFIT, generator_row
 
 from synthtune.errors import InvalidInput, StageSkipped
-from synthtune.llm.models import resolve_model
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
 from synthtune.tbevents import read_scalars
@@ -350,16 +349,11 @@ KILLABLE = textwrap.dedent(
 @pytest.mark.integration
 @pytest.mark.slow
 def test_killed_job_resumes_from_the_latest_s3_checkpoint(tmp_path, s3_store_uri, monkeypatch):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     from synthtune.store import open_store
+    from tiny_models import save_tiny_llama
 
     monkeypatch.setenv("SYNTHTUNE_CACHE", str(tmp_path / "cache"))
-    tok = AutoTokenizer.from_pretrained(resolve_model("smollm2-135m-instruct"))
-    model_dir = tmp_path / "tiny"
-    LlamaForCausalLM(LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                 vocab_size=len(tok))).save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
+    model_dir = Path(save_tiny_llama(tmp_path / "tiny", hidden_size=64, num_key_value_heads=4))
     store = open_store(s3_store_uri)
     ref = _synthetic(store)
     spec_text = ("version: 1\nname: t\nsource: {paths: [a.csv]}\ngenerate: {methods: [{name: record_qa, label: m}]}\n"

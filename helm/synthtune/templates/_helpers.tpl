@@ -89,6 +89,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- fail (printf "vllmTeacher.model %q is not a folder but vllmTeacher.offline is true: put the weights on vllmTeacher.modelsClaim, or set offline=false to download" .model) -}}
 {{- end -}}
 {{- end -}}
+{{- include "synthtune.validateEndpoints" . -}}
 {{- range $kind, $runner := .Values.runners -}}
 {{- if eq $runner "grpc" -}}
 {{- $service := include "synthtune.stageService" $kind -}}
@@ -133,8 +134,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "synthtune.cacheEnv" . }}
 {{- end -}}
 
+{{/* Pod annotations: (dict "root" $ "values" COMPONENT_VALUES "scrape" true|false). */}}
 {{- define "synthtune.podAnnotations" -}}
-{{- if .root.Values.metrics.scrapeAnnotations }}
+{{- if and .scrape .root.Values.metrics.scrapeAnnotations }}
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ .root.Values.ports.metrics | quote }}
 prometheus.io/path: /metrics
@@ -142,21 +144,99 @@ prometheus.io/path: /metrics
 {{- with .root.Values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}
+{{- with (.values | default dict).podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Where a component's pods may run, from its values: nodeSelector, tolerations, affinity,
+     topologySpreadConstraints, priorityClassName (each only when set). */}}
+{{- define "synthtune.podPlacement" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* A component's pod labels: its podLabels, then the chart's (which select the pods, so they win). */}}
+{{- define "synthtune.podLabels" -}}
+{{- $labels := merge (include "synthtune.labels" .root | fromYaml) (dict "app.kubernetes.io/component" .component) -}}
+{{- toYaml (merge $labels ((.values | default dict).podLabels | default dict)) -}}
+{{- end -}}
+
+{{/* A PodDisruptionBudget for a component with more than one replica: (dict "root" $ "component" NAME "replicas" N). */}}
+{{- define "synthtune.pdb" -}}
+{{- if and .root.Values.podDisruptionBudget.enabled (gt (int .replicas) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "synthtune.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "synthtune.labels" .root | nindent 4 }}
+    app.kubernetes.io/component: {{ .component }}
+spec:
+  maxUnavailable: {{ .root.Values.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "synthtune.selectorLabels" .root | nindent 6 }}
+      app.kubernetes.io/component: {{ .component }}
+{{- end }}
 {{- end -}}
 
 {{/* Native gRPC probes against grpc.health.v1 (Kubernetes >= 1.27): (dict "root" $ "name" "controller"). */}}
 {{- define "synthtune.probes" -}}
+{{- /* With TLS the probes ask the plaintext health-only port (the kubelet's gRPC probe cannot speak TLS). */}}
+{{- $port := ternary .root.Values.tls.healthPort .root.Values.ports.grpc .root.Values.tls.enabled -}}
 startupProbe:
-  grpc: {port: {{ .root.Values.ports.grpc }}, service: {{ include "synthtune.healthService" .name }}}
+  grpc: {port: {{ $port }}, service: {{ include "synthtune.healthService" .name }}}
   periodSeconds: 5
   failureThreshold: 36
 readinessProbe:
-  grpc: {port: {{ .root.Values.ports.grpc }}, service: {{ include "synthtune.healthService" .name }}}
+  grpc: {port: {{ $port }}, service: {{ include "synthtune.healthService" .name }}}
   periodSeconds: 10
   timeoutSeconds: 3
 livenessProbe:
-  grpc: {port: {{ .root.Values.ports.grpc }}}
+  grpc: {port: {{ $port }}}
   periodSeconds: 20
   timeoutSeconds: 5
   failureThreshold: 3
+{{- end -}}
+
+
+{{/* Private by default: a teacher or judge in pipelineDefaults that is outside the cluster (an API with a
+     public host name, or OpenAI's default) needs teacher.allowExternal. In-cluster: a host without a dot,
+     or one ending in .svc, .cluster.local, .internal or .local. */}}
+{{- define "synthtune.validateEndpoints" -}}
+{{- if not .Values.teacher.allowExternal -}}
+{{- $d := .Values.pipelineDefaults -}}
+{{- $teacher := dig "generate" "teacher" dict $d -}}
+{{- if and .Values.vllmTeacher.enabled (not (get $teacher "base_url")) -}}
+{{- $teacher = dict -}}
+{{- end -}}
+{{- $endpoints := dict "pipelineDefaults.generate.teacher" $teacher "pipelineDefaults.evaluate.judge" (dig "evaluate" "judge" dict $d) "pipelineDefaults.evaluate" (dig "evaluate" dict $d) -}}
+{{- range $where, $ep := $endpoints -}}
+{{- if eq (get $ep "backend" | default "") "openai" -}}
+{{- $url := get $ep "base_url" | default "https://api.openai.com/v1" -}}
+{{- if not (regexMatch "^https?://([^/:.]+|[^/:]+[.](svc|cluster[.]local|internal|local))(:[0-9]+)?(/.*)?$" $url) -}}
+{{- fail (printf "%s sends the records to %s, outside the cluster: set teacher.allowExternal=true to allow that, or use the in-cluster teacher (vllmTeacher.enabled)" $where $url) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

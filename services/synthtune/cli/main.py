@@ -11,6 +11,7 @@ import typer
 
 from synthtune import __version__
 from synthtune.cli.progress import StageBars, stderr
+from synthtune.cli.storecmds import download_report, models_app, upload
 from synthtune.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -28,6 +29,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="Turn your plant's records into a fine-tuned, measurably better open LLM.")
 runs_app = typer.Typer(no_args_is_help=True, help="List, show, watch or cancel runs on a controller.")
 app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
+app.command()(upload)
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Artifact store: a path, file:///abs/path or s3://bucket/prefix (default ./synthtune-store).")]
 PipelineArg = Annotated[Path, typer.Argument(help="The pipeline YAML file.")]
@@ -160,17 +163,76 @@ for _stage in STEPS[1:]:
 
 
 @app.command()
-def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: StoreOpt = None) -> None:
-    """Rebuild a run's report.json and report.html, and print where the HTML is."""
+def report(run_id: Annotated[str, typer.Argument(help="The run id.")], store: StoreOpt = None,
+           out: Annotated[Path | None, typer.Option("--out", help="Download the run's report.html and report.json into this folder "
+                                                                  "instead of rebuilding them in the store.")] = None) -> None:
+    """Rebuild a run's report.json and report.html and print where the HTML is; with --out, download them."""
+    if out is not None:
+        html_path = download_report(store, run_id, out)
+        stderr.print(f"[green]report:[/green] {html_path}")
+        _result_line(run_id, str(html_path.resolve()))
+        return
     from synthtune.controller import RunBook
+    from synthtune.controller.jobs import adopt_job_results
     from synthtune.evaluator.report import write_report
     from synthtune.spec import load_spec_text
 
     st = _store(store)
-    record = RunBook(st).load(run_id)
+    record = adopt_job_results(st, RunBook(st).load(run_id))  # stages run by `synthtune job` Jobs
     spec = load_spec_text(record.spec_yaml, f"run {run_id} spec", base_dir=record.base_dir)
     _, html_key = write_report(st, record.report_input(), spec)
     _result_line(run_id, f"{st.uri}/{html_key}")
+
+
+@app.command()
+def gc(store: StoreOpt = None,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+       older_than_hours: Annotated[float, typer.Option(help="Local staging folders and S3 multipart uploads older than this are removed.")] = 24.0) -> None:
+    """Remove what killed writers left: artifact files without a manifest, stale commit claims, /tmp/synthtune-* folders, incomplete S3 uploads."""
+    from synthtune.store.gc import collect
+
+    found = collect(_store(store), dry_run=dry_run, older_than_s=older_than_hours * 3600)
+    verb = "would remove" if dry_run else "removed"
+    for line in found.lines():
+        typer.echo(f"{verb} {line}")
+    typer.echo(f"gc: {verb} {len(found.lines())} item(s)")
+
+
+@app.command()
+def job(
+    stage: Annotated[str, typer.Argument(help="prepare, generate, train or evaluate.")],
+    pipeline: PipelineArg,
+    store: Annotated[str, typer.Option("--store", help="Artifact store the Job reads and writes, e.g. s3://bucket/prefix.")],
+    run: Annotated[str | None, typer.Option("--run", help="Run whose earlier stages this one reads (required after prepare).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Controller config YAML: its `kubernetes` section sets images, GPUs, "
+                                                     "node selector, tolerations, env and Secrets.")] = None,
+    image: Annotated[str | None, typer.Option(help="Container image (default: the config's, else ghcr.io/synthtune/...).")] = None,
+    gpus: Annotated[int | None, typer.Option(min=0, help="GPUs of the Job (0: a CPU Job).")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Namespace of the Job.")] = None,
+    node_selector: Annotated[list[str] | None, typer.Option(help="KEY=VALUE node label for GPU Jobs; repeatable.")] = None,
+    secret: Annotated[list[str] | None, typer.Option(help="Secret whose keys become the Job's environment (S3 keys, API keys); "
+                                                         "repeatable.")] = None,
+) -> None:
+    """Write a stage's request into the store and print its Job manifest(s) for `kubectl apply -f -`."""
+    from ruamel.yaml import YAML
+
+    from synthtune.controller.config import ControllerConfig, load_config
+    from synthtune.controller.jobs import job_config, submit_stage_jobs
+    from synthtune.spec import load_spec
+
+    spec = load_spec(pipeline)
+    st = _store(store)
+    cfg = job_config((load_config(config) if config else ControllerConfig()).kubernetes, stage, st.uri, image, gpus,
+                     namespace, node_selector or [], secret or [])
+    record, manifests = submit_stage_jobs(spec, pipeline.read_text(encoding="utf-8"), st, stage, cfg, run)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    typer.echo(f"# synthtune run_id={record.run_id} store={st.uri}")
+    for manifest in manifests:
+        typer.echo("---")
+        yaml.dump(manifest, sys.stdout)
+    stderr.print(f"run {record.run_id}: {len(manifests)} Job(s) for {stage}; when they end: "
+                 f"synthtune report {record.run_id} --store {st.uri} (or runs show through a controller)")
 
 
 @app.command()
@@ -250,6 +312,9 @@ def serve(
     metrics_port: Annotated[int | None, typer.Option(help="Prometheus metrics port.")] = None,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_client_ca: Annotated[str | None, typer.Option(help="Mutual TLS: require client certificates signed by this CA (PEM).")] = None,
+    health_port: Annotated[int | None, typer.Option(help="Also serve grpc.health.v1 alone in plaintext on this port "
+                                                         "(Kubernetes gRPC probes cannot speak TLS).")] = None,
     config: Annotated[Path | None, typer.Option(help="Controller config YAML: runners, stage services, GPU Jobs, leader election "
                                                      "(default: $SYNTHTUNE_CONTROLLER_CONFIG, else every stage in process).")] = None,
     stage_workers: Annotated[int, typer.Option(min=1, help="Stage operations a stage service runs at once.")] = 2,
@@ -264,57 +329,74 @@ def serve(
     bad = [n for n in names if n not in known]
     if bad:
         raise InvalidInput(f"unknown service {bad[0]!r}: choose {', '.join(known)} or all")
-    options = ServerOptions(port=port, host=host, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key)
+    options = ServerOptions(port=port, host=host, insecure=insecure, metrics_port=metrics_port, tls_cert=tls_cert, tls_key=tls_key,
+                            tls_client_ca=tls_client_ca, health_port=health_port)
     serve_forever(names, options, store, load_config(config), stage_workers)
 
 
 ControllerOpt = Annotated[str, typer.Option("--controller", help="Controller address host:port.")]
+TlsCaOpt = Annotated[str | None, typer.Option("--tls-ca", envvar="SYNTHTUNE_TLS_CA", show_envvar=True,
+                                              help="CA (PEM) that signed the controller's certificate: talk TLS.")]
+TlsCertOpt = Annotated[str | None, typer.Option("--tls-cert", envvar="SYNTHTUNE_TLS_CERT", show_envvar=True,
+                                                help="Client certificate (PEM) for mutual TLS.")]
+TlsKeyOpt = Annotated[str | None, typer.Option("--tls-key", envvar="SYNTHTUNE_TLS_KEY", show_envvar=True,
+                                               help="Client key (PEM) for mutual TLS.")]
+
+
+def _tls(ca: str | None, cert: str | None, key: str | None) -> Any:
+    from synthtune.rpc.tls import ClientTLS
+
+    return ClientTLS.resolve(ca, cert, key)
 
 
 @app.command()
 def submit(pipeline: PipelineArg, controller: ControllerOpt,
-           until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None) -> None:
+           until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+           tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None) -> None:
     """Submit a pipeline to a controller; prints the run id."""
     from synthtune.controller.remote import submit_run
 
-    run = submit_run(controller, pipeline, until)
+    run = submit_run(controller, pipeline, until, _tls(tls_ca, tls_cert, tls_key))
     stderr.print(f"submitted run {run.run_id} to {controller}")
     _result_line(run.run_id, f"{run.store_uri}/runs/{run.run_id}/run.json")
 
 
 @runs_app.command("list")
-def runs_list(controller: ControllerOpt) -> None:
+def runs_list(controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None, tls_key: TlsKeyOpt = None) -> None:
     """List runs, newest first."""
     from synthtune.controller.remote import list_runs
 
-    for r in list_runs(controller):
+    for r in list_runs(controller, _tls(tls_ca, tls_cert, tls_key)):
         typer.echo(f"{r.run_id}\t{r.state}\t{r.name}")
 
 
 @runs_app.command("show")
-def runs_show(run_id: str, controller: ControllerOpt) -> None:
+def runs_show(run_id: str, controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None,
+              tls_key: TlsKeyOpt = None) -> None:
     """Show a run's stages and artifacts."""
     from synthtune.controller.remote import show_run
 
-    typer.echo(show_run(controller, run_id))
+    typer.echo(show_run(controller, run_id, _tls(tls_ca, tls_cert, tls_key)))
 
 
 @runs_app.command("watch")
-def runs_watch(run_id: str, controller: ControllerOpt) -> None:
+def runs_watch(run_id: str, controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None,
+               tls_key: TlsKeyOpt = None) -> None:
     """Stream a run's events until it ends."""
     from synthtune.controller.remote import watch_run
 
-    state = watch_run(controller, run_id, lambda line: typer.echo(line))
+    state = watch_run(controller, run_id, lambda line: typer.echo(line), _tls(tls_ca, tls_cert, tls_key))
     if state != "succeeded":
         raise SynthtuneError(f"run {run_id} ended {state}")
 
 
 @runs_app.command("cancel")
-def runs_cancel(run_id: str, controller: ControllerOpt) -> None:
+def runs_cancel(run_id: str, controller: ControllerOpt, tls_ca: TlsCaOpt = None, tls_cert: TlsCertOpt = None,
+                tls_key: TlsKeyOpt = None) -> None:
     """Cancel a run (stops stage work and deletes its Jobs)."""
     from synthtune.controller.remote import cancel_run
 
-    typer.echo(cancel_run(controller, run_id))
+    typer.echo(cancel_run(controller, run_id, _tls(tls_ca, tls_cert, tls_key)))
 
 
 def main(argv: list[str] | None = None) -> int:

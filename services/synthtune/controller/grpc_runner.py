@@ -2,11 +2,20 @@
 
 The operation's name is kept in the stage's handle, so a restarted controller follows the
 operation already running in the service instead of starting the work again.
+
+Replicas: a service address (``host:port`` or ``dns:///host:port``) whose name resolves to several
+addresses, as a headless Service's does, or a comma-separated list of addresses, is a set of replicas.
+Each stage attempt goes to the next replica round-robin and stays there: a replica keeps its
+operations in memory, so Get/Watch/Cancel must reach the one that started it (gRPC's per-call
+round_robin policy would scatter them).
 """
 
 from __future__ import annotations
 
+import itertools
+import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -53,18 +62,44 @@ def operation_error(op: operations_pb2.Operation, peer: str) -> SynthtuneError:
     return error_for(err.code, message, peer, err.retry_delay_seconds)
 
 
+def resolve_replicas(target: str) -> list[str]:
+    """The replica addresses behind a service address: a comma-separated list as given, else every address its
+    host name resolves to (a headless Service: one per ready pod), sorted; the target itself when it resolves to one."""
+    if "," in target:
+        return [t.strip() for t in target.split(",") if t.strip()]
+    host, _, port = target.removeprefix("dns:///").rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (socket.gaierror, ValueError):
+        return [target]  # unresolvable for now: gRPC waits for it (wait_for_ready) and names it if it stays away
+    addresses = sorted({f"[{i[4][0]}]:{port}" if i[0] == socket.AF_INET6 else f"{i[4][0]}:{port}" for i in infos})
+    return addresses if len(addresses) > 1 else [target]
+
+
 class GrpcRunner:
-    """One stage attempt on the stage service named in ``services`` for its kind."""
+    """One stage attempt on the stage service named in ``services`` for its kind, on the next of its replicas."""
 
     def __init__(self, services: dict[str, str], token: str | None = None, tls_ca: str | None = None,
-                 watch_window_s: float = 5.0, unavailable_retries: int = 5, start_timeout_s: float = 60.0) -> None:
+                 watch_window_s: float = 5.0, unavailable_retries: int = 5, start_timeout_s: float = 60.0,
+                 resolve: Callable[[str], list[str]] = resolve_replicas) -> None:
         self.services = services
         self.token, self.tls_ca = token, tls_ca
         self.watch_window_s = watch_window_s
         self.unavailable_retries = unavailable_retries
         self.start_timeout_s = start_timeout_s  # waits this long for a service that is (re)starting
+        self._resolve = resolve
+        self._turns: dict[str, itertools.count[int]] = {}
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
+
+    def _replica(self, target: str, task: StageTask) -> str:
+        """The replica an earlier attempt of ``task`` used (to follow its operation) while it is still there, else the next one."""
+        replicas = self._resolve(target)
+        if task.handle.get("target") == target and task.handle.get("replica") in replicas:
+            return str(task.handle["replica"])
+        with self._lock:
+            turn = next(self._turns.setdefault(target, itertools.count()))
+        return replicas[turn % len(replicas)]
 
     def close(self) -> None:
         with self._lock:
@@ -72,18 +107,23 @@ class GrpcRunner:
         for ch in channels:
             ch.close()
 
-    def _channel(self, target: str) -> grpc.Channel:
+    def _channel(self, target: str, replica: str) -> grpc.Channel:
         with self._lock:
-            if target not in self._channels:
-                self._channels[target] = channel(target, self.token, self.tls_ca)
-            return self._channels[target]
+            if replica not in self._channels:
+                # A replica's address is an IP: TLS still checks the certificate against the service's name.
+                host = target.removeprefix("dns:///").rpartition(":")[0].strip("[]")
+                options = [("grpc.ssl_target_name_override", host), ("grpc.default_authority", host)] \
+                    if replica != target and "," not in target else None
+                self._channels[replica] = channel(replica, self.token, self.tls_ca, options=options)
+            return self._channels[replica]
 
     def run(self, task: StageTask, store: Store, progress: Progress) -> ArtifactRef:
         target = self.services.get(task.kind)
         if not target:
             raise InvalidInput(f"controller config: no stage service address for {task.kind!r} (services.{task.kind})")
-        peer = f"{stage(task.stage).service} service at {target}"
-        ch = self._channel(target)
+        replica = self._replica(target, task)
+        peer = f"{stage(task.stage).service} service at {target}" + (f" (replica {replica})" if replica != target else "")
+        ch = self._channel(target, replica)
         ops = operations_pb2_grpc.OperationsServiceStub(ch)
         op = self._reattach(task, ops, target, peer)
         if op is None:
@@ -92,7 +132,7 @@ class GrpcRunner:
                 op = getattr(stub(task.kind, ch), method)(request, timeout=self.start_timeout_s, wait_for_ready=True).operation
             except grpc.RpcError as exc:
                 raise domain_error(exc, peer) from None
-            task.remember(operation=op.name, target=target)
+            task.remember(operation=op.name, target=target, replica=replica)
         op = self._follow(op, ops, progress, peer)
         if op.state == State.OPERATION_STATE_SUCCEEDED:
             return ArtifactRef(op.result.kind, op.result.id, op.result.uri)

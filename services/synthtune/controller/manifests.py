@@ -57,13 +57,14 @@ def _labels(kind: str, run_id: str, stage: str) -> dict[str, str]:
             "app.kubernetes.io/managed-by": "synthtune-controller", RUN_LABEL: label_value(run_id), STAGE_LABEL: label_value(stage)}
 
 
-def _metadata(name: str, namespace: str, kind: str, run_id: str, stage: str, request_uri: str) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": {**_labels(kind, run_id, stage), OBJECT_LABEL: name},
+def _metadata(cfg: KubernetesConfig, name: str, kind: str, run_id: str, stage: str, request_uri: str) -> dict[str, Any]:
+    # The platform's labels (a Kueue queue name) first: ours, which select the pods, win.
+    return {"name": name, "namespace": cfg.namespace, "labels": {**cfg.labels, **_labels(kind, run_id, stage), OBJECT_LABEL: name},
             "annotations": {RUN_ANNOTATION: run_id, STAGE_ANNOTATION: stage, REQUEST_ANNOTATION: request_uri}}
 
 
-def _template_metadata(meta: dict[str, Any]) -> dict[str, Any]:
-    return {"labels": dict(meta["labels"]), "annotations": dict(meta["annotations"])}
+def _template_metadata(cfg: KubernetesConfig, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"labels": {**cfg.pod_labels, **meta["labels"]}, "annotations": {**cfg.pod_annotations, **meta["annotations"]}}
 
 
 def gpu_count(gpus: float) -> int:
@@ -81,14 +82,16 @@ def _container(cfg: KubernetesConfig, name: str, image: str, cmd: list[str] | No
     if gpu_count(gpus):
         # A quantity is a string: the client's models refuse a bare int (kubectl's YAML would coerce it).
         requests[cfg.gpu_resource] = limits[cfg.gpu_resource] = str(gpu_count(gpus))
+    if cfg.ephemeral_storage:
+        requests["ephemeral-storage"] = cfg.ephemeral_storage
     container: dict[str, Any] = {
-        "name": name, "image": image, "imagePullPolicy": "IfNotPresent",
-        "env": [{"name": k, "value": v} for k, v in sorted(cfg.env.items())],
+        "name": name, "image": image, "imagePullPolicy": cfg.image_pull_policy,
+        "env": [{"name": k, "value": v} for k, v in sorted(cfg.env.items())] + [dict(e) for e in cfg.extra_env],
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, {"name": "cache", "mountPath": "/cache"},
-                         {"name": "shm", "mountPath": "/dev/shm"}],
+                         {"name": "shm", "mountPath": "/dev/shm"}] + [dict(m) for m in cfg.extra_volume_mounts],
     }
     if cmd:
         container["command"] = cmd
@@ -104,13 +107,20 @@ def pod_spec(cfg: KubernetesConfig, containers: list[dict[str, Any]], gpus: floa
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": containers,
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}}, {"name": "cache", "emptyDir": {"sizeLimit": "100Gi"}},
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": cfg.tmp_size}}, {"name": "cache", "emptyDir": {"sizeLimit": cfg.cache_size}},
                     # PyTorch data loaders and NCCL need more shared memory than a container's default.
-                    {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
+                    {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": cfg.shm_size}}]
+                   + [dict(v) for v in cfg.extra_volumes],
     }
     if gpu_count(gpus):  # only GPU work goes to the (scarce, tainted) GPU nodes
         spec["nodeSelector"] = dict(cfg.node_selector)
         spec["tolerations"] = [dict(t) for t in cfg.tolerations]
+        if cfg.affinity:
+            spec["affinity"] = dict(cfg.affinity)
+        if cfg.topology_spread_constraints:
+            spec["topologySpreadConstraints"] = [dict(t) for t in cfg.topology_spread_constraints]
+    if cfg.priority_class_name:
+        spec["priorityClassName"] = cfg.priority_class_name
     if cfg.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": s} for s in cfg.image_pull_secrets]
     return spec
@@ -121,7 +131,7 @@ def job_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str, r
     """The batch/v1 Job of one stage attempt (``gpus`` defaults to the config's count for its kind)."""
     kind = stage.partition(":")[0]
     gpus = cfg.gpus.get(kind, 0) if gpus is None else gpus
-    meta = _metadata(name, cfg.namespace, kind, run_id, stage, request_uri)
+    meta = _metadata(cfg, name, kind, run_id, stage, request_uri)
     container = _container(cfg, kind, cfg.image(kind), command(kind, request_uri), gpus)
     return {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
@@ -133,7 +143,7 @@ def job_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str, r
                 {"action": "FailJob", "onExitCodes": {"containerName": kind, "operator": "In", "values": [EXIT_BAD_INPUT]}},
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
-            "template": {"metadata": _template_metadata(meta), "spec": pod_spec(cfg, [container], gpus)},
+            "template": {"metadata": _template_metadata(cfg, meta), "spec": pod_spec(cfg, [container], gpus)},
         },
     }
 
@@ -143,7 +153,7 @@ def rayjob_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str
     """A ray.io/v1 RayJob: a RayCluster of ``workers`` GPU workers running the training entry point."""
     kind = stage.partition(":")[0]
     image = cfg.image(kind)
-    meta = _metadata(name, cfg.namespace, kind, run_id, stage, request_uri)
+    meta = _metadata(cfg, name, kind, run_id, stage, request_uri)
     head = _container(cfg, "ray-head", image, None, 0)  # KubeRay starts Ray in its containers
     head["resources"] = {"requests": {"cpu": cfg.ray.head_cpu, "memory": cfg.ray.head_memory},
                          "limits": {"memory": cfg.ray.head_memory}}
@@ -155,7 +165,7 @@ def rayjob_manifest(cfg: KubernetesConfig, *, name: str, run_id: str, stage: str
     # KubeRay sets it.
     submitter = _container(cfg, "ray-job-submitter", image, None, 0)
     submitter["resources"] = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
-    template_meta = _template_metadata(meta)
+    template_meta = _template_metadata(cfg, meta)
     return {
         "apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": meta,
         "spec": {

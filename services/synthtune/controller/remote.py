@@ -13,6 +13,7 @@ from synthtune.errors import InvalidInput, SynthtuneError
 from synthtune.rpc.client import channel
 from synthtune.rpc.client import domain_error as rpc_domain_error
 from synthtune.rpc.gen.synthtune.v1 import pipeline_pb2, pipeline_pb2_grpc
+from synthtune.rpc.tls import ClientTLS
 
 STATE_NAMES = {v: k for k, v in {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}.items()}
 
@@ -25,38 +26,40 @@ class RunSummary:
     store_uri: str
 
 
-def _stub(target: str) -> Any:
-    return pipeline_pb2_grpc.PipelineServiceStub(channel(target))
+def _stub(target: str, tls: ClientTLS | None) -> Any:
+    if tls is None:
+        return pipeline_pb2_grpc.PipelineServiceStub(channel(target))
+    return pipeline_pb2_grpc.PipelineServiceStub(channel(target, tls_ca=tls.ca, tls_cert=tls.cert, tls_key=tls.key))
 
 
-def domain_error(exc: grpc.RpcError) -> SynthtuneError:
-    return rpc_domain_error(exc, "controller")
+def domain_error(exc: grpc.RpcError, target: str, tls: ClientTLS | None) -> SynthtuneError:
+    return rpc_domain_error(exc, f"controller at {target}", tls or ClientTLS.resolve())
 
 
-def _call(fn: Callable[[], Any]) -> Any:
+def _call(fn: Callable[[], Any], target: str, tls: ClientTLS | None) -> Any:
     try:
         return fn()
     except grpc.RpcError as exc:
-        raise domain_error(exc) from None
+        raise domain_error(exc, target, tls) from None
 
 
 def _summary(run: Any) -> RunSummary:
     return RunSummary(run.run_id, run.name, STATE_NAMES.get(run.state, "unknown"), run.store_uri)
 
 
-def submit_run(target: str, pipeline: Path, until: str | None) -> RunSummary:
+def submit_run(target: str, pipeline: Path, until: str | None, tls: ClientTLS | None = None) -> RunSummary:
     if not pipeline.is_file():
         raise InvalidInput(f"{pipeline}: no such pipeline file")
     req = pipeline_pb2.SubmitRunRequest(spec_yaml=pipeline.read_text(encoding="utf-8"), until=until or "", base_dir=str(pipeline.resolve().parent))
-    return _summary(_call(lambda: _stub(target).SubmitRun(req, timeout=60)).run)
+    return _summary(_call(lambda: _stub(target, tls).SubmitRun(req, timeout=60), target, tls).run)
 
 
-def list_runs(target: str) -> list[RunSummary]:
-    return [_summary(r) for r in _call(lambda: _stub(target).ListRuns(pipeline_pb2.ListRunsRequest(page_size=100), timeout=30)).runs]
+def list_runs(target: str, tls: ClientTLS | None = None) -> list[RunSummary]:
+    return [_summary(r) for r in _call(lambda: _stub(target, tls).ListRuns(pipeline_pb2.ListRunsRequest(page_size=100), timeout=30), target, tls).runs]
 
 
-def show_run(target: str, run_id: str) -> str:
-    run = _call(lambda: _stub(target).GetRun(pipeline_pb2.GetRunRequest(run_id=run_id), timeout=30)).run
+def show_run(target: str, run_id: str, tls: ClientTLS | None = None) -> str:
+    run = _call(lambda: _stub(target, tls).GetRun(pipeline_pb2.GetRunRequest(run_id=run_id), timeout=30), target, tls).run
     lines = [f"run {run.run_id} ({run.name}): {STATE_NAMES.get(run.state, 'unknown')}"]
     for s in run.stages:
         where = f" [{s.execution}]" if s.execution else ""
@@ -68,10 +71,10 @@ def show_run(target: str, run_id: str) -> str:
     return "\n".join(lines)
 
 
-def watch_run(target: str, run_id: str, emit: Callable[[str], None]) -> str:
+def watch_run(target: str, run_id: str, emit: Callable[[str], None], tls: ClientTLS | None = None) -> str:
     state = "unknown"
     try:
-        for resp in _stub(target).WatchRun(pipeline_pb2.WatchRunRequest(run_id=run_id)):
+        for resp in _stub(target, tls).WatchRun(pipeline_pb2.WatchRunRequest(run_id=run_id)):
             ev = resp.event
             state = STATE_NAMES.get(ev.run_state, state)
             detail = ev.message or (f"{ev.progress.completed:g}/{ev.progress.total:g} {ev.progress.description}" if ev.type == "progress" else "")
@@ -79,10 +82,10 @@ def watch_run(target: str, run_id: str, emit: Callable[[str], None]) -> str:
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.CANCELLED:
             return "cancelled"
-        raise domain_error(exc) from None
+        raise domain_error(exc, target, tls) from None
     return state
 
 
-def cancel_run(target: str, run_id: str) -> str:
-    run = _call(lambda: _stub(target).CancelRun(pipeline_pb2.CancelRunRequest(run_id=run_id), timeout=30)).run
+def cancel_run(target: str, run_id: str, tls: ClientTLS | None = None) -> str:
+    run = _call(lambda: _stub(target, tls).CancelRun(pipeline_pb2.CancelRunRequest(run_id=run_id), timeout=30), target, tls).run
     return f"run {run.run_id}: {STATE_NAMES.get(run.state, 'unknown')}"

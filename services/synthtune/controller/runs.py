@@ -13,12 +13,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from tenacity import Retrying, stop_after_attempt, stop_after_delay, wait_exponential
 
 from synthtune.errors import NotFound, SynthtuneError
+from synthtune.spec.dataflow import data_destinations
 from synthtune.spec.graph import MethodOutcome, ReportInput, kind_of, method_of, stage_names
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import ArtifactRef, Store
@@ -67,13 +68,14 @@ class RunRecord(_Record):
     base_dir: str | None = None
     store: str = ""
     until: str | None = None
+    data_destinations: list[dict[str, Any]] = Field(default_factory=list)  # where record text goes (spec.dataflow)
     created_at: str = Field(default_factory=now)
     updated_at: str = Field(default_factory=now)
     error: str | None = None
     error_kind: str | None = None
     report: str | None = None  # store key of report.html once the run succeeded
     owner: str | None = None  # the controller or CLI executing it
-    heartbeat: float = 0.0  # time.time() of its last sign of life; 0: nobody executes it
+    heartbeat: Annotated[float, BeforeValidator(lambda v: v or 0.0)] = 0.0  # time.time() of its last sign of life; 0: nobody executes it
     stages: dict[str, StageRecord] = Field(default_factory=dict)
     events: list[dict[str, Any]] = Field(default_factory=list)
     seq: int = 0
@@ -94,7 +96,7 @@ class RunRecord(_Record):
             if not outcome.stopped and info.state in ("skipped", "failed", "cancelled"):  # the first stage that stopped it
                 outcome.stopped = f"{name}: {info.state}: {info.message}".rstrip(": ")
         return ReportInput(run_id=self.run_id, name=self.name, status=status or self.status, prepared=art.get("prepare"),
-                           evaluation=art.get("evaluate"), methods=methods)
+                           evaluation=art.get("evaluate"), methods=methods, data_destinations=self.data_destinations)
 
 
 class RunBook:
@@ -147,7 +149,7 @@ class RunBook:
     def create(self, spec: PipelineSpec, spec_yaml: str, until: str | None, run_id: str | None = None) -> RunRecord:
         run_id = run_id or new_run_id(spec.name)
         record = RunRecord(run_id=run_id, name=spec.name, spec_yaml=spec_yaml, base_dir=spec.base_dir, store=self.store.uri, until=until,
-                           stages={name: StageRecord() for name in stage_names(spec.method_keys(), until)})
+                           data_destinations=data_destinations(spec), stages={name: StageRecord() for name in stage_names(spec.method_keys(), until)})
         self.event(record, "run_created", message=f"run {run_id} created")
         return record
 

@@ -13,12 +13,16 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from synthtune.controller.executor import Executor
+from synthtune.controller.jobs import adopt_job_results
 from synthtune.controller.runs import ACTIVE, FINAL, RunRecord
 from synthtune.errors import InvalidInput, NotFound
+from synthtune.llm.models import check_base_model
 from synthtune.rpc.gen.synthtune.v1 import common_pb2, pipeline_pb2, pipeline_pb2_grpc
 from synthtune.rpc.policy import ServerPolicy
 from synthtune.spec import load_spec_text
+from synthtune.spec.dataflow import data_destinations
 from synthtune.spec.graph import STEPS
+from synthtune.spec.pipeline import PipelineSpec
 
 log = logging.getLogger("synthtune.controller")
 RUN_STATES = {"pending": 1, "running": 2, "succeeded": 3, "failed": 4, "cancelled": 5}
@@ -143,16 +147,25 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
             spec = ServerPolicy.from_env().check_spec(spec, "spec_yaml")
             if request.until and request.until not in STEPS:
                 raise InvalidInput(f"until {request.until!r}: choose {', '.join(STEPS)}")
+            refuse_external_endpoints(spec, self.executor.config.allow_external_endpoints)
+            if request.until not in ("prepare", "generate"):
+                check_base_model(spec.train.base_model, self.book.store, spec.base_dir)  # before any Job asks for a GPU
             record = self.book.create(spec, request.spec_yaml, request.until or None)
         self.start(record.run_id)
         return pipeline_pb2.SubmitRunResponse(run=run_message(record))
 
     def GetRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return pipeline_pb2.GetRunResponse(run=run_message(self.book.load(request.run_id)))
+        record = self.book.load(request.run_id)
+        if record.status == "running" and not record.owner:  # stages run by `synthtune job` Jobs, no executor
+            record = adopt_job_results(self.book.store, record)
+        return pipeline_pb2.GetRunResponse(run=run_message(record))
 
     def ListRuns(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         runs = self.book.list()
-        start = int(request.page_token or 0)
+        try:
+            start = int(request.page_token or 0)
+        except ValueError:
+            raise InvalidInput(f"page_token {request.page_token!r} is not one ListRuns returned") from None
         size = request.page_size or 50
         page = runs[start : start + size]
         token = str(start + size) if start + size < len(runs) else ""
@@ -198,4 +211,13 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         return pipeline_pb2.CancelRunResponse(run=run_message(record))
 
 
-__all__ = ["NotFound", "PipelineServicer", "run_message"]
+def refuse_external_endpoints(spec: PipelineSpec, allowed: bool) -> None:
+    """A controller that keeps records in the cluster refuses a run that would send them outside."""
+    outside = [d for d in data_destinations(spec) if d["external"]]
+    if outside and not allowed:
+        names = "; ".join(f"{d['role']} at {d['endpoint']}" for d in outside)
+        raise InvalidInput(f"this controller keeps records inside the cluster, but the pipeline sends them to {names} "
+                           "(an in-cluster teacher has a cluster address; the chart's teacher.allowExternal=true allows external ones)")
+
+
+__all__ = ["NotFound", "PipelineServicer", "refuse_external_endpoints", "run_message"]

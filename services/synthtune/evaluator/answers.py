@@ -70,7 +70,7 @@ def generate_answers(spec: PipelineSpec, model_path: str, adapters: dict[str, Ar
         from synthtune.evaluator.lora_server import generate_vllm_server
 
         return generate_vllm_server(spec, adapters, prompts, temperature, samples, progress)
-    return generate_vllm(spec, adapters, prompts, temperature, samples, progress)
+    return generate_vllm(spec, adapters, prompts, temperature, samples, progress, model_path)
 
 
 def answer_api_key_env(spec: PipelineSpec) -> str | None:
@@ -145,7 +145,7 @@ def generate_transformers(spec: PipelineSpec, model_path: str, adapters: dict[st
                 from transformers import AutoModelForCausalLM
 
                 dtype = backend._torch.bfloat16 if backend.device == "cuda" else backend._torch.float32
-                backend.lm = AutoModelForCausalLM.from_pretrained(str(fulls[key].download()), dtype=dtype).to(backend.device).eval()
+                backend.lm = AutoModelForCausalLM.from_pretrained(str(fulls[key].download()), dtype=dtype, use_safetensors=True).to(backend.device).eval()
             try:
                 for s in range(samples):
                     progress.check_cancelled()
@@ -228,7 +228,7 @@ def _release_gpu(gc: Any) -> None:
 
 
 def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: list[Prompt], temperature: float,
-                  samples: int, progress: Progress) -> Answers:
+                  samples: int, progress: Progress, model_path: str = "") -> Answers:
     """vLLM's offline engine (GPU only): base and one LoRARequest per adapter on one engine; a full model
     (``method: full``) as an engine of its own, started after the base engine is released."""
     import gc
@@ -238,7 +238,7 @@ def generate_vllm(spec: PipelineSpec, adapters: dict[str, Artifact], prompts: li
 
     vllm = import_vllm()
     ev = spec.evaluate
-    base_path = resolve_model(spec.train.base_model, spec.base_dir)
+    base_path = model_path or resolve_model(spec.train.base_model, spec.base_dir)
     loras, fulls = split_adapters(adapters)
     out: dict[str, list[list[tuple[str, str]]]] = {}
 

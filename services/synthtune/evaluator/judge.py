@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from synthtune.llm.chat import ChatBackend, ChatRequest
+from synthtune.llm.structured import parse_score
 
 SYSTEM = (
     "You compare two answers to a maintenance question against a reference answer from the resolved work "
@@ -75,14 +76,10 @@ RUBRIC_SYSTEM = (
     "Score it from 1 to 10: 10 = correct, specific and actionable, agreeing with the reference; 5 = partly right or vague; "
     "1 = wrong, empty, unsafe or off-topic. Reply with only the number."
 )
-# The number first (optionally "Score:" before it and "/10" after it), then nothing but punctuation or a new line.
-_SCORE = re.compile(r"^\s*(?:score\s*[:=]?\s*)?(10|[1-9])(?:\s*/\s*10)?\s*[.!]?\s*(?:\n|$)", re.I)
-
-
-def parse_score(text: str) -> int | None:
+def rubric_score(text: str) -> int | None:
     """A 1-10 integer score, or None for anything off-format (prose first, 0, 11, 7.5, "seven")."""
-    match = _SCORE.match(text or "")
-    return int(match.group(1)) if match else None
+    score, _ = parse_score(text, number_only=True)
+    return None if score is None else int(score)
 
 
 def _rubric_request(question: str, reference: str, answer: str) -> ChatRequest:
@@ -93,7 +90,7 @@ def _rubric_request(question: str, reference: str, answer: str) -> ChatRequest:
 def rubric_scores(backend: ChatBackend, items: list[dict[str, Any]]) -> list[int | None]:
     """items: {question, reference, answer}; one score per item, None where the judge answered off-format or failed."""
     results = backend.complete([_rubric_request(it["question"], it["reference"], it["answer"]) for it in items])
-    return [parse_score(r.text) if r.ok else None for r in results]
+    return [rubric_score(r.text) if r.ok else None for r in results]
 
 
 def summarize_scores(scores: list[int | None]) -> dict[str, Any]:

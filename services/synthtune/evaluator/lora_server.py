@@ -140,12 +140,13 @@ def generate_vllm_server(spec: PipelineSpec, adapters: dict[str, Artifact], prom
         keys = ", ".join(f"{k} ({a.id})" for k, a in fulls.items())
         raise InvalidInput(f"evaluate.backend vllm_server loads LoRA adapters into a running server, but {keys} holds a whole model "
                            "(train.method full): evaluate it with backend vllm (the offline engine, on a GPU) or transformers")
-    api_key = None
-    if env := answer_api_key_env(spec):
-        from synthtune.llm.openai_backend import api_key as read_key
-        from synthtune.spec.generate import ModelEndpointSpec
+    from synthtune.llm.openai_backend import api_key as read_key
+    from synthtune.spec.generate import ModelEndpointSpec
 
-        api_key = read_key(ModelEndpointSpec(backend="openai", base_url=ev.base_url, api_key_env=env))
+    # The operator's endpoint and key policy (SYNTHTUNE_ALLOWED_ENDPOINTS, ...) holds for every server URL.
+    endpoint = ModelEndpointSpec(backend="openai", base_url=ev.base_url, base_urls=ev.base_urls, api_key_env=answer_api_key_env(spec))
+    key = read_key(endpoint)
+    api_key = key if endpoint.api_key_env else None
     base = ev.served_model or spec.train.base_model
     servers = [LoraServer(url, api_key) for url in endpoint_urls(ev.base_url, ev.base_urls)]
     try:

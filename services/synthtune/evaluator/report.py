@@ -13,6 +13,7 @@ import io
 import json
 from typing import Any
 
+from synthtune.spec.dataflow import data_destinations
 from synthtune.spec.graph import MethodOutcome, ReportInput
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Store
@@ -34,6 +35,7 @@ def build_report(store: Store, run: ReportInput, spec: PipelineSpec) -> dict[str
         report["datasets"]["prepared"] = {k: int(stats["splits"].get(k, 0)) for k in ("train", "validation", "test")}
         counts = stats.get("counts", stats)
         report["datasets"]["prepared"].update(input=int(counts.get("input", 0)), rejected=int(counts.get("rejected", 0)))
+    report["data_destinations"] = run.data_destinations or data_destinations(spec)
     report["models"].append({"name": "base", "base_model": spec.train.base_model, "method": None, "adapter": None})
     for key in spec.method_keys():
         synthetic = _artifact(store, outcomes[key].synthetic)
@@ -281,6 +283,10 @@ def render_html(report: dict[str, Any], extra_images: dict[str, str]) -> str:
         parts.append(_table(["method", "synthetic examples", "rejected"],
                             [[k, Num(v["records"], "datasets", "synthetic", k, "records"), Num(v["rejected"], "datasets", "synthetic", k, "rejected")]
                              for k, v in d["synthetic"].items()], "table-synthetic"))
+    parts.append("<h3>Where the records went</h3>")
+    parts.append(_table(["role", "model", "endpoint", "outside the cluster"],
+                        [[d["role"], d["model"], d["endpoint"], "yes" if d["external"] else "no"] for d in report["data_destinations"]],
+                        "table-data-destinations"))
     es = report.get("evaluation_set")
     if es:
         rows = [["evaluated", Num(es["evaluated"], "evaluation_set", "evaluated")],

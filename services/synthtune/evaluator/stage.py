@@ -117,7 +117,7 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     probe = probe_items() if ev.forgetting_probe else []
     probe_prompts = [Prompt([{"role": "user", "content": p["question"] + " Answer briefly."}]) for p in probe]
     names = ["base", *[f"tuned:{k}" for k in adapters]]
-    model_path = resolve_model(spec.train.base_model, spec.base_dir) if ev.backend == "transformers" else ""
+    model_path = resolve_model(spec.train.base_model, spec.base_dir, store) if ev.backend in ("transformers", "vllm") else ""
     answers_per_prompt = sum(1 if t == 0 else ev.samples for t in ev.temperatures)
     progress.start(len(names) * (len(prompts) * answers_per_prompt + len(probe_prompts)),
                    f"answering {len(items)} held-out records with {len(names)} models")

@@ -14,10 +14,13 @@ log = logging.getLogger(__name__)
 
 
 def run_plans(backend: ChatBackend, plans: dict[str, tuple[str, Plan]], outcomes: dict[str, Outcome],
-              on_step: Callable[[], None] | None = None) -> None:
+              on_step: Callable[[], None] | None = None,
+              on_finished: Callable[[list[Outcome]], None] | None = None) -> None:
     """Drive ``plans`` (cache key -> (record id, plan)) to the end, filling ``outcomes`` as they finish.
 
-    A backend error that stops everything propagates, and ``outcomes`` keeps what finished before.
+    ``on_finished`` gets the outcomes that ended at each step, right then (so they can be saved
+    before the next step's requests go out). A backend error that stops everything propagates, and
+    ``outcomes`` keeps what finished before.
     """
     active: dict[str, tuple[Plan, list[ChatRequest]]] = {}
     tokens: dict[str, list[int]] = {key: [0, 0] for key in plans}
@@ -57,5 +60,8 @@ def run_plans(backend: ChatBackend, plans: dict[str, tuple[str, Plan]], outcomes
             tokens[key][1] += result.completion_tokens
         for key in order:
             advance(key, active[key][0], by_key[key])
+        ended = [outcomes[key] for key in order if key not in active]
+        if on_finished is not None and ended:
+            on_finished(ended)
         if on_step is not None:
             on_step()

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from synthtune.generator.methods.base import Candidate, Plan, RecordFailed
 from synthtune.generator.templates import PromptSet
 from synthtune.llm.chat import ChatRequest, ChatResult
-from synthtune.llm.structured import parse_json, repair_request
+from synthtune.llm.structured import parse_score, repair_request
 from synthtune.records import reference_for_record
-
-_SCORE = re.compile(r"\bscore\b\W{0,5}(\d{1,2}(?:\.\d+)?)|(\d{1,2}(?:\.\d+)?)\s*/\s*10\b", re.I)
-
-
-def parse_score(text: str) -> tuple[float | None, str]:
-    """(score in 1..10 or None, reason) from a judge reply, JSON or prose."""
-    value = parse_json(text)
-    if isinstance(value, dict) and isinstance(value.get("score"), int | float | str):
-        try:
-            score = float(value["score"])
-        except ValueError:
-            score = None
-        if score is not None and 1 <= score <= 10:
-            return score, str(value.get("reason") or "")
-    match = _SCORE.search(text or "")
-    if match:
-        score = float(match.group(1) or match.group(2))
-        if 1 <= score <= 10:
-            return score, ""
-    return None, ""
 
 
 def source_facts(record: dict[str, Any]) -> str:

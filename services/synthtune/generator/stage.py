@@ -123,7 +123,13 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
     started, asked = time.monotonic(), 0
     backend = teacher
     try:
-        size = gen.shard_size or 4 * gen.teacher.concurrency
+        size = gen.shard_size or gen.teacher.concurrency
+        saved_keys: set[str] = set()
+
+        def save(ended: list[Outcome]) -> None:  # each step's finished records, at once: a kill loses only requests in flight
+            shards.append(ended)
+            saved_keys.update(o.key for o in ended)
+
         for start in range(0, len(todo), size):
             progress.check_cancelled()
             if backend is None:
@@ -132,9 +138,9 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
             finished: dict[str, Outcome] = {}
             plans = {record_key[r["id"]]: (r["id"], record_plan(impl, judge_prompts, r)) for r in chunk}
             try:
-                run_plans(backend, plans, finished, on_step=progress.check_cancelled)
+                run_plans(backend, plans, finished, on_step=progress.check_cancelled, on_finished=save)
             finally:
-                shards.append(list(finished.values()))  # what finished is kept even when the teacher stops
+                shards.append([o for k, o in finished.items() if k not in saved_keys])  # the rest, even when the teacher stops
                 outcomes.update(finished)
             asked += len(chunk)
             progress.advance(len(chunk))

@@ -13,6 +13,16 @@ import shutil
 from pathlib import Path
 
 from synthtune.errors import InvalidInput, NotFound
+from synthtune.llm.model_store import (
+    MODEL_MANIFEST,
+    fetch_model,
+    hf_cache_snapshot,
+    hub_allowed,
+    read_manifest,
+    store_model_uri,
+)
+from synthtune.store import Store
+from synthtune.store.fetch import is_uri
 
 EMBEDDED_DEFAULT = "smollm2-135m-instruct"
 _SMOLLM2_TOKENIZER_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -70,12 +80,18 @@ def _convert_gguf(gguf: Path, target: Path) -> Path:
     return target
 
 
-def resolve_model(name: str, base_dir: str | None = None) -> str:
-    """A local folder (or, for a plain HF id already in the local HF cache, the id itself)."""
+def resolve_model(name: str, base_dir: str | None = None, store: Store | None = None) -> str:
+    """A local folder (or, for a plain HF id already in the local HF cache, the id itself).
+
+    An ``s3://`` URI, or a name that ``store`` holds under ``models/``, is streamed into the model cache.
+    """
     if not name or not name.strip():
         raise InvalidInput("model name is empty")
     if name == EMBEDDED_DEFAULT:
         return str(_convert_gguf(embedded_gguf_path(), model_cache() / EMBEDDED_DEFAULT))
+    stored = name if is_uri(name) else store_model_uri(name, store)
+    if stored is not None:
+        return str(fetch_model(stored, model_cache()))
     path = Path(name).expanduser()
     if not path.is_absolute() and base_dir and (Path(base_dir) / path).exists():
         path = Path(base_dir) / path
@@ -91,3 +107,27 @@ def resolve_model(name: str, base_dir: str | None = None) -> str:
         raise NotFound(f"model {name!r}: no such file or folder")
     # An HF id: only usable when already in the local HF cache (nothing is downloaded at run time).
     return name
+
+
+def check_base_model(name: str, store: Store, base_dir: str | None = None) -> str:
+    """Where ``name`` will come from, checked before any stage (and any GPU) starts; InvalidInput naming
+    the model when it is neither embedded, on this machine, in the store, nor allowed from the hub."""
+    if name == EMBEDDED_DEFAULT:
+        return "embedded"
+    if is_uri(name):
+        read_manifest(name)
+        return name
+    if (stored := store_model_uri(name, store)) is not None:
+        return stored
+    path = Path(name).expanduser()
+    if path.exists() or (base_dir and not path.is_absolute() and (Path(base_dir) / path).exists()):
+        return "local"
+    if name.count("/") == 1 and not name.startswith((".", "/", "~")) and path.suffix != ".gguf":
+        if hf_cache_snapshot(name) is not None:
+            return "local"
+        if hub_allowed():
+            return "hub"
+    where = f"{store.uri}/models/{name}/{MODEL_MANIFEST}"
+    raise InvalidInput(f"train.base_model {name!r} is neither in the store (no {where}) nor allowed from the Hugging Face Hub "
+                       f"(HF_HUB_OFFLINE is set: the chart's models.hubOffline); push it with "
+                       f"`synthtune models push DIR_OR_HF_ID --store {store.uri} --name {name}`")

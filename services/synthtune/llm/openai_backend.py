@@ -47,9 +47,9 @@ def check_endpoint_policy(spec: ModelEndpointSpec) -> None:
         if allowed and spec.api_key_env not in allowed:
             raise InvalidInput(f"teacher {describe(spec)}: api_key_env {spec.api_key_env} is not one of {KEY_ENVS_ENV} ({', '.join(allowed)})")
     endpoints = _listed(ENDPOINTS_ENV)
-    url = (spec.base_url or "https://api.openai.com/v1").rstrip("/")
-    if endpoints and not any(url == e.rstrip("/") or url.startswith(e.rstrip("/") + "/") for e in endpoints):
-        raise InvalidInput(f"teacher {describe(spec)}: base_url {url} is not allowed here ({ENDPOINTS_ENV}: {', '.join(endpoints)})")
+    for url in [(spec.base_url or "https://api.openai.com/v1").rstrip("/"), *(u.rstrip("/") for u in spec.base_urls)]:
+        if endpoints and not any(url == e.rstrip("/") or url.startswith(e.rstrip("/") + "/") for e in endpoints):
+            raise InvalidInput(f"teacher {describe(spec)}: base_url {url} is not allowed here ({ENDPOINTS_ENV}: {', '.join(endpoints)})")
 
 
 def api_key(spec: ModelEndpointSpec) -> str:

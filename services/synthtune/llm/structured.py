@@ -90,3 +90,35 @@ def repair_request(request: ChatRequest, bad_reply: str, schema: dict[str, Any] 
     ]
     return ChatRequest(messages=messages, temperature=0.0, max_tokens=request.max_tokens, seed=request.seed,
                        json_schema=schema, key=request.key)
+
+
+# A rubric reply that is the number itself: optionally "Score:" before it and "/10" after it, then
+# nothing but punctuation or a new line.
+_SCORE_ONLY = re.compile(r"^\s*(?:score\s*[:=]?\s*)?(10|[1-9])(?:\s*/\s*10)?\s*[.!]?\s*(?:\n|$)", re.I)
+# A score somewhere in prose: "score: 7.5" or "8/10".
+_SCORE_IN_PROSE = re.compile(r"\bscore\b\W{0,5}(\d{1,2}(?:\.\d+)?)|(\d{1,2}(?:\.\d+)?)\s*/\s*10\b", re.I)
+
+
+def parse_score(text: str, number_only: bool = False) -> tuple[float | None, str]:
+    """(score from 1 to 10, or None; the judge's reason, or "") from a judge's reply.
+
+    ``number_only``: the reply must be an integer score and nothing else (what a rubric asks for;
+    prose first, 0, 11, 7.5 or "seven" give None). Otherwise a JSON ``{"score", "reason"}``, then a
+    "score: N" or "N/10" anywhere in the text, counts."""
+    if number_only:
+        match = _SCORE_ONLY.match(text or "")
+        return (float(match.group(1)) if match else None), ""
+    value = parse_json(text)
+    if isinstance(value, dict) and isinstance(value.get("score"), int | float | str):
+        try:
+            score = float(value["score"])
+        except ValueError:
+            score = None
+        if score is not None and 1 <= score <= 10:
+            return score, str(value.get("reason") or "")
+    match = _SCORE_IN_PROSE.search(text or "")
+    if match:
+        score = float(match.group(1) or match.group(2))
+        if 1 <= score <= 10:
+            return score, ""
+    return None, ""

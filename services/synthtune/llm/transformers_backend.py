@@ -6,6 +6,7 @@ import logging
 from itertools import groupby
 from typing import Any
 
+from synthtune.errors import InvalidInput
 from synthtune.llm.backends import describe, sampling
 from synthtune.llm.chat import ChatRequest, ChatResult
 from synthtune.llm.models import resolve_model
@@ -34,7 +35,11 @@ class TransformersBackend:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.lm: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        # safetensors only: a pickled .bin can run code while it loads.
+        try:
+            self.lm: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True)
+        except OSError as exc:
+            raise InvalidInput(f"teacher {self.name}: no safetensors weights for {path} (pickled .bin weights are refused): {exc}") from None
         self.lm = self.lm.to(self.device).eval()
 
     def _prompt(self, request: ChatRequest) -> str:

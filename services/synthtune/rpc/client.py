@@ -12,6 +12,7 @@ import grpc
 
 from synthtune.errors import Cancelled, InvalidInput, NotFound, RetryableError, StageSkipped, SynthtuneError
 from synthtune.rpc.server import TOKEN_ENV
+from synthtune.rpc.tls import ClientTLS, tls_failure
 
 
 class _Details(
@@ -52,21 +53,27 @@ class _AuthInterceptor(
         return continuation(self._details(details), requests)
 
 
-def channel(target: str, token: str | None = None, tls_ca: str | None = None) -> grpc.Channel:
+def channel(target: str, token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
+            tls_key: str | None = None, options: list[tuple[str, Any]] | None = None) -> grpc.Channel:
     """A channel to ``host:port`` sending the token (default: $SYNTHTUNE_AUTH_TOKEN) and a request id.
 
-    With ``tls_ca`` (a PEM file of the CA or the server's own certificate) the channel uses TLS.
+    With a CA (``tls_ca``, else $SYNTHTUNE_TLS_CA: a PEM file of the CA or the server's own certificate)
+    the channel uses TLS; with a client certificate and key too ($SYNTHTUNE_TLS_CERT/KEY), mutual TLS.
     """
+    from synthtune.rpc.tls import warn_token_in_clear
+
     token = token if token is not None else os.environ.get(TOKEN_ENV)
-    if tls_ca:
-        with open(tls_ca, "rb") as f:
-            base = grpc.secure_channel(target, grpc.ssl_channel_credentials(f.read()))
+    tls = ClientTLS.resolve(tls_ca, tls_cert, tls_key)
+    if tls is not None:
+        base = grpc.secure_channel(target, tls.credentials(), options=options)
     else:
-        base = grpc.insecure_channel(target)
+        if token:
+            warn_token_in_clear(target, "sent to")
+        base = grpc.insecure_channel(target, options=options)
     return grpc.intercept_channel(base, _AuthInterceptor(token))
 
 
-def error_for(code: str, message: str, peer: str, retry_delay: float = 0.0) -> SynthtuneError:
+def error_for(code: str, message: str, peer: str, retry_delay: float = 0.0, tls: ClientTLS | None = None) -> SynthtuneError:
     """The domain error for a gRPC status code name (of a call, or an operation's ErrorInfo) from ``peer``.
 
     The inverse of the server's mapping (synthtune.rpc.errors.status_for), so an error keeps its
@@ -77,6 +84,8 @@ def error_for(code: str, message: str, peer: str, retry_delay: float = 0.0) -> S
         return NotFound(message)
     if code == "FAILED_PRECONDITION":
         return StageSkipped(message)
+    if code == "UNAVAILABLE" and (problem := tls_failure(message, peer, tls)):
+        return InvalidInput(problem)  # a wrong CA or certificate does not heal by retrying
     if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"):
         return RetryableError(f"{peer} unreachable or busy ({code}): {message}", delay=retry_delay)
     if code == "CANCELLED":
@@ -86,6 +95,6 @@ def error_for(code: str, message: str, peer: str, retry_delay: float = 0.0) -> S
     return SynthtuneError(f"{peer}: {code}: {message}")
 
 
-def domain_error(exc: grpc.RpcError, peer: str) -> SynthtuneError:
-    """The domain error for a failed call to ``peer``."""
-    return error_for(exc.code().name, exc.details() or "", peer)
+def domain_error(exc: grpc.RpcError, peer: str, tls: ClientTLS | None = None) -> SynthtuneError:
+    """The domain error for a failed call to ``peer`` (over ``tls``, when the channel used it)."""
+    return error_for(exc.code().name, exc.details() or "", peer, tls=tls)

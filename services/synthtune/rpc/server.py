@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from synthtune.errors import InvalidInput
 from synthtune.progress import Progress
 from synthtune.rpc.interceptors import Metrics, ServerInterceptor
+from synthtune.rpc.tls import server_credentials, warn_token_in_clear
 
 log = logging.getLogger("synthtune.rpc")
 TOKEN_ENV = "SYNTHTUNE_AUTH_TOKEN"
@@ -44,6 +45,8 @@ class ServerOptions:
     insecure: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
+    tls_client_ca: str | None = None  # set: mutual TLS, clients must present a certificate this CA signed
+    health_port: int | None = None  # with TLS: grpc.health.v1 alone, in plaintext, for Kubernetes' gRPC probes (they cannot do TLS)
     metrics_port: int | None = None
     max_workers: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
@@ -58,11 +61,14 @@ class RunningServer:
     health: health.HealthServicer
     metrics_port: int | None
     metrics_http: Any = None
+    health_server: grpc.Server | None = None
 
     def stop(self, grace: float | None = 2.0) -> None:
         """Report NOT_SERVING, let calls in flight finish for ``grace`` s, then close the metrics port."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.health_server is not None:
+            self.health_server.stop(0).wait()
         if self.metrics_http is not None:
             self.metrics_http.shutdown()
             self.metrics_http.server_close()
@@ -79,19 +85,6 @@ def resolve_token(options: ServerOptions) -> str | None:
     raise InvalidInput(f"refusing to start without a token: set {TOKEN_ENV}, or pass --insecure for local development")
 
 
-def _tls_credentials(options: ServerOptions) -> grpc.ServerCredentials | None:
-    """Server credentials from the PEM certificate and key, or None for plaintext."""
-    if not options.tls_cert and not options.tls_key:
-        return None
-    if not (options.tls_cert and options.tls_key):
-        raise InvalidInput("TLS needs both a certificate and a key (--tls-cert and --tls-key)")
-    try:
-        with open(options.tls_key, "rb") as k, open(options.tls_cert, "rb") as c:
-            return grpc.ssl_server_credentials([(k.read(), c.read())])
-    except OSError as exc:
-        raise InvalidInput(f"cannot read the TLS certificate or key: {exc}") from None
-
-
 def max_streams(max_workers: int) -> int:
     """Streams held open at once: all but RESERVED_WORKERS threads, kept for unary calls and probes."""
     return max(1, max_workers - RESERVED_WORKERS)
@@ -105,7 +98,9 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
     """
     options = replace(options or ServerOptions(), **fields)
     token = resolve_token(options)
-    credentials = _tls_credentials(options)
+    credentials = server_credentials(options.tls_cert, options.tls_key, options.tls_client_ca)
+    if token and credentials is None:
+        warn_token_in_clear(f"{options.host}:{options.port}", "accepted on")
     registry = CollectorRegistry()
     metrics_http, metrics_port = None, None
     if options.metrics_port is not None:
@@ -142,9 +137,20 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
             metrics_http.server_close()
         raise InvalidInput(f"cannot listen on {address}: {cause or 'port in use or not allowed'}")
     server.start()
+    health_server = _health_only(health_servicer, options.host, options.health_port) if options.health_port is not None else None
     log.info("serving", extra={"address": f"{options.host}:{port}", "services": names, "auth": token is not None,
-                               "tls": bool(options.tls_cert), "metrics_port": metrics_port})
-    return RunningServer(server, port, health_servicer, metrics_port, metrics_http)
+                               "tls": bool(options.tls_cert), "mutual_tls": bool(options.tls_client_ca), "metrics_port": metrics_port})
+    return RunningServer(server, port, health_servicer, metrics_port, metrics_http, health_server)
+
+
+def _health_only(servicer: health.HealthServicer, host: str, port: int) -> grpc.Server:
+    """A plaintext server with only the health service (no data, no token) beside a TLS server."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="synthtune-health"))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    if server.add_insecure_port(f"{host}:{port}") == 0:
+        raise InvalidInput(f"cannot listen on {host}:{port} for health checks")
+    server.start()
+    return server
 
 
 def serve(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, *,

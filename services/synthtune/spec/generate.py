@@ -111,7 +111,8 @@ class GenerateSpec(SpecModel):
     )
     seed: int = field(42, help="Seed for sampling records and prompt variations.")
     shard_size: int | None = field(
-        None, help="Records finished per shard saved under the store's work/ prefix, so a killed run resumes where it stopped; default 4 x teacher.concurrency.", ge=1
+        None, help="Records planned together; each finished record is saved under the store's work/ prefix at the end of its step, "
+        "so a killed run resumes where it stopped and loses at most one group's requests in flight; default teacher.concurrency.", ge=1
     )
     max_failed_fraction: float = field(
         0.5, help="If more than this share of records fail at the teacher (after retries), the stage fails as retryable instead of writing a partial dataset; finished records stay saved for the resume.", ge=0, le=1

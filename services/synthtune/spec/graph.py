@@ -148,6 +148,7 @@ class ReportInput(BaseModel):
     prepared: str | None = Field(default=None, description="artifact id of the prepared data")
     evaluation: str | None = Field(default=None, description="artifact id of the evaluation")
     methods: dict[str, MethodOutcome] = Field(default_factory=dict)
+    data_destinations: list[dict[str, Any]] = Field(default_factory=list, description="where the run sent record text (spec.dataflow)")
 
     @property
     def base_key(self) -> str:

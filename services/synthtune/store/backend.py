@@ -70,6 +70,9 @@ class Backend(Protocol):
         ...
     def open_read(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
+    def version(self, key: str) -> str:
+        """A token that changes when the object's content does (S3: the ETag)."""
+        ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def delete_prefix(self, prefix: str) -> None: ...
 
@@ -145,6 +148,14 @@ class FileBackend:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def version(self, key: str) -> str:
+        """Size and modification time: changes whenever the file is rewritten."""
+        try:
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"{self.uri(key)}: no such object in the store") from None
+        return f"{st.st_size}-{st.st_mtime_ns}"
 
     def list(self, prefix: str) -> Iterator[str]:
         """Keys under the folder ``prefix``, sorted; files still being written are skipped."""

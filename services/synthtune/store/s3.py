@@ -220,6 +220,11 @@ class S3Backend:
             return False
         return True
 
+    def version(self, key: str) -> str:
+        """The object's ETag: changes whenever its content does (a local copy keyed by it stays current)."""
+        with self._errors(key):
+            return str(self.client.stat_object(self.bucket, self._name(key)).etag)
+
     def list(self, prefix: str) -> Iterator[str]:
         folder = self._folder(prefix)
         skip = len(self.prefix) + 1 if self.prefix else 0

@@ -17,16 +17,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synthtune.store import Store
+from synthtune.store import IntegrityError, Store
+from synthtune.store.backend import copy_hashing
 
 _STEP = re.compile(r"checkpoint-(\d+)/COMPLETE$")
+HASH_SUFFIX = ".sha256"  # beside each uploaded checkpoint file: its digest, for the marker
 
 
-def _copy_down(store: Store, key: str, out: Path) -> None:
+def _copy_down(store: Store, key: str, out: Path, sha256: str | None) -> None:
+    """Download ``key``; IntegrityError when it does not hash to what its marker recorded."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with store.backend.open_read(key) as src, open(out, "wb") as f:
-        while chunk := src.read(8 * 1024 * 1024):
-            f.write(chunk)
+        digest = copy_hashing(src, f)
+    if sha256 is not None and digest != sha256:
+        out.unlink(missing_ok=True)
+        raise IntegrityError(f"{store.backend.uri(key)}: sha256 mismatch (marker {sha256[:12]}…, stored {digest[:12]}…): "
+                             "the checkpoint file was changed or corrupted")
 
 
 class StoreCheckpoints:
@@ -43,14 +49,17 @@ class StoreCheckpoints:
         if names is None:
             names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
         for name in names:
-            self.store.backend.put_file(f"{base}/{name}", local_dir / name)
+            digest = self.store.backend.put_file(f"{base}/{name}", local_dir / name)
+            self.store.backend.put_bytes(f"{base}/{name}{HASH_SUFFIX}", digest.encode())  # rank 0's marker collects it
         return names
 
     def mark_complete(self, step: int) -> None:
         """Write the marker over every file uploaded for ``step`` (by any rank), then drop older checkpoints."""
         base = f"{self.prefix}/checkpoint-{step}"
-        files = sorted(k[len(base) + 1 :] for k in self.store.list_keys(base + "/") if not k.endswith("/COMPLETE"))
-        self.store.put_json(f"{base}/COMPLETE", {"step": step, "files": files, "time": time.time()})
+        keys = [k[len(base) + 1 :] for k in self.store.list_keys(base + "/") if not k.endswith("/COMPLETE")]
+        files = sorted(k for k in keys if not k.endswith(HASH_SUFFIX))
+        hashes = {name: self.store.get_text(f"{base}/{name}{HASH_SUFFIX}") for name in files if f"{name}{HASH_SUFFIX}" in keys}
+        self.store.put_json(f"{base}/COMPLETE", {"step": step, "files": files, "sha256": hashes, "time": time.time()})
         for old in self.steps():
             if old < step:  # the marker goes first, so a half-deleted checkpoint is never taken for complete
                 self.store.backend.delete_prefix(f"{self.prefix}/checkpoint-{old}/COMPLETE")
@@ -72,24 +81,26 @@ class StoreCheckpoints:
         base = f"{self.prefix}/checkpoint-{step}"
         marker = self.store.get_json(f"{base}/COMPLETE")
         target = dest / f"checkpoint-{step}"
+        hashes = marker.get("sha256") or {}
         for name in marker["files"]:
-            _copy_down(self.store, f"{base}/{name}", target / name)
+            _copy_down(self.store, f"{base}/{name}", target / name, hashes.get(name))
         return target
 
     # the result ----------------------------------------------------------------------------
     def publish_result(self, local_dir: Path) -> None:
         names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
-        for name in names:
-            self.store.backend.put_file(f"{self.prefix}/result/{name}", local_dir / name)
-        self.store.put_json(f"{self.prefix}/result/COMPLETE", {"files": names, "time": time.time()})
+        hashes = {name: self.store.backend.put_file(f"{self.prefix}/result/{name}", local_dir / name) for name in names}
+        self.store.put_json(f"{self.prefix}/result/COMPLETE", {"files": names, "sha256": hashes, "time": time.time()})
 
     def fetch_result(self, dest: Path) -> Path | None:
         """The published result in ``dest``, or None when no rank published one."""
         key = f"{self.prefix}/result/COMPLETE"
         if not self.store.exists(key):
             return None
-        for name in self.store.get_json(key)["files"]:
-            _copy_down(self.store, f"{self.prefix}/result/{name}", dest / name)
+        marker = self.store.get_json(key)
+        hashes = marker.get("sha256") or {}
+        for name in marker["files"]:
+            _copy_down(self.store, f"{self.prefix}/result/{name}", dest / name, hashes.get(name))
         return dest
 
     def clear_result(self) -> None:

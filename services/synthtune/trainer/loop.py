@@ -75,8 +75,10 @@ def _model_path(job: TrainJob) -> str:
     if Path(job.model_path).exists() or not job.base_model:
         return job.model_path
     from synthtune.llm.models import resolve_model
+    from synthtune.store import open_store
 
-    return resolve_model(job.base_model, job.base_dir)
+    # A model from the store is streamed into this pod's cache as it was into the driver's.
+    return resolve_model(job.base_model, job.base_dir, open_store(job.store_uri))
 
 
 def setup(job: TrainJob, out_dir: Path, on_log: LogFn | None) -> Run:

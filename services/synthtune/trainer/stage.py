@@ -112,7 +112,7 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     if (cached := store.find(art_id)) is not None:
         progress.note(f"reusing cached {art_id}")
         return cached
-    model_path = resolve_model(train.base_model, spec.base_dir)
+    model_path = resolve_model(train.base_model, spec.base_dir, store)
     data = _tokenise(train, model_path, list(synthetic.iter_jsonl("data.jsonl")), method, progress)
     checkpoints = StoreCheckpoints(store, art_id)
     checkpoints.clear_result()  # a result left by an earlier attempt that died before its artifact

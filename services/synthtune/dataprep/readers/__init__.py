@@ -26,6 +26,7 @@ from synthtune.errors import InvalidInput
 from synthtune.progress import Progress
 from synthtune.spec.prepare import PrepareSpec
 from synthtune.spec.source import EventLogSource, SourceSpec
+from synthtune.store.fetch import cached_copy, expand, is_uri
 
 TableReader = Callable[[Path, str, SourceSpec], Table]
 TABLE_READERS: dict[str, TableReader] = {
@@ -58,10 +59,15 @@ def _label(path: Path, base: Path) -> str:
 
 
 def resolve_files(source: SourceSpec, base_dir: str | None) -> list[SourceFile]:
-    """Every input file, in a stable order: paths, globs and folders resolve against ``base_dir``."""
+    """Every input file, in a stable order: paths, globs and folders resolve against ``base_dir``;
+    ``s3://`` objects, prefixes and globs are copied to the local cache and keep their URI as label."""
     base = Path(base_dir or ".").resolve()
-    found: dict[Path, None] = {}
+    found: dict[Path, str | None] = {}
     for entry in source.paths:
+        if is_uri(entry):
+            for path, uri in _remote_files(entry):
+                found.setdefault(path, uri)
+            continue
         pattern = Path(entry).expanduser()
         pattern = pattern if pattern.is_absolute() else base / pattern
         if glob.has_magic(str(pattern)):
@@ -78,11 +84,22 @@ def resolve_files(source: SourceSpec, base_dir: str | None) -> list[SourceFile]:
             raise InvalidInput(f"source.paths: {entry!r} does not exist (looked for {pattern})")
         for hit in hits:
             found.setdefault(hit.resolve(), None)
-    files = [SourceFile(p, _label(p, base)) for p in found]
+    files = [SourceFile(p, label or _label(p, base)) for p, label in found.items()]
     for f in files:
         if f.path.suffix.lower() not in SUPPORTED:
             raise InvalidInput(f"{f.label}: unsupported file type {f.path.suffix or '(none)'!r}; readable: {', '.join(SUPPORTED)}")
     return files
+
+
+def _remote_files(uri: str) -> list[tuple[Path, str]]:
+    """(local copy, URI) of every object an ``s3://`` entry names; a folder keeps only readable files."""
+    objects = expand(uri, "source.paths")
+    folder = not glob.has_magic(uri) and [o.uri for o in objects] != [uri]
+    if folder:
+        objects = [o for o in objects if Path(o.key).suffix.lower() in SUPPORTED]
+        if not objects:
+            raise InvalidInput(f"source.paths: folder {uri!r} holds no readable files ({', '.join(SUPPORTED)})")
+    return [(cached_copy(o), o.uri) for o in objects]
 
 
 def read_tables(f: SourceFile, source: SourceSpec) -> list[Table]:

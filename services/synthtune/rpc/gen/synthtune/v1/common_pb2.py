@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19synthtune/v1/common.proto\x12\x0csynthtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x0b\x41rtifactRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\"\x90\x01\n\rProgressEvent\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tcompleted\x18\x03 \x01(\x01\x12\r\n\x05total\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\tErrorInfo\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x10\n\x08problems\x18\x03 \x03(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x10\n\x08\x65rror_id\x18\x05 \x01(\t\x12\x1b\n\x13retry_delay_seconds\x18\x06 \x01(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19synthtune/v1/common.proto\x12\x0csynthtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\x0b\x41rtifactRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0b\n\x03uri\x18\x03 \x01(\t\"\x90\x01\n\rProgressEvent\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x11\n\tcompleted\x18\x03 \x01(\x01\x12\r\n\x05total\x18\x04 \x01(\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\tErrorInfo\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x10\n\x08problems\x18\x03 \x03(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x10\n\x08\x65rror_id\x18\x05 \x01(\t\x12\x1b\n\x13retry_delay_seconds\x18\x06 \x01(\x01\x42\x94\x01\n\x0fio.synthtune.v1B\x0b\x43ommonProtoP\x01Z>github.com/synthtune/synthtune/gen/go/synthtune/v1;synthtunev1\xa2\x02\x03SXX\xaa\x02\x0cSynthtune.V1\xca\x02\x0cSynthtune\\V1\xea\x02\rSynthtune::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'synthtune.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017io.synthtune.v1B\013CommonProtoP\001Z>github.com/synthtune/synthtune/gen/go/synthtune/v1;synthtunev1\242\002\003SXX\252\002\014Synthtune.V1\312\002\014Synthtune\\V1\352\002\rSynthtune::V1'
   _globals['_ARTIFACTREF']._serialized_start=76
   _globals['_ARTIFACTREF']._serialized_end=128
   _globals['_PROGRESSEVENT']._serialized_start=131

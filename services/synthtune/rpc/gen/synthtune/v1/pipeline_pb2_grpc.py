@@ -67,20 +67,24 @@ class PipelineServiceServicer:
     """
 
     def SubmitRun(self, request, context):
-        """Validate the spec and start a run (or resume one); returns at once with the run id.
+        """Validate the spec and start a run (or resume one); returns at once with the pending run.
+        INVALID_ARGUMENT: the spec is invalid (every problem with its line), its base model is neither in
+        the store nor allowed from the hub, or it sends records outside a cluster that does not allow it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A run's state, stages, artifacts and error; NOT_FOUND for an unknown run id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListRuns(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Runs in the controller's store, newest first, a page at a time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

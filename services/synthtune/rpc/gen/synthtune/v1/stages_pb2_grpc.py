@@ -30,6 +30,7 @@ class DataPrepServiceStub:
     Requests carry the pipeline spec (as YAML, or the store key of a YAML file) and artifact
     references, never bulk data.
 
+    The prepare stage: source records to a prepared dataset (train/validation/test, rejects).
     """
 
     def __init__(self, channel):
@@ -50,6 +51,7 @@ class DataPrepServiceServicer:
     Requests carry the pipeline spec (as YAML, or the store key of a YAML file) and artifact
     references, never bulk data.
 
+    The prepare stage: source records to a prepared dataset (train/validation/test, rejects).
     """
 
     def Prepare(self, request, context):
@@ -80,6 +82,7 @@ class DataPrepService:
     Requests carry the pipeline spec (as YAML, or the store key of a YAML file) and artifact
     references, never bulk data.
 
+    The prepare stage: source records to a prepared dataset (train/validation/test, rejects).
     """
 
     @staticmethod
@@ -111,7 +114,8 @@ class DataPrepService:
 
 
 class GeneratorServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The generate stage: a prepared dataset to synthetic instruction data, one method per call.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -127,7 +131,8 @@ class GeneratorServiceStub:
 
 
 class GeneratorServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The generate stage: a prepared dataset to synthetic instruction data, one method per call.
+    """
 
     def Generate(self, request, context):
         """Turn prepared records into synthetic instruction data with one method.
@@ -153,7 +158,8 @@ def add_GeneratorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class GeneratorService:
-    """Missing associated documentation comment in .proto file."""
+    """The generate stage: a prepared dataset to synthetic instruction data, one method per call.
+    """
 
     @staticmethod
     def Generate(request,
@@ -184,7 +190,8 @@ class GeneratorService:
 
 
 class TrainerServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The train stage: synthetic data to a LoRA/QLoRA adapter, one method per call.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -200,7 +207,8 @@ class TrainerServiceStub:
 
 
 class TrainerServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The train stage: synthetic data to a LoRA/QLoRA adapter, one method per call.
+    """
 
     def Train(self, request, context):
         """Fine-tune one adapter on one method's synthetic data.
@@ -226,7 +234,8 @@ def add_TrainerServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TrainerService:
-    """Missing associated documentation comment in .proto file."""
+    """The train stage: synthetic data to a LoRA/QLoRA adapter, one method per call.
+    """
 
     @staticmethod
     def Train(request,
@@ -257,7 +266,8 @@ class TrainerService:
 
 
 class EvaluatorServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The evaluate stage: base model and adapters on held-out records, metrics and judge.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -273,7 +283,8 @@ class EvaluatorServiceStub:
 
 
 class EvaluatorServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The evaluate stage: base model and adapters on held-out records, metrics and judge.
+    """
 
     def Evaluate(self, request, context):
         """Evaluate the base model and every adapter on held-out records.
@@ -299,7 +310,8 @@ def add_EvaluatorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EvaluatorService:
-    """Missing associated documentation comment in .proto file."""
+    """The evaluate stage: base model and adapters on held-out records, metrics and judge.
+    """
 
     @staticmethod
     def Evaluate(request,
