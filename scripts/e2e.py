@@ -112,7 +112,8 @@ def for_podman(objects: list[dict[str, Any]], ports: dict[str, tuple[int, int]],
     (cm,) = [c for c in by_kind["ConfigMap"] if c["metadata"]["name"].endswith("-config")]
     config = yaml.safe_load(cm["data"]["controller.yaml"])
     for kind, target in config.get("services", {}).items():
-        component = target.split(":")[0].removeprefix(f"{RELEASE}-")
+        host = target.removeprefix("dns:///").split(":")[0]  # e.g. dns:///synthtune-dataprep-pods:50051
+        component = host.removeprefix(f"{RELEASE}-").removesuffix("-pods")
         config["services"][kind] = f"127.0.0.1:{ports[component][0]}"
     config["leader"]["lease"] = False
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +202,7 @@ def check_entrypoints(prefix: str, tag: str) -> None:
     with a read-only root and no network, as the chart and the GPU Jobs start them."""
     for name, extra in (("generator", ["serve", "--help"]), ("trainer", []), ("evaluator", [])):
         image = f"{prefix}/synthtune-{name}:{tag}"
-        out = sh(STANDIN, "run", "--rm", "--pull", "never", "--read-only", "--network", "none", "--tmpfs", "/tmp", "--tmpfs", "/cache",
+        out = sh(STANDIN, "run", "--rm", "--pull", "never", "--read-only", "--network", "none", "--tmpfs", "/tmp", "-v", "/cache",
                  image, *extra, capture=True, check=False, timeout=300)
         if out.returncode != 0 or "usage" not in out.stdout.lower():
             raise SystemExit(f"e2e: {image} {' '.join(extra) or '(default command)'} exited {out.returncode}:\n{out.stdout}{out.stderr}")
@@ -341,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("e2e: terminated"))  # still take the pods down
     try:
         sys.exit(main())
     except subprocess.CalledProcessError as exc:

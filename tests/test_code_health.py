@@ -9,6 +9,8 @@ SERVICES = Path(__file__).resolve().parents[1] / "services" / "synthtune"
 GENERATED = SERVICES / "rpc" / "gen"
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 450
+# Being rewritten under issue 19 (evaluator stage and report); each entry must go when its rewrite lands.
+KNOWN_LONG = {"synthtune/evaluator/report.py render_html", "synthtune/evaluator/stage.py run"}
 
 
 def _modules() -> list[Path]:
@@ -29,7 +31,10 @@ def long_functions(path: Path, root: Path = SERVICES.parent) -> list[str]:
 
 
 def test_no_function_in_services_is_over_80_lines():
-    assert [f for p in _modules() for f in long_functions(p)] == []
+    found = [f for p in _modules() for f in long_functions(p)]
+    named = {f"{f.split(':')[0]} {f.split()[1]}" for f in found}
+    assert [f for f in found if f"{f.split(':')[0]} {f.split()[1]}" not in KNOWN_LONG] == []
+    assert named >= KNOWN_LONG, f"no longer over the limit, drop from KNOWN_LONG: {sorted(KNOWN_LONG - named)}"
 
 
 def test_no_module_in_services_is_over_450_lines():
@@ -38,7 +43,7 @@ def test_no_module_in_services_is_over_450_lines():
 
 
 def test_the_check_sees_a_long_function(tmp_path):
-    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    body = "\n".join(f"        x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
     sample = tmp_path / "probe.py"
-    sample.write_text(f"class A:\n    @staticmethod\n    def long():\n    {body}\n\n    def short(self):\n        return 1\n")
+    sample.write_text(f"class A:\n    @staticmethod\n    def long():\n{body}\n\n    def short(self):\n        return 1\n")
     assert long_functions(sample, tmp_path) == [f"probe.py:3 long ({MAX_FUNCTION_LINES + 2} lines)"]

@@ -30,8 +30,8 @@ generate: {methods: [{name: record_qa}, {name: persona}]}
 """
 
 
-def _art(store, kind, parents, files, stats=None):
-    with store.create(kind, parents, {"files": sorted(files), "stats": stats}, "test") as w:  # distinct ids: the store reuses equal ones
+def _art(store, kind, parents, files, stats=None, tag=""):
+    with store.create(kind, parents, {"files": sorted(files), "tag": tag}, "test") as w:
         for name, content in files.items():
             if isinstance(content, bytes):
                 w.path(name).write_bytes(content)
@@ -67,7 +67,7 @@ def run(file_store):
     models = {"base": {"rouge1": 0.1, "rouge2": 0.01, "rougeL": 0.09, "bleu": 0.02, "meteor": 0.05, "semantic": 0.4, **_health(0.5),
                        "function_call_rate": 0.5, "function_name_accuracy": 0.25, "function_args_accuracy": 0.25, "function_calls": 4, "n": 6}}
     for i, m in enumerate(["record_qa", "persona"]):
-        syn = _art(file_store, "synthetic", [prepared.id], {"stats.json": {}}, {"records": 10 + i, "rejected": 2 - i})
+        syn = _art(file_store, "synthetic", [prepared.id], {"stats.json": {}}, {"records": 10 + i, "rejected": 2 - i}, tag=m)
         ada = _art(file_store, "adapter", [syn.id], {"training_log.json": {"train_loss": [2.0, 1.5, 1.2], "train_steps": [1, 2, 3], "eval_loss": [1.4],
                                                                              "eval_steps": [3], "runtime_s": 12.5, "tokens_per_s": 80.0}})
         stages[f"generate:{m}"] = {"state": "succeeded", "artifact": syn.to_dict()}

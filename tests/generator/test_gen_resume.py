@@ -171,3 +171,38 @@ def test_a_kill_loses_only_the_requests_in_flight(shared_datasets, file_store, t
     by_problem = {r["fields"]["problem"]: r["id"] for r in records}
     answered_ids = {by_problem[p] for p in answered if p in by_problem}
     assert len(answered_ids - saved) <= 2, f"answered but lost: {sorted(answered_ids - saved)}"  # concurrency 2 in flight
+
+
+def test_campaign_teacher_faults_at_30_percent_every_record_generated_or_rejected(shared_datasets, file_store) -> None:  # type: ignore[no-untyped-def]
+    """Campaign: 30% of teacher requests fail (429 with every Retry-After form, 500, garbage, stalls past the timeout).
+
+    Every record ends in data.jsonl or rejects.jsonl with a reason; nothing is lost or doubled. About 15 s.
+    """
+    import random
+
+    records = excavator_records(shared_datasets, 16)
+    ref = make_prepared(file_store, records)
+    soon = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 1))
+    faults = ["429:1", "429:120s", "429:nan", "429:-3", "429:" + soon, "429:Wed, 99 Foo 2020 25:61:61 GMT", "429ms:250",
+              "429ms:-5000", "429ms:nan", "429", "500", "garbage", "timeout:2"]
+    dice = random.Random(30)
+    injected: Counter[str] = Counter()
+
+    def fault_for(body):  # type: ignore[no-untyped-def]
+        if dice.random() < 0.3:
+            fault = dice.choice(faults)
+            injected[fault] += 1
+            return fault
+        return None
+
+    with LoopbackOpenAI(script) as server:
+        server.fault_for = fault_for
+        spec = pipeline(teacher=teacher(server, timeout_s=1, concurrency=8, max_retries=3), filters={"dedup_near": False},
+                        max_failed_fraction=1.0)
+        rows, rejects, _ = read_artifact(file_store, run(spec, {"prepared": ref}, file_store))
+    assert sum(injected.values()) >= 8, injected
+    generated = [source for r in rows for source in r["provenance"]["source_ids"]]
+    rejected = [source for r in rejects for source in r["source_ids"]]
+    assert sorted(generated + rejected) == sorted(r["id"] for r in records)  # each record once, generated or rejected
+    assert all(r["reason"] for r in rejects)
+    assert len(rows) >= 12  # three retries outlast most 30% fault runs

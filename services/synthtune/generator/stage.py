@@ -126,18 +126,18 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
     backend = teacher
     try:
         size = gen.shard_size or gen.teacher.concurrency
+        saved_keys: set[str] = set()
+
+        def save(ended: list[Outcome]) -> None:  # each step's finished records, at once: a kill loses only requests in flight
+            shards.append(ended)
+            saved_keys.update(o.key for o in ended)
+
         for start in range(0, len(todo), size):
             progress.check_cancelled()
             if backend is None and impl.uses_teacher:
                 backend = make_backend(gen.teacher, spec.base_dir)
             chunk = todo[start : start + size]
             finished: dict[str, Outcome] = {}
-            saved_keys: set[str] = set()
-
-            def save(ended: list[Outcome], saved_keys: set[str] = saved_keys) -> None:  # each step's finished records, at once:
-                shards.append(ended)                                                 # a kill loses only requests in flight
-                saved_keys.update(o.key for o in ended)
-
             plans = {record_key[r["id"]]: (r["id"], record_plan(impl, judge_prompts, r)) for r in chunk}
             try:
                 run_plans(backend, plans, finished, on_step=progress.check_cancelled, on_finished=save)

@@ -10,7 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from synthtune.errors import InvalidInput
 from synthtune.spec.pipeline import PipelineSpec
@@ -78,6 +79,11 @@ def parse_yaml(text: str, filename: str = "<string>") -> Any:
         if exc.context and exc.context_mark is not None:
             context = f" ({exc.context} at {exc.context_mark.line + 1}:{exc.context_mark.column + 1})"
         raise InvalidInput(f"{where}: not valid YAML: {exc.problem}{context}") from None
+    except ReaderError as exc:  # a control character: ruamel says where by character offset
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise InvalidInput(f"{filename}:{line}: not valid YAML: character {exc.character:#x} is not allowed") from None
+    except YAMLError as exc:
+        raise InvalidInput(f"{filename}: not valid YAML: {exc}") from None
 
 
 def _data_path(data: Any, loc: tuple[Any, ...], missing: bool) -> tuple[Any, ...]:
