@@ -62,9 +62,9 @@ def make_stages(count_file: Path, sleep_s: float = 0.0, fail: dict[str, str] | N
 
     def report(store: Any, run: Any, spec: Any) -> tuple[str, str]:
         record("report")
-        store.put_json(f"{run.base_key}/report.json", {"run_id": run.run_id, "status": run.status})
-        store.put_text(f"{run.base_key}/report.html", "<html></html>")
-        return f"{run.base_key}/report.json", f"{run.base_key}/report.html"
+        store.put_json(f"runs/{run.run_id}/report.json", {"run_id": run.run_id, "status": run.status})
+        store.put_text(f"runs/{run.run_id}/report.html", "<html></html>")
+        return f"runs/{run.run_id}/report.json", f"runs/{run.run_id}/report.html"
 
     return {"prepare": prepare, "generate": generate, "train": train, "evaluate": evaluate, "report": report}
 

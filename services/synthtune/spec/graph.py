@@ -150,11 +150,6 @@ class ReportInput(BaseModel):
     methods: dict[str, MethodOutcome] = Field(default_factory=dict)
     data_destinations: list[dict[str, Any]] = Field(default_factory=list, description="where the run sent record text (spec.dataflow)")
 
-    @property
-    def base_key(self) -> str:
-        """Where the run's report files go in the store."""
-        return f"runs/{self.run_id}"
-
 
 __all__ = ["BY_KIND", "RUNNER_KINDS", "STAGES", "STEPS", "Input", "MethodOutcome", "ReportInput", "Stage",
            "dependencies", "inputs_for", "kind_of", "method_of", "stage", "stage_names"]
