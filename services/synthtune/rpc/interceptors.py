@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,34 +145,31 @@ class ServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         request_id_var.set("")
         run_id_var.set("")
 
+    @contextmanager
+    def _guarded(self, method: str, request: Any, context: grpc.ServicerContext, stream: bool) -> Iterator[None]:
+        """Around one handler call: auth, the stream bound, one status per error, metrics and the log line."""
+        call = self._begin(method, request, context)
+        held = False
+        try:
+            self._check_auth(method, context)
+            held = stream and self._enter_stream(context)
+            yield
+        except Exception as exc:  # noqa: BLE001 - every error is mapped to a status here, once
+            self._fail(call, exc, context)
+        finally:
+            self._leave_stream(held)
+            self._finish(call, context)
+
     def _wrap_unary(self, method: str, fn: Behaviour, counted: bool = False) -> Behaviour:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
-            call = self._begin(method, request, context)
-            held = False
-            try:
-                self._check_auth(method, context)
-                held = counted and self._enter_stream(context)
+            with self._guarded(method, request, context, counted):
                 return fn(request, context)
-            except Exception as exc:  # noqa: BLE001 - every error is mapped to a status here, once
-                self._fail(call, exc, context)
-            finally:
-                self._leave_stream(held)
-                self._finish(call, context)
 
         return wrapper
 
     def _wrap_stream(self, method: str, fn: Callable[[Any, grpc.ServicerContext], Iterator[Any]]) -> Behaviour:
         def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            call = self._begin(method, request, context)
-            held = False
-            try:
-                self._check_auth(method, context)
-                held = self._enter_stream(context)
+            with self._guarded(method, request, context, True):
                 yield from fn(request, context)
-            except Exception as exc:  # noqa: BLE001 - every error is mapped to a status here, once
-                self._fail(call, exc, context)
-            finally:
-                self._leave_stream(held)
-                self._finish(call, context)
 
         return wrapper
