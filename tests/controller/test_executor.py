@@ -165,3 +165,25 @@ def test_a_record_written_before_the_typed_record_still_loads(setup):
                                            "events": [], "seq": 0, "some_field_of_the_past": 1})
     record = RunBook(store).load("old-1")
     assert (record.status, record.heartbeat, record.stages["prepare"].state, record.stages["prepare"].submissions) == ("failed", 0.0, "succeeded", 0)
+
+
+def test_stage_retries_back_off_with_jitter(tmp_path, file_store, monkeypatch):
+    """Two stages that fail at the same moment do not retry in lockstep: each wait is the backoff plus a random share of it."""
+    from synthtune.progress import Progress
+
+    waits: list[float] = []
+    real_wait = Progress.wait_cancelled
+
+    def recording_wait(self, seconds):  # type: ignore[no-untyped-def]
+        waits.append(seconds)
+        return real_wait(self, seconds)
+
+    monkeypatch.setattr(Progress, "wait_cancelled", recording_wait)
+    count = tmp_path / "calls.txt"
+    book = RunBook(file_store)
+    stages = make_stages(count, fail={"generate:record_qa": "retry-once", "generate:persona": "retry-once"})
+    record = Executor(file_store, book, stages, backoff_s=0.05).execute(_submit(book))
+    assert record.status == "succeeded"
+    assert len(waits) == 2, waits
+    assert all(0.05 <= w <= 0.1 for w in waits), waits  # the first backoff, plus up to one more of it
+    assert waits[0] != waits[1], waits

@@ -124,3 +124,16 @@ def test_bucket_root_store(s3_env):
     store.put_json("runs/r/run.json", {})
     assert list(store.list_keys("")) == ["runs/r/run.json"]
     assert store.backend.uri("runs/r/run.json") == f"s3://{bucket}/runs/r/run.json"
+
+
+def test_an_endpoint_that_stays_down_is_retried_for_the_configured_time_then_reported(s3_env, monkeypatch):
+    monkeypatch.setenv("SYNTHTUNE_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("SYNTHTUNE_S3_RETRY_S", "1.5")
+    backend = S3Backend.from_env("some-bucket", "x", check=False)
+    started = time.monotonic()
+    with pytest.raises(RetryableError, match=r"s3://some-bucket/x/k: cannot reach S3 endpoint http://127.0.0.1:9"):
+        backend.put_bytes("k", b"data")
+    assert 1.5 <= time.monotonic() - started < 12  # retried for SYNTHTUNE_S3_RETRY_S, then the last try's error
+    monkeypatch.setenv("SYNTHTUNE_S3_RETRY_S", "soon")
+    with pytest.raises(InvalidInput, match="SYNTHTUNE_S3_RETRY_S='soon' must be a number of seconds"):
+        S3Backend.from_env("some-bucket", "x", check=False)

@@ -28,7 +28,7 @@ class _Model(BaseModel):
 
 class RetryConfig(_Model):
     max_attempts: int = Field(default=3, ge=1, description="Attempts per stage for retryable failures (1: no retry).")
-    backoff_s: float = Field(default=2.0, ge=0, description="First retry delay; doubles with each attempt.")
+    backoff_s: float = Field(default=2.0, ge=0, description="First retry delay; doubles with each attempt, plus a random jitter of up to this much.")
     max_backoff_s: float = Field(default=300.0, ge=0, description="Longest delay between two attempts.")
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_random
 
 from synthtune.controller.config import ControllerConfig
 from synthtune.controller.runner import InProcessRunner, Runner, StageFn, StageTask, default_stages
@@ -333,15 +333,17 @@ class Executor:
                      "reused from the cache" if cached else "")
 
     def _retrying(self, record: RunRecord, name: str, progress: Progress) -> Retrying:
-        """Retries of retryable failures: exponential backoff (at least the delay the error asks for),
+        """Retries of retryable failures: exponential backoff (at least the delay the error asks for) plus a
+        random jitter of up to one first delay, so runs that failed together do not retry in lockstep;
         waits that end on cancel, attempts counted in the record so a restarted controller goes on counting."""
         cap = self.config.retry.max_backoff_s
         info = record.stages[name]
+        jitter = wait_random(0, self.backoff_s)
 
         def wait(rs: RetryCallState) -> float:
             exc = rs.outcome.exception() if rs.outcome else None
             asked = float(exc.delay) if isinstance(exc, RetryableError) else 0.0
-            return float(min(max(asked, self.backoff_s * 2 ** (info.attempts - 1)), cap))
+            return float(min(max(asked, self.backoff_s * 2 ** (info.attempts - 1)) + jitter(rs), cap))
 
         def before_sleep(rs: RetryCallState) -> None:
             with self.runbook.lock:

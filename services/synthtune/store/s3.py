@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlparse
 
 import certifi
@@ -16,6 +17,13 @@ import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 from urllib3.util import Retry, Timeout
 
 from synthtune.errors import InvalidInput, NotFound, PermanentError, RetryableError
@@ -26,6 +34,12 @@ from synthtune.store.keys import check_key
 PART_SIZE = 8 * 1024 * 1024
 PARALLEL_PARTS = 3
 MAX_PARTS = 10_000  # the S3 limit on parts per multipart upload
+# How long one store operation keeps retrying an endpoint that is down or busy (a restarting MinIO,
+# a network blip) before the error reaches the stage; SYNTHTUNE_S3_RETRY_S overrides it.
+DEFAULT_RETRY_S = 60.0
+
+log = logging.getLogger("synthtune.store")
+T = TypeVar("T")
 
 _MISSING_KEY = {"NoSuchKey", "NoSuchObject", "NotFound"}
 _MISSING_BUCKET = {"NoSuchBucket"}
@@ -81,8 +95,9 @@ class _StreamingObject(io.RawIOBase):
 class S3Backend:
     """Objects under ``s3://bucket/prefix/``; each put is atomic, so manifest-last works here too."""
 
-    def __init__(self, client: Minio, bucket: str, prefix: str = "", endpoint: str = "") -> None:
+    def __init__(self, client: Minio, bucket: str, prefix: str = "", endpoint: str = "", retry_s: float | None = None) -> None:
         self.client, self.bucket, self.endpoint = client, bucket, endpoint
+        self.retry_s = _retry_s() if retry_s is None else retry_s
         self.prefix = prefix.strip("/")
         if self.prefix:
             check_key(self.prefix)
@@ -173,29 +188,50 @@ class S3Backend:
             cause = str(getattr(exc, "reason", None) or exc).rsplit("): ", 1)[-1]
             raise RetryableError(f"{uri}: cannot reach S3 endpoint {self.endpoint} ({cause})", delay=1.0) from None
 
+    def _call(self, key: str, fn: Callable[[], T]) -> T:
+        """``fn`` with its errors mapped; a retryable one (endpoint down, 5xx, SlowDown) is retried with
+        jittered exponential backoff for up to ``retry_s`` seconds, then raised (the stage may retry)."""
+
+        def warn(rs: RetryCallState) -> None:
+            log.warning("%s: retrying in %.1f s (attempt %d): %s", self.uri(key), rs.upcoming_sleep, rs.attempt_number,
+                        rs.outcome.exception() if rs.outcome else "")
+
+        retrying = Retrying(retry=retry_if_exception_type(RetryableError), stop=stop_after_delay(self.retry_s),
+                            wait=wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.5), before_sleep=warn, reraise=True)
+        for attempt in retrying:
+            with attempt, self._errors(key):
+                return fn()
+        raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+
     def put_file(self, key: str, path: Path) -> str:
         """Upload in parts; return the sha256, hashed as the parts are read (one pass over the file)."""
         name = self._name(key)
         size = Path(path).stat().st_size
-        with self._errors(key), open(path, "rb") as f:
-            # minio reads parts in order in this thread and only sends them in parallel, so the
-            # hash sees the bytes in file order.
-            reader = HashingReader(f)
-            self.client.put_object(
-                self.bucket, name, cast(BinaryIO, reader), size,
-                part_size=part_size_for(size), num_parallel_uploads=PARALLEL_PARTS,
-            )
-        return reader.hexdigest()
+
+        def upload() -> str:  # each try reads the file again from its start
+            with open(path, "rb") as f:
+                # minio reads parts in order in this thread and only sends them in parallel, so the
+                # hash sees the bytes in file order.
+                reader = HashingReader(f)
+                self.client.put_object(
+                    self.bucket, name, cast(BinaryIO, reader), size,
+                    part_size=part_size_for(size), num_parallel_uploads=PARALLEL_PARTS,
+                )
+            return reader.hexdigest()
+
+        return self._call(key, upload)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         name = self._name(key)
-        with self._errors(key):
-            self.client.put_object(self.bucket, name, io.BytesIO(data), len(data), part_size=part_size_for(len(data)))
+        self._call(key, lambda: self.client.put_object(self.bucket, name, io.BytesIO(data), len(data), part_size=part_size_for(len(data))))
 
     def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
-        """A PUT with ``If-None-Match: *``: S3 (and MinIO) refuse it with 412 when the key exists."""
+        """A PUT with ``If-None-Match: *``: S3 (and MinIO) refuse it with 412 when the key exists.
+
+        A retry after a PUT whose answer was lost may see its own object and answer False."""
         name = self._name(key)
-        with self._errors(key):
+
+        def put() -> bool:
             try:
                 # put_object() has no way to pass a precondition header; the one-request PUT underneath does.
                 self.client._put_object(self.bucket, name, data, headers={"If-None-Match": "*", "Content-Type": "application/octet-stream"})
@@ -203,45 +239,60 @@ class S3Backend:
                 if exc.code in ("PreconditionFailed", "ConditionalRequestConflict"):
                     return False
                 raise
-        return True
+            return True
+
+        return self._call(key, put)
 
     def open_read(self, key: str) -> BinaryIO:
         name = self._name(key)
-        with self._errors(key):
-            response = self.client.get_object(self.bucket, name)
+        response = self._call(key, lambda: self.client.get_object(self.bucket, name))
         return cast(BinaryIO, _StreamingObject(response, self.uri(key)))
 
     def exists(self, key: str) -> bool:
         name = self._name(key)
         try:
-            with self._errors(key):
-                self.client.stat_object(self.bucket, name)
+            self._call(key, lambda: self.client.stat_object(self.bucket, name))
         except NotFound:
             return False
         return True
 
     def version(self, key: str) -> str:
         """The object's ETag: changes whenever its content does (a local copy keyed by it stays current)."""
-        with self._errors(key):
-            return str(self.client.stat_object(self.bucket, self._name(key)).etag)
+        name = self._name(key)
+        return str(self._call(key, lambda: self.client.stat_object(self.bucket, name).etag))
 
     def list(self, prefix: str) -> Iterator[str]:
         folder = self._folder(prefix)
         skip = len(self.prefix) + 1 if self.prefix else 0
-        with self._errors(prefix):
-            for obj in self.client.list_objects(self.bucket, prefix=folder, recursive=True):
-                if obj.object_name and not obj.is_dir:
-                    yield obj.object_name[skip:]
+        # Listed whole inside one try, so a retry after an outage never yields a name twice.
+        names = self._call(prefix, lambda: [o.object_name for o in self.client.list_objects(self.bucket, prefix=folder, recursive=True)
+                                            if o.object_name and not o.is_dir])
+        for name in names:
+            yield name[skip:]
 
     def delete_prefix(self, prefix: str) -> None:
+        self._call(prefix, lambda: self._delete_prefix(prefix))
+
+    def _delete_prefix(self, prefix: str) -> None:
         folder = self._folder(prefix)
-        with self._errors(prefix):
-            names = [o.object_name for o in self.client.list_objects(self.bucket, prefix=folder, recursive=True)]
-            if prefix.strip("/"):
-                names.append(self._name(prefix.strip("/")))  # the key itself, if it is an object
-            for start in range(0, len(names), 1000):  # S3 deletes at most 1,000 keys per request
-                batch = [DeleteObject(n) for n in names[start : start + 1000] if n]
-                errors = list(self.client.remove_objects(self.bucket, batch))
-                failed = [e for e in errors if e.code not in _MISSING_KEY]
-                if failed:
-                    raise PermanentError(f"{self.uri(prefix)}: could not delete {failed[0].name} ({failed[0].code})")
+        names = [o.object_name for o in self.client.list_objects(self.bucket, prefix=folder, recursive=True)]
+        if prefix.strip("/"):
+            names.append(self._name(prefix.strip("/")))  # the key itself, if it is an object
+        for start in range(0, len(names), 1000):  # S3 deletes at most 1,000 keys per request
+            batch = [DeleteObject(n) for n in names[start : start + 1000] if n]
+            errors = list(self.client.remove_objects(self.bucket, batch))
+            failed = [e for e in errors if e.code not in _MISSING_KEY]
+            if failed:
+                raise PermanentError(f"{self.uri(prefix)}: could not delete {failed[0].name} ({failed[0].code})")
+
+
+def _retry_s() -> float:
+    """SYNTHTUNE_S3_RETRY_S: seconds one store operation retries an unreachable or busy endpoint."""
+    raw = os.environ.get("SYNTHTUNE_S3_RETRY_S", "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_RETRY_S
+    except ValueError:
+        raise InvalidInput(f"SYNTHTUNE_S3_RETRY_S={raw!r} must be a number of seconds") from None
+    if not value >= 0:
+        raise InvalidInput(f"SYNTHTUNE_S3_RETRY_S={raw!r} must be 0 or more seconds")
+    return value

@@ -6,19 +6,30 @@
   uploaded its own files (``rng_state_<rank>.pth``): a checkpoint without the marker does not exist;
 - ``result/...`` with a ``COMPLETE`` marker: what rank 0 trained (adapter or model files and
   ``summary.json``), for the driver to turn into the artifact;
-- ``progress.json``: rank 0's latest step and log line, for the driver's progress.
+- ``progress.json``: rank 0's latest step and log line, for the driver's progress;
+- ``.trainer``: the claim of the one train stage training this adapter (two runs of one pipeline
+  at once would otherwise clear and overwrite each other's checkpoints and result).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from synthtune.errors import NotFound
 from synthtune.store import IntegrityError, Store
+from synthtune.store.artifacts import CLAIM_POLL_S, _claim_text, _dead_here, stale_claim_s
 from synthtune.store.backend import copy_hashing
+
+log = logging.getLogger(__name__)
 
 _STEP = re.compile(r"checkpoint-(\d+)/COMPLETE$")
 HASH_SUFFIX = ".sha256"  # beside each uploaded checkpoint file: its digest, for the marker
@@ -39,8 +50,68 @@ class StoreCheckpoints:
     """Checkpoints, the result and the progress of one training run, under ``work/train/<adapter id>``."""
 
     def __init__(self, store: Store, art_id: str) -> None:
-        self.store = store
+        self.store, self.art_id = store, art_id
         self.prefix = f"work/train/{art_id}"
+
+    # the one trainer -----------------------------------------------------------------------
+    @contextmanager
+    def claim(self, on_wait: Callable[[str], None] = log.info) -> Iterator[None]:
+        """Return once this process is the one training this adapter (its claim beats every quarter of the
+        stale time while the block runs) or once the artifact exists because another trainer committed it.
+
+        A trainer that stops beating for SYNTHTUNE_COMMIT_STALE_S (or whose process is gone, on this
+        host) is taken over: its checkpoints stay, so the taker resumes from them."""
+        key, owner = f"{self.prefix}/.trainer", uuid.uuid4().hex
+        while not self.store.backend.put_bytes_if_absent(key, _claim_text(owner, 0)):
+            on_wait(f"another run is training {self.art_id}; waiting for its adapter")
+            if self._wait_for_trainer(key):
+                yield
+                return
+        done = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(key, owner, done), name="train-claim", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beat.join()
+            self._release(key, owner)
+
+    def _wait_for_trainer(self, key: str) -> bool:
+        """True once the adapter is committed; False when the claim is gone or stale (claim it again)."""
+        last, since = b"", time.monotonic()
+        while self.store.find(self.art_id) is None:
+            try:
+                with self.store.backend.open_read(key) as f:
+                    current = f.read()
+            except NotFound:
+                return False
+            if current != last:
+                last, since = current, time.monotonic()
+            if _dead_here(current) or time.monotonic() - since > stale_claim_s():
+                log.warning("adapter %s: the trainer holding %s stopped; taking over", self.art_id, key)
+                self.store.backend.delete_prefix(key)
+                return False
+            time.sleep(CLAIM_POLL_S)
+        return True
+
+    def _beat(self, key: str, owner: str, done: threading.Event) -> None:
+        beats = 0
+        while not done.wait(max(0.05, stale_claim_s() / 4)):
+            beats += 1
+            try:
+                self.store.backend.put_bytes(key, _claim_text(owner, beats))
+            except Exception:  # noqa: BLE001 - a missed beat only risks a takeover
+                log.warning("adapter %s: could not refresh the trainer claim", self.art_id, exc_info=True)
+
+    def _release(self, key: str, owner: str) -> None:
+        try:
+            with self.store.backend.open_read(key) as f:
+                mine = json.loads(f.read() or b"{}").get("owner") == owner
+        except (NotFound, ValueError):
+            return
+        if mine:
+            self.store.backend.delete_prefix(key)
 
     # checkpoints ---------------------------------------------------------------------------
     def upload_files(self, local_dir: Path, step: int, names: list[str] | None = None) -> list[str]:

@@ -115,6 +115,17 @@ def run(spec: PipelineSpec, inputs: Mapping[str, Any], store: Store, progress: P
     model_path = resolve_model(train.base_model, spec.base_dir, store)
     data = _tokenise(train, model_path, list(synthetic.iter_jsonl("data.jsonl")), method, progress)
     checkpoints = StoreCheckpoints(store, art_id)
+    with checkpoints.claim(progress.note):  # one trainer per adapter, even for two runs of one pipeline at once
+        if (found := store.find(art_id)) is not None:
+            progress.note(f"reusing {art_id}, trained by another run")
+            return found
+        return _train_claimed(spec, store, progress, method, synthetic, config, art_id, model_path, data, checkpoints)
+
+
+def _train_claimed(spec: PipelineSpec, store: Store, progress: Progress, method: str, synthetic: Any, config: dict[str, Any],
+                   art_id: str, model_path: str, data: Prepared, checkpoints: StoreCheckpoints) -> ArtifactRef:
+    """Train (resuming from the latest checkpoint in the store) and commit the adapter; this process holds the claim."""
+    train, kind = spec.train, config["resolved_method"]
     checkpoints.clear_result()  # a result left by an earlier attempt that died before its artifact
     job = TrainJob(spec=train, method=kind, model_path=model_path, base_model=train.base_model, base_dir=spec.base_dir,
                    data={"train": data.train, "validation": data.validation}, store_uri=store.uri, artifact_id=art_id,
