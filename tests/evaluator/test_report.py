@@ -318,3 +318,25 @@ def test_report_says_where_the_records_went(file_store, run):
     del run["data_destinations"]  # a run recorded before this field: the report derives it from the spec
     json_key, _ = write_report(file_store, as_input(run), spec)
     assert file_store.get_json(json_key)["data_destinations"][0]["external"] is (spec.generate.teacher.backend == "openai")
+
+
+def test_training_curves_come_from_the_adapters_tensorboard_events(file_store, run, tmp_path):
+    """The report draws loss from the same event files TensorBoard reads, and says where they are."""
+    from synthtune.trainer.events import write_events
+
+    history = [{"step": s, "loss": 3.0 - s / 2, "learning_rate": 1e-4 * s, "grad_norm": 0.5} for s in (1, 2, 3, 4)]
+    history.append({"step": 4, "eval_loss": 1.9})
+    write_events(history, tmp_path / "runs" / "train")
+    events = {f"runs/train/{p.name}": p.read_bytes() for p in (tmp_path / "runs" / "train").iterdir()}
+    log = {"train_loss": [9.0], "train_steps": [1], "eval_loss": [], "eval_steps": [], "runtime_s": 1.0, "tokens_per_s": 5.0}
+    ada = _art(file_store, "adapter", [], {"training_log.json": log, **events}, tag="events")
+    run["stages"]["train:persona"] = {"state": "succeeded", "artifact": ada.to_dict()}
+    json_key, html_key = write_report(file_store, as_input(run), load_spec_text(SPEC))
+    training = file_store.get_json(json_key)["training"]["persona"]
+    assert training["train_steps"] == [1, 2, 3, 4] and training["train_loss"] == pytest.approx([2.5, 2.0, 1.5, 1.0])
+    assert training["eval_steps"] == [4] and training["eval_loss"] == pytest.approx([1.9])
+    assert [p[0] for p in training["curves"]["train/learning_rate"]] == [1, 2, 3, 4]
+    assert training["tensorboard"] == f"{ada.uri}/runs"
+    assert f"{ada.uri}/runs" in file_store.get_text(html_key)
+    # An adapter without events keeps its log's curve.
+    assert file_store.get_json(json_key)["training"]["record_qa"]["train_loss"] == [2.0, 1.5, 1.2]

@@ -16,6 +16,7 @@ from synthtune.spec.dataflow import data_destinations
 from synthtune.spec.graph import MethodOutcome, ReportInput
 from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Store
+from synthtune.tbevents import artifact_curves
 
 __all__ = ["build_report", "embed_json", "render_html", "report_paths", "write_report"]
 
@@ -23,6 +24,23 @@ __all__ = ["build_report", "embed_json", "render_html", "report_paths", "write_r
 def report_paths(run_id: str) -> tuple[str, str]:
     """Store keys of a run's report.json and report.html."""
     return f"runs/{run_id}/report.json", f"runs/{run_id}/report.html"
+
+
+def _training(adapter: Any) -> dict[str, Any]:
+    """One adapter's training: the curves from its TensorBoard events (what TensorBoard shows), else its log."""
+    log = adapter.read_json("training_log.json")
+    out = {"train_loss": log.get("train_loss", []), "eval_loss": log.get("eval_loss", []),
+           "train_steps": log.get("train_steps", []), "eval_steps": log.get("eval_steps", []),
+           "runtime_s": float(log.get("runtime_s", 0.0)), "tokens_per_s": float(log.get("tokens_per_s", 0.0))}
+    curves = artifact_curves(adapter)
+    if curves:
+        out["tensorboard"] = f"{adapter.ref.uri}/runs"
+        out["curves"] = {tag: [[step, value] for step, value in points] for tag, points in curves.items()}
+        for split, tag in (("train", "train/loss"), ("eval", "eval/loss")):
+            if curves.get(tag):
+                out[f"{split}_steps"] = [step for step, _ in curves[tag]]
+                out[f"{split}_loss"] = [value for _, value in curves[tag]]
+    return out
 
 
 def _artifact(store: Store, artifact_id: str | None) -> Any:
@@ -53,10 +71,7 @@ def build_report(store: Store, run: ReportInput, spec: PipelineSpec) -> dict[str
         adapter = _artifact(store, outcomes[key].adapter)
         if adapter is not None:
             report["models"].append({"name": f"tuned:{key}", "base_model": spec.train.base_model, "method": key, "adapter": adapter.ref.uri})
-            log = adapter.read_json("training_log.json")
-            report["training"][key] = {"train_loss": log.get("train_loss", []), "eval_loss": log.get("eval_loss", []),
-                                       "train_steps": log.get("train_steps", []), "eval_steps": log.get("eval_steps", []),
-                                       "runtime_s": float(log.get("runtime_s", 0.0)), "tokens_per_s": float(log.get("tokens_per_s", 0.0))}
+            report["training"][key] = _training(adapter)
     # Methods that did not reach the leaderboard, and why (a skipped or failed stage says so).
     report["not_compared"] = {key: o.stopped for key, o in outcomes.items() if o.stopped}
     evaluation = _artifact(store, run.evaluation)

@@ -195,9 +195,11 @@ def _data_sections(r: dict[str, Any], images: dict[str, str], extra: dict[str, s
     out = []
     if r.get("training"):
         rows = [[k, len(t["train_loss"]), num(t["train_loss"][-1], "training", k, "train_loss", str(len(t["train_loss"]) - 1)) if t["train_loss"] else num(None),
-                 num(t["runtime_s"], "training", k, "runtime_s"), num(t["tokens_per_s"], "training", k, "tokens_per_s")] for k, t in r["training"].items()]
+                 num(t["runtime_s"], "training", k, "runtime_s"), num(t["tokens_per_s"], "training", k, "tokens_per_s"),
+                 t.get("tensorboard", "")] for k, t in r["training"].items()]
         img = [{"alt": "loss curves", "id": "chart-loss", "src": images["loss"]}] if "loss" in images else []
-        out.append(_section("Training", [_table("table-training", ["method", "steps", "final train loss", "runtime (s)", "tokens/s"], rows)], images=img))
+        out.append(_section("Training", [_table("table-training", ["method", "steps", "final train loss", "runtime (s)", "tokens/s",
+                                                                    "TensorBoard events (tensorboard --logdir)"], rows)], images=img))
     d = r["datasets"]
     tables = []
     if d.get("prepared"):
