@@ -9,6 +9,11 @@ from pydantic import model_validator
 from synthtune.spec.base import SpecModel, field
 
 
+def _threshold_or_false(value: float | Literal[False], name: str) -> None:
+    if value is not False and not (0.0 < float(value) <= 1.0):
+        raise ValueError(f"{name} must be a threshold in (0, 1] or false")
+
+
 class SplitSpec(SpecModel):
     train: float = field(0.8, help="Share of records for training.", ge=0, le=1)
     validation: float = field(0.1, help="Share of records for validation.", ge=0, le=1)
@@ -30,8 +35,7 @@ class SplitSpec(SpecModel):
 
     @model_validator(mode="after")
     def _group_threshold(self) -> SplitSpec:
-        if self.group_near is not False and not (0.0 < float(self.group_near) <= 1.0):
-            raise ValueError("split.group_near must be a threshold in (0, 1] or false")
+        _threshold_or_false(self.group_near, "split.group_near")
         return self
 
 
@@ -45,8 +49,7 @@ class DedupSpec(SpecModel):
 
     @model_validator(mode="after")
     def _threshold(self) -> DedupSpec:
-        if self.near is not False and not (0.0 < float(self.near) <= 1.0):
-            raise ValueError("dedup.near must be a threshold in (0, 1] or false")
+        _threshold_or_false(self.near, "dedup.near")
         return self
 
 
