@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from synthtune.cli.main import main
+from synthtune.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "quickstart" / "pipeline.yaml"
@@ -79,7 +80,9 @@ def test_job_prints_valid_jobs_whose_result_runs_show_reads_back(tmp_path, capsy
                           "--node-selector", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", "--image", "registry.local/gen:1")
     assert code == 0, err
     jobs = _jobs(out)
-    assert [j["metadata"]["annotations"]["synthtune.io/stage-name"] for j in jobs] == ["generate:record_qa", "generate:persona"]
+    methods = [m.key for m in load_spec(EXAMPLE).generate.methods]
+    assert len(methods) > 1  # one Job per method
+    assert [j["metadata"]["annotations"]["synthtune.io/stage-name"] for j in jobs] == [f"generate:{m}" for m in methods]
     pod = jobs[0]["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1" and pod["containers"][0]["image"] == "registry.local/gen:1"
     assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3" and pod["tolerations"]
