@@ -13,6 +13,8 @@
 #   TORCH_WHEELS     a folder holding torch-2.13.0+cpu-*.whl, or "auto" to look for one in pip's
 #                    find-links: served on a loopback index and used as TORCH_INDEX_URL, so all three
 #                    images get CPU torch without reaching download.pytorch.org (what CI does here)
+#   TORCH_INDEX_PORT loopback port of that index (default 38761). Fixed on purpose: the URL is a build
+#                    argument, so a port that changed per build would miss every cached RUN layer
 #   STANDIN          path of standin-base.sh (default ../shared/tools/standin-base.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +51,10 @@ if [ -n "${TORCH_WHEELS:-}" ] && [ -z "${TORCH_INDEX_URL:-}" ]; then
     index=$(mktemp -d)
     mkdir -p "$index/simple/torch"
     for w in "$wheels"/torch-2.13.0+cpu-*.whl; do ln -s "$(readlink -f "$w")" "$index/simple/torch/"; done
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=${TORCH_INDEX_PORT:-38761}
+    python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null || {
+      echo "build_images: port $port on 127.0.0.1 is taken (the torch index needs it; a fixed port keeps the build cache valid). Free it or set TORCH_INDEX_PORT to a free port" >&2
+      exit 1; }
     python3 -m http.server --bind 127.0.0.1 --directory "$index" "$port" >/dev/null 2>&1 &
     server=$!
     for _ in $(seq 50); do python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/simple/torch/')" 2>/dev/null && break; sleep 0.1; done

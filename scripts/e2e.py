@@ -36,9 +36,15 @@ CHART = REPO / "helm" / "synthtune"
 RELEASE, NAMESPACE = "synthtune", "ml"
 BUCKET = "synthtune"
 STANDIN = os.environ.get("STANDIN", str(REPO.parent / "shared" / "tools" / "standin-base.sh"))
-# The quickstart pipeline, cut down so the five CPU containers finish on 2 cores.
+# The quickstart pipeline, cut down so the five CPU containers finish on 2 cores. Both of its methods:
+# `direct` (no teacher) always yields examples, so an adapter is trained and evaluated whatever the tiny
+# teacher writes; record_qa asks the embedded teacher in the generator container twice per record
+# (question, then answer), and with concurrency >= limit each step is one batched generate() call (a
+# record counts as done only after both: progress reads 0/4 until then). Its 32-token answers may all be
+# rejected (truncated, ungrounded); its train stage is then skipped, as the product does.
 TINY = {
-    "generate": {"methods": [{"name": "record_qa"}], "limit": 4, "teacher": {"max_tokens": 48, "concurrency": 2}},
+    "generate": {"methods": [{"name": "direct"}, {"name": "record_qa"}], "limit": 4,
+                 "teacher": {"max_tokens": 32, "concurrency": 4}},
     "train": {"max_steps": 2, "eval_steps": 2, "checkpoint_steps": 2, "batch_size": 2, "max_seq_len": 192,
               "warmup_steps": 0},
     "evaluate": {"metrics": ["rouge", "bleu"], "limit": 2, "max_new_tokens": 16},
@@ -274,6 +280,8 @@ def check_store(client: Any, prefix: str, run_id: str, report: bool = True) -> N
         kinds.append(manifest["kind"])
         log(f"artifact {manifest['kind']:<10} {manifest['id']}: {len(manifest['files'])} files match the manifest")
     log(f"{len(manifests)} artifacts, kinds {sorted(set(kinds))}")
+    missing = {"prepared", "synthetic", "adapter", "evaluation"} - set(kinds) if report else set()
+    assert not missing, f"the run made no {sorted(missing)} artifact (kinds: {sorted(set(kinds))})"
 
 
 def main(argv: list[str] | None = None) -> int:

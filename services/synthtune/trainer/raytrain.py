@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from typing import Any
 
@@ -63,6 +64,11 @@ def connect(scaling: ScalingSpec) -> bool:
         # An existing cluster: Ray refuses num_cpus and other resources when joining one.
         ray.init(address=address if address.startswith("ray://") else "auto", runtime_env={"env_vars": env})
         return True
+    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        # Ray turns token auth on for a new local cluster and saves a fresh token to ~/.ray/auth_token,
+        # which a read-only root filesystem (the images, under Kubernetes) refuses: hand it one in the
+        # environment instead (the cluster's own processes inherit it).
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     cpus = max(2, int(scaling.workers * scaling.cpus_per_worker) + 1)
     for attempt in (1, 2):  # a loaded machine can miss Ray's node start-up timeout once
         try:
