@@ -58,7 +58,8 @@ test:
 images:
 	bash scripts/build_images.sh
 
-# The chart's CPU install as containers (podman kube play), the store on moto S3 on loopback: docs/deploy.md.
+# docs/deploy.md walked as written (its <!-- e2e --> blocks) against the chart as containers (podman kube play),
+# kubectl/helm stand-ins, the store on moto S3 on loopback: docs/deploy.md, "End-to-end test".
 e2e: setup images
 	$(PY) scripts/e2e.py
 
