@@ -83,10 +83,10 @@ def doc_script(text: str, settings: dict[str, str]) -> str:
     if sorted(exported) != sorted(settings):
         raise DocError(f"line {marked[0][0]}: the settings block exports {sorted(exported)}; the harness sets {sorted(settings)}")
     parts = ["set -euo pipefail", "export E2E_SCRIPT_PID=$$",
-             f"# docs/deploy.md line {marked[0][0]}: the settings, the harness's values in place of the doc's"]
+             f": docs/deploy.md line {marked[0][0]}, the settings: the harness values in place of the doc ones"]
     parts += [f"export {k}={shlex.quote(v)}" for k, v in settings.items()]
     for line, _, block in blocks[1:]:
-        parts += [f"# docs/deploy.md line {line}", block]
+        parts += [f": docs/deploy.md line {line}", block]  # a no-op bash traces (-x), unlike a comment
     return "\n".join(parts) + "\n"
 
 

@@ -36,7 +36,7 @@ def test_the_deploy_doc_becomes_settings_then_every_marked_block_in_order():
     assert positions == sorted(positions)
     for unmarked in ("docker build", "helm upgrade", "helm uninstall", "kubectl apply", "grpcurl"):
         assert unmarked not in script, f"an unmarked block of the doc made it into the script: {unmarked}"
-    assert script.count("# docs/deploy.md line ") == len(e2e.doc_blocks(DOC))
+    assert script.count(": docs/deploy.md line ") == len(e2e.doc_blocks(DOC))
 
 
 def test_the_script_carries_exports_over_and_stops_at_the_first_failure(tmp_path):
