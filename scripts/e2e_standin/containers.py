@@ -29,7 +29,7 @@ def log(msg: str) -> None:
 
 
 def sh(*cmd: str, check: bool = True, capture: bool = False, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    log("$ " + " ".join(cmd))
+    log("$ " + " ".join(a if len(a) < 160 else a[:60].split("\n")[0] + "..." for a in cmd))  # not a whole inline script
     return subprocess.run(cmd, check=check, text=True, capture_output=capture, timeout=timeout)
 
 
