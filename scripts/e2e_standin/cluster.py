@@ -304,7 +304,8 @@ def install(state: dict[str, Any], release: str, chart: Path, ns: str, sets: lis
         raise Refused(f"e2e stand-in: the pods reference Secrets missing from namespace {ns}: {sorted(missing)}")
     work = Path(state["work"]) / release
     components = [o["metadata"]["labels"]["app.kubernetes.io/component"] for o in objects if o["kind"] == "Deployment"]
-    ports = {c: (containers.free_port(), containers.free_port()) for c in components}
+    free = containers.free_ports(2 * len(components))
+    ports = {c: (free[2 * i], free[2 * i + 1]) for i, c in enumerate(components)}
     pods, _ = containers.for_podman([o for o in objects if containers.HOOK not in o["metadata"].get("annotations", {})],
                                     ports, state["secrets"][ns], work / "config", release, ns)
     (work / "objects.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))

@@ -100,6 +100,7 @@ def test_helm_install_renders_the_doc_sets_over_the_e2e_values_and_plays_the_pod
     assert release["values"]["store"]["s3"]["endpoint"] == "http://127.0.0.1:9", "--set wins over the values file"
     assert release["values"]["stages"]["trainer"]["enabled"] is True, "the e2e values are under the --set"
     assert state[1] == [(containers.STANDIN, "kube", release["kube"])]
+    assert len({p for pair in release["ports"].values() for p in pair}) == 10, "every pod listens on ports of its own"
     pods = list(yaml.safe_load_all(Path(release["kube"]).read_text()))
     assert len(pods) == 5
     env = {e["name"]: e["value"] for p in pods for c in p["spec"]["template"]["spec"]["containers"] for e in c["env"]}
