@@ -267,6 +267,17 @@ def test_a_port_in_use_is_a_clear_error():
             build_server([], port=0, host="127.0.0.1", token=TOKEN, metrics_port=port)
 
 
+def test_a_second_server_on_a_port_in_use_is_refused_not_shared(probe):
+    """gRPC's default SO_REUSEPORT would let two servers listen on one port and split the connections between them."""
+    first = build_server([_binding(probe)], port=0, host="127.0.0.1", token=TOKEN)
+    try:
+        with pytest.raises(InvalidInput, match=f"cannot listen on 127.0.0.1:{first.port}"):
+            build_server([], port=first.port, host="127.0.0.1", token=TOKEN)
+        assert _call(first, "Fail", b"e", token=TOKEN)[0] == b"ok:e"
+    finally:
+        first.stop(0)
+
+
 def test_stop_closes_the_metrics_port(probe):
     server = build_server([_binding(probe)], port=0, host="127.0.0.1", token=TOKEN, metrics_port=0)
     assert _metrics(server).startswith("# HELP")

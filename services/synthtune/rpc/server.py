@@ -114,7 +114,8 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
         interceptors=[ServerInterceptor(token, Metrics(registry), max_streams=max_streams(options.max_workers))],
         # Calls waiting for a thread are bounded too; past this gRPC answers RESOURCE_EXHAUSTED.
         maximum_concurrent_rpcs=options.max_workers * 4,
-        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        # No SO_REUSEPORT (gRPC's default): a second server on a taken port would share it and get half the calls.
+        options=[("grpc.max_receive_message_length", 16 * 1024 * 1024), ("grpc.so_reuseport", 0)],
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -145,7 +146,8 @@ def build_server(bindings: Sequence[ServiceBinding], options: ServerOptions | No
 
 def _health_only(servicer: health.HealthServicer, host: str, port: int) -> grpc.Server:
     """A plaintext server with only the health service (no data, no token) beside a TLS server."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="synthtune-health"))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="synthtune-health"),
+                         options=[("grpc.so_reuseport", 0)])
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     if server.add_insecure_port(f"{host}:{port}") == 0:
         raise InvalidInput(f"cannot listen on {host}:{port} for health checks")
