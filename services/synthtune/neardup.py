@@ -103,13 +103,14 @@ class PairTest:
     within ``pair_margin`` below it and the exact Jaccard of the shingle sets reaches it.
 
     So a true pair at or above the threshold is not lost to the estimate's noise; a pair the estimate
-    puts above the threshold counts even if it is a little below (grouping more is safe).
+    puts above the threshold counts even if it is a little below (grouping more is safe). With
+    ``exact``, the exact Jaccard decides every pair within the margin (cheap for short texts).
     """
 
-    def __init__(self, texts: Sequence[str], threshold: float, num_perm: int, shingler: Shingler) -> None:
+    def __init__(self, texts: Sequence[str], threshold: float, num_perm: int, shingler: Shingler, exact: bool = False) -> None:
         self.texts, self.threshold, self.shingler = texts, threshold, shingler
         # Estimates are counts of equal hash values out of num_perm; compare counts, not floats.
-        self.need = math.ceil(threshold * num_perm - 1e-9)
+        self.need = num_perm + 1 if exact else math.ceil(threshold * num_perm - 1e-9)
         self.low = max(0, math.ceil((threshold - pair_margin(threshold, num_perm)) * num_perm - 1e-9))
         self.exact_checks = 0
 
@@ -127,13 +128,14 @@ class NearDuplicates:
     band with numpy (sort by band hash, pair the records of each bucket, see FULL_BUCKET), so the
     cost per candidate pair is a fraction of a microsecond and the work stays linear. Whether a
     pair passes depends only on its two texts. ``known`` supplies signatures of an earlier pass by
-    record id (``texts`` must still be the real texts: borderline pairs are checked exactly).
+    record id (``texts`` must still be the real texts: borderline pairs are checked exactly);
+    ``exact`` has the exact Jaccard decide every pair (see ``PairTest``).
     """
 
     def __init__(self, texts: Sequence[str], threshold: float, num_perm: int, shingler: Shingler, progress: Progress,
-                 label: str, ids: Sequence[str] = (), known: dict[str, np.ndarray] | None = None) -> None:
+                 label: str, ids: Sequence[str] = (), known: dict[str, np.ndarray] | None = None, exact: bool = False) -> None:
         n = len(texts)
-        self.test = PairTest(texts, threshold, num_perm, shingler)
+        self.test = PairTest(texts, threshold, num_perm, shingler, exact)
         self.bands, self.rows = recall_bands(threshold, num_perm)
         progress.start(2 * n, label)
         self.matrix = _signature_matrix(texts, num_perm, shingler, progress, ids, known or {})

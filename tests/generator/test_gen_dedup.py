@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from synthtune.generator.dedup import find_duplicates, question_shingles
-from synthtune.neardup import jaccard, pair_margin
+from synthtune.neardup import jaccard
 
 PARTS = ["hydraulic filter", "boom cylinder seal", "swing motor", "track idler", "fuel pump", "radiator cap", "cab door hinge"]
 ASKS = ["How do I replace the {} on", "What torque does the {} need on", "When should the {} be checked on",
@@ -37,7 +37,6 @@ def test_no_two_kept_questions_are_near_duplicates() -> None:
     assert 30 < len(kept) < 600
     for k, dup in enumerate(got):
         if dup is not None:
-            # the score is the exact Jaccard: at most one margin below the threshold where the MinHash estimate reached it
-            assert dup[0] == "near_duplicate" and dup[1] >= 0.7 - pair_margin(0.7, 128) and got[index[dup[2]]] is None and index[dup[2]] < k
+            assert dup[0] == "near_duplicate" and dup[1] >= 0.7 and got[index[dup[2]]] is None and index[dup[2]] < k
     close = [(i, j) for n, i in enumerate(kept) for j in kept[n + 1:] if jaccard(examples[i][1], examples[j][1], question_shingles) >= 0.7]
     assert close == [], "a kept question nearly duplicates another kept one"

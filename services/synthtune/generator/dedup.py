@@ -30,8 +30,9 @@ def find_duplicates(examples: Sequence[tuple[str, str, str]], near: float | bool
     worded = [i for i in unique if words(examples[i][1])]
     twin: dict[int, int] = {}  # near-dropped example -> the kept one it is most like
     if near is not False and worded:
+        # Questions are short: the exact Jaccard decides every pair, so a score never falls below the threshold.
         found = NearDuplicates([examples[i][1] for i in worded], float(near), NUM_PERM, question_shingles, Progress(),
-                               "near-duplicate questions").first_kept()
+                               "near-duplicate questions", exact=True).first_kept()
         twin = {worded[k]: worded[r] for k, r in enumerate(found) if r != k}
     out: list[Duplicate | None] = []
     for i, (_, question, _) in enumerate(examples):
