@@ -113,10 +113,16 @@ class PairTest:
         self.need = num_perm + 1 if exact else math.ceil(threshold * num_perm - 1e-9)
         self.low = max(0, math.ceil((threshold - pair_margin(threshold, num_perm)) * num_perm - 1e-9))
         self.exact_checks = 0
+        # Checking every pair meets each text many times: keep every set (short texts), not the last 2,048.
+        self._sets = [frozenset(shingler(t)) for t in texts] if exact else None
 
     def exact(self, i: int, j: int) -> bool:
         self.exact_checks += 1
-        return jaccard(self.texts[i], self.texts[j], self.shingler) >= self.threshold
+        if self._sets is None:
+            return jaccard(self.texts[i], self.texts[j], self.shingler) >= self.threshold
+        s, t = self._sets[i], self._sets[j]
+        common = len(s & t)
+        return common >= self.threshold * (len(s) + len(t) - common)
 
 
 class NearDuplicates:
