@@ -90,6 +90,31 @@ def test_models_push_a_folder_then_a_stage_streams_it_by_name_and_by_uri(s3_stor
         assert check_base_model(name, store) == uri
 
 
+def test_models_pull_streams_a_pushed_model_into_a_folder_checking_sha256(s3_store_uri, tmp_path):
+    """What the in-cluster teacher's initContainer runs: `synthtune models pull NAME --out DIR` against S3 (moto on loopback)."""
+    folder = model_folder(tmp_path / "teacher-7b")
+    assert cli("models", "push", str(folder), "--store", s3_store_uri, env=s3_env()).returncode == 0
+    env = {**s3_env(), "SYNTHTUNE_STORE": s3_store_uri}  # the store as the chart's initContainer gets it
+    for model, dest in (("teacher-7b", tmp_path / "by-name"), (f"{s3_store_uri}/models/teacher-7b", tmp_path / "by-uri" / "model")):
+        out = cli("models", "pull", model, "--out", str(dest), env=env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == str(dest) and "pulled model.safetensors (300000 bytes)" in out.stderr
+        assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == ["config.json", "model.safetensors", "tokenizer.json"]
+        assert (dest / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    again = cli("models", "pull", "teacher-7b", "--out", str(tmp_path / "by-name"), env=env)
+    assert again.returncode == 0 and "pulled" not in again.stderr  # the folder already holds this manifest
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    refused = [(("teacher-7b", tmp_path / "busy"), "holds other files"), (("no-such-model", tmp_path / "x"), "'no-such-model' is not in the store")]
+    open_store(s3_store_uri).backend.put_file("models/teacher-7b/tokenizer.json", folder / "config.json")  # corrupted in the store
+    refused.append((("teacher-7b", tmp_path / "fresh"), "tokenizer.json has sha256"))
+    for (model, dest), message in refused:
+        out = cli("models", "pull", model, "--out", str(dest), env=env)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine" and not (tmp_path / "fresh").exists()
+
+
 def test_models_push_a_hub_id_from_the_local_hf_cache(s3_store_uri, tmp_path):
     snap = model_folder(tmp_path / "hub" / "models--acme--pump-1b" / "snapshots" / "0123abcd")
     (snap.parents[1] / "refs").mkdir()
