@@ -115,6 +115,31 @@ def test_models_pull_streams_a_pushed_model_into_a_folder_checking_sha256(s3_sto
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine" and not (tmp_path / "fresh").exists()
 
 
+def test_a_pull_cut_short_is_redone_into_the_same_folder(s3_store_uri, tmp_path, monkeypatch):
+    """An initContainer killed mid-download restarts with the same emptyDir: the next pull starts over."""
+    from synthtune.llm import model_store
+
+    folder = model_folder(tmp_path / "teacher")
+    store = open_store(s3_store_uri)
+    model_store.push_model(str(folder), store)
+    real, calls = model_store.download, []
+
+    def cut_after_one(obj, dest):  # type: ignore[no-untyped-def]
+        calls.append(obj.key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(obj, dest)
+
+    monkeypatch.setattr(model_store, "download", cut_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        model_store.pull_model("teacher", store, tmp_path / "cache" / "model")
+    assert any((tmp_path / "cache" / "model").iterdir())
+    monkeypatch.setattr(model_store, "download", real)
+    _, manifest = model_store.pull_model("teacher", store, tmp_path / "cache" / "model")
+    assert (tmp_path / "cache" / "model" / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    assert manifest["path"] == str(tmp_path / "cache" / "model")
+
+
 def test_models_push_a_hub_id_from_the_local_hf_cache(s3_store_uri, tmp_path):
     snap = model_folder(tmp_path / "hub" / "models--acme--pump-1b" / "snapshots" / "0123abcd")
     (snap.parents[1] / "refs").mkdir()

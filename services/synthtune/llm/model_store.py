@@ -126,6 +126,8 @@ def _stream(uri: str, folder: Store, manifest: dict[str, Any], target: Path, on_
     if done.is_file() and done.read_text() == stamp:
         return target
     shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    done.write_text("pulling")  # the folder is ours from here: a pull cut short is redone, not refused as foreign
     for rel, info in manifest["files"].items():
         digest = download(RemoteObject(f"{uri}/{rel}", rel, folder.backend), target / rel)
         if digest != info["sha256"]:
