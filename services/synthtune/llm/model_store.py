@@ -22,7 +22,7 @@ from synthtune.store.keys import check_key
 
 MODELS_PREFIX = "models"
 MODEL_MANIFEST = "model.json"
-COMPLETE = ".synthtune-complete"  # written last into a streamed model's folder: the manifest it holds
+COMPLETE = ".synthtune-complete"  # in a streamed model's folder: "pulling" first, the manifest's stamp once every file is there
 
 
 def hf_hub_cache() -> Path:
@@ -126,7 +126,7 @@ def _stream(uri: str, folder: Store, manifest: dict[str, Any], target: Path, on_
     if done.is_file() and done.read_text() == stamp:
         return target
     shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
     done.write_text("pulling")  # the folder is ours from here: a pull cut short is redone, not refused as foreign
     for rel, info in manifest["files"].items():
         digest = download(RemoteObject(f"{uri}/{rel}", rel, folder.backend), target / rel)
