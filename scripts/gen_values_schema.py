@@ -89,6 +89,7 @@ BY_PATH: dict[str, dict[str, Any]] = {
     "gpuJobs.scheduleTimeoutSeconds": {"type": "integer", "minimum": 1},
     "vllmTeacher.gpus": {"type": "integer", "minimum": 1},
     "vllmTeacher.maxLoras": {"type": "integer", "minimum": 1},
+    "vllmTeacher.pullResources": RESOURCES,
     "pipelineDefaults": {"$ref": "#/$defs/PipelineDefaults"},
     "gpuJobs.labels": STRING_MAP,
     "gpuJobs.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
