@@ -91,6 +91,7 @@ BY_PATH: dict[str, dict[str, Any]] = {
     "gpuJobs.scheduleTimeoutSeconds": AT_LEAST_ONE,
     "vllmTeacher.gpus": AT_LEAST_ONE,
     "vllmTeacher.maxLoras": AT_LEAST_ONE,
+    "vllmTeacher.pullResources": RESOURCES,
     "pipelineDefaults": {"$ref": "#/$defs/PipelineDefaults"},
     "gpuJobs.labels": STRING_MAP,
     "gpuJobs.pullPolicy": PULL_POLICY,

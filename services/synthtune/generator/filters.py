@@ -84,7 +84,7 @@ def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str
                 return Verdict("wrong_language", round(found[1], 3), f"expected {expected}, detected {found[0]}")
     if judge:
         if c.score is None:
-            return Verdict("judge_no_score", None, "the judge's reply had no score, even after one repair")
+            return Verdict("judge_no_score", None, c.detail or "the judge's reply had no score, even after one repair")
         if c.score < spec.min_score:
             return Verdict("judge_score_below_min", c.score, c.detail)
     return None
