@@ -42,6 +42,8 @@ TOLERATIONS = {
 }
 RUNNER = {"enum": ["inprocess", "grpc", "kubernetes", "rayjob"]}
 PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+AT_LEAST_ONE = {"type": "integer", "minimum": 1}
+PULL_POLICY = {"enum": ["Always", "IfNotPresent", "Never"]}
 STRINGS = {"type": "array", "items": {"type": "string"}}
 # Kubernetes validates these itself; the chart's tests validate the defaults strictly.
 SECURITY = {"type": "object"}
@@ -74,24 +76,25 @@ BY_KEY: dict[str, dict[str, Any]] = {
     "extraArgs": STRINGS,
 }
 BY_PATH: dict[str, dict[str, Any]] = {
-    "image.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    "image.pullPolicy": PULL_POLICY,
     "ports.grpc": PORT,
     "ports.metrics": PORT,
-    "controller.replicas": {"type": "integer", "minimum": 1},
-    "controller.maxConcurrentRuns": {"type": "integer", "minimum": 1},
-    "controller.maxParallelStages": {"type": "integer", "minimum": 1},
-    "controller.retryMaxAttempts": {"type": "integer", "minimum": 1},
+    "controller.replicas": AT_LEAST_ONE,
+    "controller.maxConcurrentRuns": AT_LEAST_ONE,
+    "controller.maxParallelStages": AT_LEAST_ONE,
+    "controller.retryMaxAttempts": AT_LEAST_ONE,
     "runners.prepare": RUNNER,
     "runners.generate": RUNNER,
     "runners.train": RUNNER,
     "runners.evaluate": RUNNER,
-    "gpuJobs.activeDeadlineSeconds": {"type": "integer", "minimum": 1},
-    "gpuJobs.scheduleTimeoutSeconds": {"type": "integer", "minimum": 1},
-    "vllmTeacher.gpus": {"type": "integer", "minimum": 1},
-    "vllmTeacher.maxLoras": {"type": "integer", "minimum": 1},
+    "gpuJobs.activeDeadlineSeconds": AT_LEAST_ONE,
+    "gpuJobs.scheduleTimeoutSeconds": AT_LEAST_ONE,
+    "vllmTeacher.gpus": AT_LEAST_ONE,
+    "vllmTeacher.maxLoras": AT_LEAST_ONE,
+    "vllmTeacher.pullResources": RESOURCES,
     "pipelineDefaults": {"$ref": "#/$defs/PipelineDefaults"},
     "gpuJobs.labels": STRING_MAP,
-    "gpuJobs.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+    "gpuJobs.pullPolicy": PULL_POLICY,
     "metrics.serviceMonitor.labels": STRING_MAP,
     "podDisruptionBudget.maxUnavailable": {"type": ["integer", "string"]},
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: checks and the test suite; with E2E=1 (what CI sets) also the three images and the
-# chart's containers end to end (`make e2e`).
+# chart's containers end to end (`make e2e`), after the evaluator's tests inside the evaluator image.
 #
 # The image builds run in the background from the start, beside set-up, lint and pytest: they wait on
 # downloads and disk far more than on the CPU, and pytest keeps one core busy. Their output goes to
@@ -42,4 +42,6 @@ if [ "$rc" -ne 0 ]; then
 fi
 grep '^build_images:' "$log"
 echo "make test: waited $(( $(date +%s) - start )) s for the images after pytest"
+# The evaluator's tests against the packages its image ships (vLLM's numpy, fastapi, transformers).
+bash scripts/test_in_image.sh evaluator tests/evaluator -k "not chromium" || exit $?
 exec "${VENV:-.venv}/bin/python" scripts/e2e.py

@@ -2,7 +2,9 @@
 # Run tests inside a built image, against the packages it ships (e.g. the evaluator's, whose numpy
 # and fastapi are vLLM's, not our pins):   scripts/test_in_image.sh evaluator tests/evaluator
 # The package under test is the image's installed synthtune; the repository is mounted read-only
-# for the tests themselves. pytest is added to a throwaway container (as root, host network for PyPI).
+# for the tests themselves, ../shared (the data sets) at /shared. pytest is added to a throwaway container
+# (as root, host network for PyPI). Tests that drive a browser need chromium, which no image ships:
+#   scripts/test_in_image.sh evaluator tests/evaluator -k "not chromium"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: test_in_image.sh IMAGE-NAME TEST-PATH...}; shift
@@ -12,7 +14,10 @@ if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
 else
   engine=("${STANDIN:-../shared/tools/standin-base.sh}" run)
 fi
+shared=()
+[ ! -d ../shared ] || shared=(-v "$(readlink -f ../shared):/shared:ro")
+args=$(printf ' %q' "$@")   # quoted again for the container's shell
 pins=$(grep -E '^(pytest|pytest-timeout|pytest-asyncio)==' requirements-pins.txt | tr '\n' ' ')
-exec "${engine[@]}" --rm --network host --user 0 --entrypoint sh -v "$PWD:/src:ro" -w /src \
+exec "${engine[@]}" --rm --network host --user 0 --entrypoint sh -v "$PWD:/src:ro" "${shared[@]}" -w /src \
   -e PIP_CERT=/etc/ssl/certs/ca-certificates.crt -e HOME=/tmp "$image" -c \
-  "pip install -q --no-cache-dir $pins && python -m pytest -q -p no:cacheprovider -x $*"
+  "pip install -q --no-cache-dir $pins && python -m pytest -q -p no:cacheprovider$args"

@@ -230,3 +230,6 @@ def test_export_writes_a_runs_synthetic_data(tmp_path, monkeypatch):
     missing = cli("export", record.run_id, "--store", str(tmp_path / "store"), "--method", "persona", "--out", str(out),
                   env={"SYNTHTUNE_CACHE": str(tmp_path / "cache")})
     assert missing.returncode == 2 and "no synthetic data for method 'persona'" in missing.stderr
+    other = cli("export", record.run_id, "--store", str(tmp_path / "no-store"), "--format", "csv", "--out", str(out))
+    assert other.returncode == 2 and "'csv' is not one of 'openai', 'alpaca'" in " ".join(other.stderr.replace("│", " ").split()), other.stderr
+    assert not (tmp_path / "no-store").exists(), "the format is refused before the store is opened"

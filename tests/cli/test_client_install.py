@@ -87,6 +87,8 @@ def test_client_commands_run_on_the_core_dependencies(s3_store_uri, tmp_path, mo
     model.mkdir()
     (model / "config.json").write_text("{}")
     assert client("models", "push", str(model), "--store", s3_store_uri, env=env).returncode == 0
+    pulled = client("models", "pull", "m", "--out", str(tmp_path / "pulled"), "--store", s3_store_uri, env=env)
+    assert pulled.returncode == 0 and (tmp_path / "pulled" / "config.json").read_text() == "{}", pulled.stderr
     store = open_store(s3_store_uri)
     store.put_json("runs/r1/run.json", {"run_id": "r1"})
     store.put_text("runs/r1/report.html", "<html></html>")

@@ -90,6 +90,56 @@ def test_models_push_a_folder_then_a_stage_streams_it_by_name_and_by_uri(s3_stor
         assert check_base_model(name, store) == uri
 
 
+def test_models_pull_streams_a_pushed_model_into_a_folder_checking_sha256(s3_store_uri, tmp_path):
+    """What the in-cluster teacher's initContainer runs: `synthtune models pull NAME --out DIR` against S3 (moto on loopback)."""
+    folder = model_folder(tmp_path / "teacher-7b")
+    assert cli("models", "push", str(folder), "--store", s3_store_uri, env=s3_env()).returncode == 0
+    env = {**s3_env(), "SYNTHTUNE_STORE": s3_store_uri}  # the store as the chart's initContainer gets it
+    for model, dest in (("teacher-7b", tmp_path / "by-name"), (f"{s3_store_uri}/models/teacher-7b", tmp_path / "by-uri" / "model")):
+        out = cli("models", "pull", model, "--out", str(dest), env=env)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == str(dest) and "pulled model.safetensors (300000 bytes)" in out.stderr
+        assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == ["config.json", "model.safetensors", "tokenizer.json"]
+        assert (dest / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    again = cli("models", "pull", "teacher-7b", "--out", str(tmp_path / "by-name"), env=env)
+    assert again.returncode == 0 and "pulled" not in again.stderr  # the folder already holds this manifest
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    refused = [(("teacher-7b", tmp_path / "busy"), "holds other files"), (("no-such-model", tmp_path / "x"), "'no-such-model' is not in the store")]
+    open_store(s3_store_uri).backend.put_file("models/teacher-7b/tokenizer.json", folder / "config.json")  # corrupted in the store
+    refused.append((("teacher-7b", tmp_path / "fresh"), "tokenizer.json has sha256"))
+    for (model, dest), message in refused:
+        out = cli("models", "pull", model, "--out", str(dest), env=env)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine" and not (tmp_path / "fresh").exists()
+
+
+def test_a_pull_cut_short_is_redone_into_the_same_folder(s3_store_uri, tmp_path, monkeypatch):
+    """An initContainer killed mid-download restarts with the same emptyDir: the next pull starts over."""
+    from synthtune.llm import model_store
+
+    folder = model_folder(tmp_path / "teacher")
+    store = open_store(s3_store_uri)
+    model_store.push_model(str(folder), store)
+    real, calls = model_store.download, []
+
+    def cut_after_one(obj, dest):  # type: ignore[no-untyped-def]
+        calls.append(obj.key)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(obj, dest)
+
+    monkeypatch.setattr(model_store, "download", cut_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        model_store.pull_model("teacher", store, tmp_path / "cache" / "model")
+    assert any((tmp_path / "cache" / "model").iterdir())
+    monkeypatch.setattr(model_store, "download", real)
+    _, manifest = model_store.pull_model("teacher", store, tmp_path / "cache" / "model")
+    assert (tmp_path / "cache" / "model" / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
+    assert manifest["path"] == str(tmp_path / "cache" / "model")
+
+
 def test_models_push_a_hub_id_from_the_local_hf_cache(s3_store_uri, tmp_path):
     snap = model_folder(tmp_path / "hub" / "models--acme--pump-1b" / "snapshots" / "0123abcd")
     (snap.parents[1] / "refs").mkdir()

@@ -33,7 +33,7 @@ CONTROLLER = textwrap.dedent(
     book = RunBook(store)
     # A killed controller leaves a fresh heartbeat: the next one waits until it is stale (1 s here).
     ex = Executor(store, book, make_stages(Path(sys.argv[2]), sleep_s=0.6), config=ControllerConfig(stale_after_s=1.0, poll_s=0.1))
-    pending = ex.resume_unfinished()
+    pending = [r.run_id for r in book.list() if r.status in ("pending", "running")]  # what the last controller left
     if not pending:
         pending = [book.create(load_spec_text(SPEC), SPEC, None).run_id]
     print("RUN", pending[0], flush=True)

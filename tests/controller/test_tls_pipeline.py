@@ -62,7 +62,9 @@ def test_cli_to_controller_to_stage_service_over_mutual_tls(tmp_path):
         show = cli("runs", "show", run_id, *client)
         assert show.returncode == 0 and "succeeded" in show.stdout and "/artifacts/prepared-" in show.stdout, show.stdout
         plain = cli("runs", "list", "--controller", address)  # no TLS at all: refused, and said so
-        assert plain.returncode != 0 and "Traceback" not in plain.stderr
+        # exit 1 (a retryable fault), one line naming the controller, no traceback
+        assert plain.returncode == 1 and plain.stderr.startswith(f"error: controller at {address} unreachable"), plain.stderr
+        assert len(plain.stderr.strip().splitlines()) == 1, plain.stderr
     finally:
         for proc in procs:
             proc.terminate()

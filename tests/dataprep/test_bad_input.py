@@ -20,6 +20,15 @@ def prepare(tmp_path, file_store, source, prepare=None):  # type: ignore[no-unty
     return load_artifact(file_store, run(spec, {}, file_store))
 
 
+def bad_row(tmp_path, write, file_store, tail: str, code: str):  # type: ignore[no-untyped-def]
+    """Prepare o.csv: 12 good rows, then ``tail`` from line 14. The one reject with ``code`` (it names line 14), and the result."""
+    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + tail)
+    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
+    [bad] = [r for r in result["rejects"] if r["code"] == code]
+    assert bad["id"] == "o.csv:14"
+    return bad, result
+
+
 def test_empty_file(tmp_path, write, file_store):
     write("empty.csv", "")
     with pytest.raises(InvalidInput, match=r"empty\.csv: the file is empty \(0 bytes\)") as err:
@@ -94,10 +103,7 @@ def test_wrong_delimiter_points_at_the_right_one(tmp_path, write, file_store):
 
 
 def test_row_with_too_many_cells_is_rejected(tmp_path, write, file_store):
-    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + "Leak, oil everywhere,EX1,Fixed\n")
-    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
-    [bad] = [r for r in result["rejects"] if r["code"] == "bad_row"]
-    assert bad["id"] == "o.csv:14"
+    bad, result = bad_row(tmp_path, write, file_store, "Leak, oil everywhere,EX1,Fixed\n", "bad_row")
     assert "has 4 cells but the header has 3" in bad["reason"]
     assert_counts_add_up(result)
 
@@ -113,10 +119,7 @@ def test_non_utf8_bytes_are_decoded_or_named(tmp_path, write, file_store):
 
 
 def test_broken_quoting_mid_file_is_a_reject_with_lines(tmp_path, write, file_store):
-    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + '"Leak" at boom,EX1,Fixed\nNoise at swing,EX2,Greased\n')
-    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
-    [bad] = [r for r in result["rejects"] if r["code"] == "bad_quoting"]
-    assert bad["id"] == "o.csv:14"
+    bad, result = bad_row(tmp_path, write, file_store, '"Leak" at boom,EX1,Fixed\nNoise at swing,EX2,Greased\n', "bad_quoting")
     assert "broken quoting on line 14" in bad["reason"]
     kept = [r["fields"]["problem"] for s in ("train", "validation", "test") for r in result[s]]
     assert "Noise at swing" in kept
@@ -131,10 +134,7 @@ def test_unclosed_quote_is_an_error_naming_where_it_opened(tmp_path, write, file
 
 def test_a_50mb_cell_is_rejected_not_crashing(tmp_path, write, file_store):
     big = "A" * (50 * 1024 * 1024)
-    write("o.csv", "Problem,Machine,Action\n" + GOOD_ROWS + f'"{big}",EX1,Fixed\n' + "Last row,EX2,Done\n")
-    result = prepare(tmp_path, file_store, {"paths": ["o.csv"], "fields": FIELDS})
-    [bad] = [r for r in result["rejects"] if r["code"] == "cell_too_large"]
-    assert bad["id"] == "o.csv:14"
+    bad, result = bad_row(tmp_path, write, file_store, f'"{big}",EX1,Fixed\n' + "Last row,EX2,Done\n", "cell_too_large")
     assert "52,428,800 characters" in bad["reason"]
     assert len(bad["reason"]) < 300
     assert result["stats"]["counts"]["input"] == 14

@@ -8,20 +8,21 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from synthtune.dataprep.dedup import (
-    GROUP_MISS,
-    content_text,
-    drop_exact_duplicates,
-    drop_near_duplicates,
-    exact_jaccard,
-    near_groups,
-    near_representatives,
-    recall_bands,
-    signatures,
-)
+from synthtune.dataprep.dedup import content_text, drop_exact_duplicates, drop_near_duplicates
 from synthtune.dataprep.pipeline import split_records
 from synthtune.dataprep.rejects import Rejects
 from synthtune.dataprep.split import apportion, assign_splits, deal, length_bins
+from synthtune.neardup import (
+    BUCKET_WINDOW,
+    FULL_BUCKET,
+    GROUP_MISS,
+    LEADERS,
+    NearDuplicates,
+    char_shingles,
+    jaccard,
+    recall_bands,
+    signatures,
+)
 from synthtune.progress import Progress
 from synthtune.records import combined_length
 from synthtune.spec.prepare import PrepareSpec
@@ -29,6 +30,17 @@ from synthtune.spec.prepare import PrepareSpec
 PARTS = ["boom", "stick", "bucket", "swing motor", "track frame", "idler", "cab door", "radiator", "fuel pump", "slew ring"]
 FAULTS = ["leaking oil", "cracked weld", "loose bolts", "noisy bearing", "overheating", "seized pin", "worn bushing"]
 ACTIONS = ["replaced seal kit", "welded and ground flush", "torqued to spec", "greased and monitored", "flushed and refilled"]
+
+
+SHINGLES = char_shingles(5)
+
+
+def near(texts: list[str], threshold: float, num_perm: int = 128, ids: list[str] | None = None, known: dict | None = None) -> NearDuplicates:
+    return NearDuplicates(texts, threshold, num_perm, SHINGLES, Progress("t"), "near", ids or [], known)
+
+
+def exact_jaccard(a: str, b: str) -> float:
+    return jaccard(a, b, SHINGLES)
 
 
 def record(rid: str, problem: str, solution: str = "fixed", machine: str | None = None) -> dict:
@@ -68,13 +80,12 @@ def test_near_duplicates_are_dropped_at_the_threshold():
     assert len(kept) == 4 and len(rejects) == 0
 
 
-def test_near_representatives_reuse_known_signatures():
+def test_near_duplicates_reuse_known_signatures():
     texts = ["pump seal leaking at the main hydraulic pump flange", "pump seal leaking at the main hydraulic pump flange!", "cab glass cracked"]
-    ids = ["a", "b", "c"]
-    reps, sigs = near_representatives(ids, texts, 0.9, 64, 5, Progress("t"))
-    assert reps == [0, 0, 2]
-    again, _ = near_representatives(["a", "c"], ["", ""], 0.9, 64, 5, Progress("t"), known=sigs)
-    assert again == [0, 1], "known signatures are used instead of the (empty) texts"
+    kept, sigs = drop_near_duplicates([record(rid, t) for rid, t in zip("abc", texts, strict=True)], 0.9, 64, 5, Rejects(), Progress("t"))
+    assert [r["id"] for r in kept] == ["a", "c"] and set(sigs) == {"a", "c"}
+    assert near(["", ""], 0.9, 64, ids=["a", "c"], known=sigs).first_kept() == [0, 1], "known signatures are used instead of the (empty) texts"
+    assert near(["", ""], 0.9, 64, ids=["a", "c"]).first_kept() == [0, 0], "without them the two empty texts are one"
 
 
 def test_apportion_is_largest_remainder():
@@ -171,7 +182,7 @@ def _chain(seed: int) -> tuple[str, str, str]:
 
 
 def _jaccard(a: str, b: str) -> float:
-    return exact_jaccard(content_text(record("x", a, "x")), content_text(record("y", b, "x")), 5)
+    return exact_jaccard(content_text(record("x", a, "x")), content_text(record("y", b, "x")))
 
 
 def test_recall_bands_miss_few_pairs_at_the_threshold():
@@ -196,7 +207,7 @@ def test_a_chain_of_near_duplicates_never_straddles_splits():
 def test_many_chains_are_each_one_group():
     chains = [_chain(100 + k) for k in range(60)]
     texts = [content_text(record("x", t, "x")) for chain in chains for t in chain]
-    groups = near_groups([str(i) for i in range(len(texts))], texts, 0.8, 128, 5, Progress("t"))
+    groups = near(texts, 0.8).groups()
     for k in range(60):
         assert groups[3 * k] == groups[3 * k + 1] == groups[3 * k + 2], f"chain {k}"
     assert len(set(groups)) == 60, "different chains stay apart"
@@ -208,8 +219,8 @@ def _pair_just_below_by_estimate() -> tuple[str, str, float, float]:
         w = _words(1000 + seed)
         a, b = " ".join(w[0:40]), " ".join(w[4:44])
         ta, tb = content_text(record("x", a, "x")), content_text(record("y", b, "x"))
-        exact = exact_jaccard(ta, tb, 5)
-        sa, sb = signatures([ta, tb], 128, 5)
+        exact = exact_jaccard(ta, tb)
+        sa, sb = signatures([ta, tb], 128, SHINGLES)
         estimate = float(np.count_nonzero(sa == sb)) / 128
         if exact >= 0.8 > estimate:
             return a, b, exact, estimate
@@ -220,9 +231,8 @@ def test_a_true_pair_whose_estimate_is_just_below_the_threshold_is_grouped_and_d
     a, b, exact, estimate = _pair_just_below_by_estimate()
     assert exact >= 0.8 > estimate
     texts = [content_text(record("x", t, "x")) for t in (a, b)]
-    assert len(set(near_groups(["a", "b"], texts, 0.8, 128, 5, Progress("t")))) == 1
-    reps, _ = near_representatives(["a", "b"], texts, 0.8, 128, 5, Progress("t"))
-    assert reps == [0, 0]
+    assert len(set(near(texts, 0.8).groups())) == 1
+    assert near(texts, 0.8).first_kept() == [0, 0]
     for seed in range(20):
         records = distinct_records(200, seed=seed) + [record("a", a, "x"), record("b", b, "x")]
         splits, _ = split_records(records, PrepareSpec.model_validate({"split": {"seed": seed}}), Progress("t"))
@@ -241,15 +251,15 @@ def test_groups_hold_every_pair_above_the_threshold_by_brute_force():
                 words[rng.randrange(len(words))] = f"{rng.getrandbits(24):x}"
             texts.append(content_text(record("x", " ".join(words), "x")))
     rng.shuffle(texts)
-    groups = near_groups([str(i) for i in range(len(texts))], texts, 0.8, 128, 5, Progress("t"))
-    above = [(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts)) if exact_jaccard(texts[i], texts[j], 5) >= 0.8]
-    assert len(above) > 100 and sum(1 for i, j in above if exact_jaccard(texts[i], texts[j], 5) < 0.85) > 20
+    groups = near(texts, 0.8).groups()
+    above = [(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts)) if exact_jaccard(texts[i], texts[j]) >= 0.8]
+    assert len(above) > 100 and sum(1 for i, j in above if exact_jaccard(texts[i], texts[j]) < 0.85) > 20
     assert all(groups[i] == groups[j] for i, j in above)
     # Groups are components: every member is linked to another by a pair that passed, not just any pair sharing a band.
     for g in set(groups):
         members = [i for i in range(len(texts)) if groups[i] == g]
         if len(members) > 1:
-            assert all(any(exact_jaccard(texts[i], texts[j], 5) >= 0.7 for j in members if j != i) for i in members)
+            assert all(any(exact_jaccard(texts[i], texts[j]) >= 0.7 for j in members if j != i) for i in members)
 
 
 def test_split_with_groups_does_not_depend_on_input_order():
@@ -280,15 +290,16 @@ def test_near_dedup_keeps_the_first_and_drops_what_nearly_duplicates_a_kept_reco
 
 def test_templated_records_keep_the_grouping_linear():
     """Thousands of tickets from one template share LSH buckets; pairing every bucket fully would be quadratic."""
-    from synthtune.dataprep.dedup import BUCKET_WINDOW, FULL_BUCKET
-
     n = 3000
     texts = [f"REPLACE HYDRAULIC RETURN FILTER ELEMENT ON EXCAVATOR AFTER SERVICE INTERVAL CHECK NUMBER {i}" for i in range(n)]
-    info: dict = {}
-    groups = near_groups([str(i) for i in range(n)], texts, 0.8, 128, 5, Progress("t"), info=info)
+    grouping = near(texts, 0.8)
+    groups = grouping.groups()
     bands, _ = recall_bands(0.8, 128)
     # One family of 3,000: paired fully that is 4.5 million pairs a band; along the window, linear.
-    assert info["candidate_pairs"] <= n * bands * max(BUCKET_WINDOW, FULL_BUCKET)
+    assert grouping.info["candidate_pairs"] <= n * bands * max(BUCKET_WINDOW + LEADERS, FULL_BUCKET)
     assert len(set(groups)) <= 10  # and the family still chains into (almost) one group
-    reps, _ = near_representatives([str(i) for i in range(n)], texts, 0.9, 128, 5, Progress("t"))
+    reps = near(texts, 0.9).first_kept()
     assert len(reps) == n
+    kept = [i for i in range(n) if reps[i] == i]
+    assert len(kept) <= 10, "dedup meets the family's first record despite the window"
+    assert all(exact_jaccard(texts[i], texts[reps[i]]) >= 0.9 for i in range(n) if reps[i] != i), "and drops only what is near"

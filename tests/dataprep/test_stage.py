@@ -10,6 +10,7 @@ from dataprep_helpers import assert_counts_add_up, load_artifact, make_spec
 from pdfs import text_pdf
 
 import synthtune.dataprep.stage as stage
+from store_view import artifact_ids
 from synthtune.dataprep import run
 from synthtune.errors import Cancelled
 from synthtune.progress import Progress
@@ -110,7 +111,7 @@ def test_cancellation_stops_the_stage(tmp_path, sources, file_store):
     progress.cancel()
     with pytest.raises(Cancelled):
         run(make_spec(tmp_path, sources), {}, file_store, progress)
-    assert list(file_store.list_artifacts()) == []
+    assert artifact_ids(file_store) == []
 
 
 @pytest.mark.integration

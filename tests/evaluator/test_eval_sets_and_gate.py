@@ -182,3 +182,62 @@ def test_short_training_problems_inside_an_exam_question_do_not_make_it_training
     exam = [EvalItem(f"exam:{i}", "reference", "s", q, "Fix: Replace.") for i, q in
             enumerate(["The bucket teeth on excavator A are worn: what do I do?", "Boom hose burst on B: what now?"])]
     assert check_not_in_training("exam", exam, train) == 0
+
+
+def _upload(path, store_uri: str) -> str:  # type: ignore[no-untyped-def]
+    """`synthtune upload FILE --store URI --prefix sets`, as a user runs it; the printed URI."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    services = Path(__file__).resolve().parents[2] / "services"
+    out = subprocess.run([sys.executable, "-m", "synthtune.cli.main", "upload", str(path), "--store", store_uri, "--prefix", "sets"],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(services)), timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.mark.integration
+def test_an_s3_set_uploaded_with_synthtune_upload_is_read_from_the_store(s3_store_uri, file_store, monkeypatch, tmp_path, shared_datasets):
+    """moto's S3 server on loopback holds the exam; the evaluator and the training-data decontamination read it from there."""
+    import csv
+
+    from synthtune.evalsets import decontamination_records
+    from synthtune.evaluator import answers, run
+
+    tickets = _tickets(shared_datasets, 20)
+    train, test, exam = tickets[:8], tickets[8:14], tickets[14:20]
+    local = tmp_path / "exam.csv"
+    with local.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["Question", "Answer"], *[[question_for_record(t), reference_for_record(t)] for t in exam]])
+    uri = _upload(local, s3_store_uri)
+    assert uri == f"{s3_store_uri}/sets/exam.csv"
+    local.unlink()  # read from S3, not from this folder
+
+    truth = {question_for_record(t): reference_for_record(t) for t in tickets}
+    monkeypatch.setattr(answers, "generate_answers", FakeAnswers(lambda model, messages, t, s: truth[user_text(messages)] if model != "base" else "Check it."))
+    spec = _with(pipeline(metrics=["rouge"], forgetting_probe=False), sets=[{"name": "exam", "path": uri, "fields": {"question": "Question", "reference": "Answer"}}])
+    metrics, preds = read_evaluation(file_store, run(spec, _inputs(file_store, train, test, ["direct"]), file_store, RecordingProgress()))
+    assert metrics["sets"]["exam"]["n"] == 6 and metrics["sets"]["exam"]["metrics"]["tuned:direct"]["rougeL"] == 1.0
+    assert sorted(p["prompt"] for p in preds if p.get("set") == "exam" and p["model"] == "base") == sorted(question_for_record(t) for t in exam)
+    assert [r["fields"]["solution"] for r in decontamination_records(spec)] == [reference_for_record(t) for t in exam]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("suffix", ["sets/none.csv", "sets/*.csv", "nothing-here.jsonl"])
+def test_a_missing_or_folder_s3_set_is_bad_input_naming_the_uri(suffix, s3_store_uri, file_store, monkeypatch, tmp_path, shared_datasets):
+    from synthtune.evaluator import answers, run
+
+    monkeypatch.setattr(answers, "generate_answers", FakeAnswers(lambda *a: "x"))
+    tickets = _tickets(shared_datasets, 8)
+    (tmp_path / "a.csv").write_text("Question,Answer\nq?,a\n")
+    (tmp_path / "b.csv").write_text("Question,Answer\nq2?,a2\n")
+    for name in ("a.csv", "b.csv"):
+        _upload(tmp_path / name, s3_store_uri)
+    uri = f"{s3_store_uri}/{suffix}"
+    spec = _with(pipeline(metrics=["rouge"], forgetting_probe=False), sets=[{"name": "exam", "path": uri, "fields": {"question": "Question", "reference": "Answer"}}])
+    with pytest.raises(InvalidInput) as err:
+        run(spec, _inputs(file_store, tickets[:4], tickets[4:], ["direct"]), file_store, RecordingProgress())
+    want = "names 2 objects; a set is one file" if "*" in suffix else "does not exist"
+    assert f"evaluate.sets[exam]: {uri!r}" in str(err.value) and want in str(err.value)

@@ -114,8 +114,7 @@ ITEMS = [{"question": "Head 7 underfills?", "reference": REFS[0], "tuned": PREDS
 
 def test_positional_bias_becomes_a_tie_and_names_are_blind():
     judge = PositionalJudge()
-    verdicts = judge_pairs(judge, ITEMS)
-    assert [v.outcome for v in verdicts] == ["tie"]
+    assert judge_pairs(judge, ITEMS) == ["tie"]
     assert all("tuned" not in s and "base" not in s for s in judge.seen)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from loopback_server import AppThread
 
 
 def _error(message: str, err_type: str, code: int, param: str | None = None) -> web.Response:
@@ -43,8 +44,7 @@ class VllmLoraDouble:
         self._lock = threading.Lock()
         self._lm: Any = None
         self._peft: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: AppThread | None = None
 
     @property
     def base_url(self) -> str:
@@ -160,30 +160,14 @@ class VllmLoraDouble:
         app.router.add_post("/v1/load_lora_adapter", self._load)
         app.router.add_post("/v1/unload_lora_adapter", self._unload)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def serve() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            self._runner = web.AppRunner(app, access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self._loop.run_forever()
-
-        threading.Thread(target=serve, name="vllm-lora-double", daemon=True).start()
-        ready.wait(10)
+        self._server = AppThread(app, name="vllm-lora-double")
+        self.port = self._server.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._loop = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> VllmLoraDouble:
         return self.start()

@@ -112,11 +112,12 @@ def _decision(u: str, as_text: bool = False) -> str | dict[str, Any]:
 
 
 class ScriptedBackend:
-    """``ChatBackend`` answering in-process with ``responder``; counts requests by key."""
+    """``ChatBackend`` answering in-process with ``responder``; keeps every request and each key's reply."""
 
     def __init__(self, responder: Callable[[dict[str, Any]], str | dict[str, Any]] = script, model: str = "scripted") -> None:
         self.responder, self.model, self.name = responder, model, f"scripted:{model}"
         self.requests: list[ChatRequest] = []
+        self.replies: dict[str, ChatResult] = {}  # request key -> what the teacher answered (the last time)
         self.lock = threading.Lock()
         self.closed = False
 
@@ -138,6 +139,8 @@ class ScriptedBackend:
             results.append(ChatResult(text=text, tool_calls=calls, finish_reason=reply.get("finish_reason") or "stop",
                                       prompt_tokens=sum(len(str(m.get("content") or "").split()) for m in request.messages),
                                       completion_tokens=len(text.split()), key=request.key))
+            with self.lock:
+                self.replies[str(request.key)] = results[-1]
         return results
 
     def close(self) -> None:

@@ -98,8 +98,8 @@ def test_judge_rubric_score_threshold(file_store) -> None:  # type: ignore[no-un
         content = str(body["messages"][-1]["content"])
         if "maintenance expert" in content and "POOR" in _problem(body):
             return script(body) + " POOR"
-        if "grade one example" in content and "bearing" in content:
-            return "Looks good to me."  # no score: one repair, then still none
+        if "grade one example" in str(body["messages"][0]["content"]) and "bearing" in str(body["messages"][0]["content"]):
+            return "Looks good to me."  # no score, and none when asked once more either
         return script(body)
 
     records = [{"id": f"r{i}", "type": "record", "fields": {"problem": p, "solution": "Replace the part and test the machine"}}
@@ -108,11 +108,13 @@ def test_judge_rubric_score_threshold(file_store) -> None:  # type: ignore[no-un
     backend = ScriptedBackend(graded)
     spec = pipeline(filters={"judge": True, "min_score": 6})
     rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=backend))
-    got = {r["id"]: (r["reason"], r["score"]) for r in rejects}
-    assert got == {"r1#p0": ("judge_score_below_min", 3.0), "r2#p0": ("judge_no_score", None)}
+    got = {r["id"]: (r["reason"], r["score"], r["detail"]) for r in rejects}
+    assert got == {"r1#p0": ("judge_score_below_min", 3.0, "vague"),
+                   "r2#p0": ("judge_no_score", None, "no usable JSON in the reply, even after one repair (last reply: 'Looks good to me.')")}
     assert [r["id"] for r in rows] == ["r0#p0"] and rows[0]["provenance"]["score"] == 8.0
-    judge_calls = [r for r in backend.requests if "grade one example" in str(r.messages[0]["content"])]
-    assert len(judge_calls) == 4 and all(r.json_schema and r.json_schema["required"] == ["score", "reason"] for r in judge_calls)
+    # three questions, three answers, three judge requests and one repair; the judge's ask for structured output
+    assert len(backend.requests) == 3 + 3 + 3 + 1
+    assert [r.json_schema["required"] for r in backend.requests if r.json_schema] == [["score", "reason"]] * 4
 
 
 def test_changing_filters_reasks_nothing(shared_datasets, file_store, scripted) -> None:  # type: ignore[no-untyped-def]

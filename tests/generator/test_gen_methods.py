@@ -62,32 +62,43 @@ def test_record_qa_two_roles_from_shared_datasets(shared_datasets, file_store, s
     rows, rejects, stats = read_artifact(file_store, out)
     check_valid(rows, rejects, stats, {r["id"] for r in records})
     assert out.kind == "synthetic" and len(rows) == 24 and not rejects
-    by_id = {r["id"]: r for r in records}
     for row in rows:
-        record = by_id[row["provenance"]["source_ids"][0]]
-        user, answer = row["messages"][1]["content"], row["messages"][2]["content"]
-        assert record["fields"]["problem"].lower() in user.lower()  # the technician's question from the problem
-        assert record["fields"]["solution"] in answer and "1." in answer  # the expert's steps from the solution
+        # Each pair is its record's: the technician's question as the teacher wrote it, then the expert's answer to it.
+        assert row["provenance"]["source_ids"] == [row["id"].split("#")[0]]
+        assert row["messages"][1]["content"] == scripted.replies[row["id"] + ".q"].text
+        assert row["messages"][2]["content"] == scripted.replies[row["id"] + ".a"].text
         assert row["provenance"]["prompt_version"] == "v1" and row["provenance"]["method"] == "record_qa"
     # the two pairs of one record were asked from different angles
     assert len({r["messages"][1]["content"] for r in rows}) == 24
     assert stats["tokens"]["total"] > 0
 
 
-def test_document_qa_grounded_in_manual_chunks(file_store, scripted) -> None:  # type: ignore[no-untyped-def]
+def test_document_qa_grounded_in_manual_chunks(file_store) -> None:  # type: ignore[no-untyped-def]
+    from teacher_script import ScriptedBackend, script
+
+    def teacher(body):  # type: ignore[no-untyped-def]
+        if "REFUSED" in str(body["messages"]) and "using only the manual excerpt" in str(body["messages"][-1]["content"]):
+            return "NOT IN EXCERPT."  # the answer prompt's way to say the excerpt does not answer it
+        return script(body)
+
     chunks = manual_chunks()
     bad = {"id": "manual.md:99", "type": "chunk", "fields": {}, "text": "UNSUPPORTED section. The gearbox is sealed for life.",
            "source": {"file": "manual.md", "page": 99}}
-    ref = make_prepared(file_store, [*chunks, bad])
+    refused = {"id": "manual.md:98", "type": "chunk", "fields": {}, "text": "REFUSED section. The cab heater has two speeds.",
+               "source": {"file": "manual.md", "page": 98}}
+    ref = make_prepared(file_store, [*chunks, bad, refused])
     spec = pipeline(methods=[{"name": "document_qa", "pairs_per_record": 2}])
-    rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=scripted))
-    check_valid(rows, rejects, stats, {c["id"] for c in [*chunks, bad]})
+    backend = ScriptedBackend(teacher)
+    rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=backend))
+    check_valid(rows, rejects, stats, {c["id"] for c in [*chunks, bad, refused]})
     assert len(rows) >= len(chunks)
-    text_of = {c["id"]: c["text"] for c in chunks}
-    for row in rows:
-        assert row["messages"][2]["content"] in text_of[row["provenance"]["source_ids"][0]]
-    unsupported = [r for r in rejects if r["reason"] == "unsupported_by_chunk"]
-    assert {r["source_ids"][0] for r in unsupported} == {"manual.md:99"} and all(r["score"] < 0.6 for r in unsupported)
+    for row in rows:  # kept: the teacher's answer, with the share of its words found in the chunk (min_support 0.6)
+        assert row["messages"][2]["content"] == backend.replies[row["id"] + ".a"].text
+        assert row["provenance"]["score"] >= 0.6
+    by_reason = {reason: {r["source_ids"][0] for r in rejects if r["reason"] == reason} for reason in {r["reason"] for r in rejects}}
+    assert by_reason["unsupported_by_chunk"] == {"manual.md:99"} and by_reason["not_in_chunk"] == {"manual.md:98"}
+    assert all(r["score"] < 0.6 and "of the answer's words are in its chunk" in r["detail"]
+               for r in rejects if r["reason"] == "unsupported_by_chunk")
 
 
 def test_event_scenario_tool_calls_and_brainstorm_tree(file_store, scripted) -> None:  # type: ignore[no-untyped-def]
@@ -125,6 +136,8 @@ def test_event_scenario_rejects_wrong_and_missing_calls(file_store) -> None:  # 
             return "I would stop it."  # no call: one repair is asked
         if "Reply with only one JSON object" in str(body["messages"][-1]["content"]) and "spindle" in str(body["messages"]):
             return "still not JSON"
+        if body.get("tools") and "tool_wear" in str(body["messages"]):
+            return "Change the tool."  # no call: the repair's JSON answer (the script's) is kept
         if body.get("tools") and "pump_a_status" in str(body["messages"]):
             return {"content": "Blow it up.", "tool_calls": [{"name": "SELF_DESTRUCT", "arguments": {}}]}
         return reply
@@ -137,24 +150,46 @@ def test_event_scenario_rejects_wrong_and_missing_calls(file_store) -> None:  # 
     rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=backend))
     reasons = {r["source_ids"][0]: r["reason"] for r in rejects}
     assert reasons == {"line1.log:ep1": "disagrees_with_log", "line1.log:ep2": "no_tool_call", "line1.log:ep3": "unknown_command"}
-    assert len(rows) == 1
-    repairs = [r for r in backend.requests if "Reply with only one JSON object" in str(r.messages[-1]["content"])]
-    assert len(repairs) == 1  # exactly one repair retry, for the reply without a call
+    details = {r["source_ids"][0]: r["detail"] for r in rejects}
+    assert details["line1.log:ep2"] == "no usable JSON in the reply, even after one repair (last reply: 'still not JSON')"
+    assert details["line1.log:ep1"] == "called REDUCE_SPEED, the log shows STOP_CONVEYOR"
+    assert details["line1.log:ep3"].startswith("'SELF_DESTRUCT' is not one of ")
+    # ep4 answered in prose, then with JSON when asked once more: its example has the repaired call and rationale.
+    [row] = rows
+    call = row["messages"][-1]["tool_calls"][0]["function"]
+    assert row["provenance"]["source_ids"] == ["line1.log:ep4"] and call["name"] == "REQUEST_TOOL_CHANGE"
+    assert row["messages"][-1]["content"] == "The reported signals call for request tool change to protect the equipment."
+    assert set(row["provenance"]["requests"]) == {"v0.s", "v0.d", "v0.r"} and row["provenance"]["requests"]["v0.r"]["temperature"] == 0.0
+    assert len(backend.requests) == 4 + 4 + 2  # situations, decisions, one repair each for ep2 and ep4
 
 
-def test_evol_deepens_and_constrains_seed_questions(shared_datasets, file_store, scripted) -> None:  # type: ignore[no-untyped-def]
+def test_evol_deepens_and_constrains_seed_questions(shared_datasets, file_store) -> None:  # type: ignore[no-untyped-def]
+    from teacher_script import ScriptedBackend, script
+
     records = fmea_records(shared_datasets, 6)
+    stuck = records[0]["fields"]["problem"]
+
+    def teacher(body):  # type: ignore[no-untyped-def]
+        content = str(body["messages"][-1]["content"])
+        if "act as a question rewriter" in content and stuck in content:
+            return content.split("Given question:", 1)[-1].strip()  # the question back, unchanged
+        return script(body)
+
     ref = make_prepared(file_store, records)
     # the scripted teacher's suffixes are boilerplate, so near-dup would (rightly) fold them
     spec = pipeline(methods=[{"name": "evol", "pairs_per_record": 3, "options": {"rounds": 2}}], filters={"dedup_near": False})
-    rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=scripted))
+    backend = ScriptedBackend(teacher)
+    rows, rejects, stats = read_artifact(file_store, run(spec, {"prepared": ref}, file_store, teacher=backend))
     check_valid(rows, rejects, stats, {r["id"] for r in records})
-    assert len(rows) == 18
+    assert len(rows) == 15 and {r["id"]: r["reason"] for r in rejects} == {f"{records[0]['id']}#p{k}": "evolution_unchanged" for k in range(3)}
     for row in rows:
+        # The question is the second round's rewrite, not the seed; the answer is to that question.
         variant = row["provenance"]["variant"]
-        assert len(variant["steps"]) == 2 and row["messages"][1]["content"].startswith(variant["seed_question"])
-        assert len(row["messages"][1]["content"]) > len(variant["seed_question"]) + 20
+        assert len(variant["steps"]) == 2 and variant["seed_question"] != row["messages"][1]["content"]
+        assert row["messages"][1]["content"] == backend.replies[row["id"] + ".e1"].text
+        assert row["messages"][2]["content"] == backend.replies[row["id"] + ".a"].text
     assert {tuple(r["provenance"]["variant"]["steps"]) for r in rows} == {("deepen", "constraints"), ("constraints", "concretise"), ("concretise", "deepen")}
+    assert not any(k.startswith(records[0]["id"] + "#") and k.endswith(".a") for k in backend.replies)  # nothing answered for a stuck record
 
 
 def test_persona_people_and_languages(shared_datasets, file_store, scripted) -> None:  # type: ignore[no-untyped-def]

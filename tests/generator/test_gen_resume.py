@@ -206,3 +206,18 @@ def test_campaign_teacher_faults_at_30_percent_every_record_generated_or_rejecte
     assert sorted(generated + rejected) == sorted(r["id"] for r in records)  # each record once, generated or rejected
     assert all(r["reason"] for r in rejects)
     assert len(rows) >= 12  # three retries outlast most 30% fault runs
+
+
+def test_progress_moves_within_a_shard_step_by_step(shared_datasets, file_store) -> None:  # type: ignore[no-untyped-def]
+    """One shard of four records, two teacher steps each (question, answer): the bar does not sit at 0/4
+    until the shard ends; each step says so, and a record that fails early counts at once."""
+    ref = make_prepared(file_store, excavator_records(shared_datasets, 4))
+    with LoopbackOpenAI(script) as server:
+        server.faults = ["no_choices"]  # the first question request is answered with no choice: that record fails at step 1
+        events = []
+        run(pipeline(teacher=teacher(server, concurrency=4), filters={"dedup_near": False}), {"prepared": ref}, file_store,
+            progress=Progress("generate", [events.append]))
+    step_notes = [e for e in events if "teacher step 1 answered" in (e.message or "")]
+    assert len(step_notes) == 1 and "3 records still in progress" in step_notes[0].message
+    assert step_notes[0].completed == 1  # the failed record, counted before the shard ended
+    assert events[-1].completed == 4

@@ -31,6 +31,47 @@ def user_text(body: dict[str, Any]) -> str:
     return "\n".join(str(m.get("content") or "") for m in body.get("messages", []) if m.get("role") == "user")
 
 
+class AppThread:
+    """An aiohttp application served on 127.0.0.1 from a background thread, with its own event loop."""
+
+    def __init__(self, app: web.Application, port: int = 0, name: str = "loopback") -> None:
+        self.app, self.port, self.name = app, port, name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        """Listen (port 0: any free one) and return the port once the server accepts connections."""
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self.app, access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name=self.name, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError(f"{self.name}: the server did not start listening within 10 s")
+        return self.port
+
+    def stop(self) -> None:
+        if self._loop is None or self._runner is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
+        self._loop = None
+
+
 class LoopbackOpenAI:
     """Serve ``/v1/chat/completions`` and ``/v1/models`` on 127.0.0.1 from a background thread."""
 
@@ -45,9 +86,7 @@ class LoopbackOpenAI:
         self.reject_params: set[str] = set()  # request keys answered with 400, as servers that lack them do
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._thread: AppThread | None = None
 
     @property
     def base_url(self) -> str:
@@ -138,33 +177,14 @@ class LoopbackOpenAI:
         }
 
     def start(self) -> LoopbackOpenAI:
-        self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def serve() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            self._runner = web.AppRunner(self.app(), access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-            self._loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="loopback-openai", daemon=True)
-        self._thread.start()
-        ready.wait(10)
+        self._thread = AppThread(self.app(), self.port, "loopback-openai")
+        self.port = self._thread.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is None or self._runner is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
-        self._loop = None
+        if self._thread is not None:
+            self._thread.stop()
+            self._thread = None
 
     def __enter__(self) -> LoopbackOpenAI:
         return self.start()

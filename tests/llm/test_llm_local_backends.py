@@ -51,7 +51,7 @@ def test_transformers_backend_with_the_embedded_smollm2(one_torch_thread) -> Non
 
 
 def test_vllm_backend_is_imported_only_when_used_and_says_what_is_missing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import synthtune.llm.backends  # noqa: F401
+    import synthtune.llm.backends
     import synthtune.llm.chat  # noqa: F401
 
     assert "vllm" not in sys.modules

@@ -4,6 +4,7 @@ documented), carry other languages' package options, and the committed stubs mat
 from __future__ import annotations
 
 import filecmp
+import os
 import shutil
 import subprocess
 import sys
@@ -80,3 +81,51 @@ def test_every_proto_carries_the_package_options_other_languages_need():
     assert plugins["buf.build/protocolbuffers/go"] == plugins["buf.build/grpc/go"] == "gen/go"
     assert plugins["buf.build/protocolbuffers/java"] == plugins["buf.build/grpc/java"] == "gen/java"
     assert (REPO / "protos" / ".gitignore").read_text().split() == ["gen/"]
+
+
+def _buf() -> str:
+    return shutil.which("buf") or str(Path(sys.executable).parent / "buf")
+
+
+def test_buf_generate_runs_offline_with_local_plugins(tmp_path):
+    """buf.gen.offline.yaml: protoc's built-in python and pyi generators from grpcio-tools, no network.
+
+    Its type stubs equal the committed ones, and its modules hold the same file descriptors once the
+    json_name that buf's images add to every field is cleared."""
+    import ast
+    import importlib
+    import re
+
+    from google.protobuf import descriptor_pb2
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out = subprocess.run([_buf(), "generate", "--template", "buf.gen.offline.yaml", "-o", str(tmp_path)],
+                         cwd=REPO / "protos", capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    fresh, committed = tmp_path / "gen" / "python" / "synthtune" / "v1", REPO / "services" / "synthtune" / "rpc" / "gen" / "synthtune" / "v1"
+    assert sorted(p.name for p in fresh.iterdir()) == sorted(p.name for p in committed.glob("*_pb2.py*"))
+    for pyi in fresh.glob("*.pyi"):
+        ours = (committed / pyi.name).read_text().replace("from synthtune.rpc.gen.synthtune.v1 import", "from synthtune.v1 import")
+        assert pyi.read_text() == ours, pyi.name
+    for name in ("common", "operations", "pipeline", "stages"):
+        serialized = re.search(r"AddSerializedFile\((b'.*?')\)\n", (fresh / f"{name}_pb2.py").read_text())
+        assert serialized, name
+        theirs = descriptor_pb2.FileDescriptorProto.FromString(ast.literal_eval(serialized.group(1)))
+        messages = list(theirs.message_type)
+        while messages:
+            message = messages.pop()
+            messages += message.nested_type
+            for f in message.field:
+                f.ClearField("json_name")
+        ours = importlib.import_module(f"synthtune.rpc.gen.synthtune.v1.{name}_pb2").DESCRIPTOR.serialized_pb
+        assert theirs == descriptor_pb2.FileDescriptorProto.FromString(ours), name
+
+
+def test_buf_parses_the_remote_template():
+    """buf.gen.yaml's plugins are remote (network): buf reads the template, then stops at the first remote,
+    here a closed loopback proxy; a template buf cannot read fails before that, naming the problem."""
+    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9", "NO_PROXY": "", "no_proxy": ""}
+    out = subprocess.run([_buf(), "generate", "--template", "buf.gen.yaml", "-o", "/nonexistent-not-written"],
+                         cwd=REPO / "protos", capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode != 0 and "remote is unavailable" in out.stderr, out.stderr
+    assert "decode config" not in out.stderr

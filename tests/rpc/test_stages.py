@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 import pytest
 from rpc_helpers import SPEC, TOKEN, make_artifact
@@ -251,6 +253,9 @@ def test_server_policy_pins_store_and_base_folder_and_refuses_remote_code(server
         ({"spec_yaml": SPEC.replace("paths: [a.csv]", "paths: [../../etc/passwd]")}, "source.paths '../../etc/passwd' is outside"),
         ({"spec_yaml": SPEC.replace("paths: [a.csv]", "paths: [/etc/passwd]")}, "source.paths '/etc/passwd' is outside"),
         ({"spec_yaml": SPEC + "train: {trust_remote_code: true}\n"}, "trust_remote_code is refused by this server"),
+        ({"spec_yaml": SPEC + "evaluate: {sets: [{name: exam, path: /etc/exam.csv}]}\n"}, "evaluate.sets[exam].path '/etc/exam.csv' is outside"),
+        ({"spec_yaml": SPEC + "evaluate: {sets: [{name: exam, path: ../exam.csv}]}\n"}, "evaluate.sets[exam].path '../exam.csv' is outside"),
+        ({"spec_yaml": SPEC.replace("paths: [a.csv]", "paths: ['s3://other/a.csv']")}, "source.paths 's3://other/a.csv' is outside this server's store"),
     ]
     for fields, message in refused:
         with pytest.raises(grpc.RpcError) as err:
@@ -261,6 +266,24 @@ def test_server_policy_pins_store_and_base_folder_and_refuses_remote_code(server
     assert _watch(server, op.name)[-1].state == State.OPERATION_STATE_SUCCEEDED
     [call] = server.fakes["dataprep"].calls
     assert call["store"].uri == store.uri and call["spec"].base_dir == str(allowed.resolve())
+
+
+def test_s3_sources_and_sets_must_lie_in_the_servers_store():
+    """Without a server store any s3:// URI is the client's choice; with one, only objects inside it."""
+    from synthtune.rpc.policy import ServerPolicy
+    from synthtune.spec.loader import load_spec_text
+
+    def spec(source: str, exam: str):  # type: ignore[no-untyped-def]
+        return load_spec_text(f"version: 1\nname: t\nsource: {{paths: ['{source}']}}\nevaluate: {{sets: [{{name: exam, path: '{exam}'}}]}}\n", "t")
+
+    inside = spec("s3://b/st/sources/a.csv", "s3://b/st/sets/exam.csv")
+    assert ServerPolicy().check_spec(spec("s3://x/a.csv", "s3://y/e.csv"), "spec") is not None
+    assert ServerPolicy(store="s3://b/st").check_spec(inside, "spec") is inside
+    for source, exam, what in [("s3://b/other/a.csv", "s3://b/st/sets/exam.csv", "source.paths 's3://b/other/a.csv'"),
+                               ("s3://b/st/a.csv", "s3://b/stx/exam.csv", "evaluate.sets[exam].path 's3://b/stx/exam.csv'"),
+                               ("s3://b/st/../a.csv", "s3://b/st/e.csv", "source.paths 's3://b/st/../a.csv'")]:
+        with pytest.raises(InvalidInput, match=re.escape(what) + " is outside this server's store s3://b/st"):
+            ServerPolicy(store="s3://b/st").check_spec(spec(source, exam), "spec")
 
 
 def test_remote_code_is_allowed_only_when_the_server_says_so(server, store, monkeypatch):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from trainer_helpers import OVERFIT, generator_row
 
+from store_view import artifact_ids
 from synthtune.errors import InvalidInput, StageSkipped
 from synthtune.progress import Progress
 from synthtune.spec import load_spec_text
@@ -117,7 +118,7 @@ def test_missing_base_model_path_is_not_found(file_store, tmp_path):
     spec = load_spec_text(f"version: 1\nname: t\nsource: {{paths: [a.csv]}}\ntrain: {{base_model: {tmp_path / 'nope'}}}\n")
     with pytest.raises(NotFound):
         run(spec, {"synthetic": ref}, file_store, Progress("train"), method="record_qa")
-    assert list(file_store.list_artifacts("adapter")) == []
+    assert artifact_ids(file_store, "adapter") == []
 
 
 def test_empty_synthetic_data_skips_the_stage_and_writes_nothing(file_store, tiny_model):
@@ -127,7 +128,7 @@ def test_empty_synthetic_data_skips_the_stage_and_writes_nothing(file_store, tin
     spec = _spec(f"train: {{base_model: {tiny_model}, method: lora, max_steps: 2, scaling: {{use_ray: false}}}}\n")
     with pytest.raises(StageSkipped, match="train record_qa: the synthetic dataset is empty"):
         run(spec, {"synthetic": ref}, file_store, Progress("train"), method="record_qa")
-    assert list(file_store.list_artifacts("adapter")) == []
+    assert artifact_ids(file_store, "adapter") == []
 
 
 def test_folder_without_safetensors_is_refused(tmp_path, tiny_model, file_store):
@@ -145,7 +146,7 @@ def test_folder_without_safetensors_is_refused(tmp_path, tiny_model, file_store)
     spec = _spec(f"train: {{base_model: {folder}, method: lora, max_steps: 2, scaling: {{use_ray: false}}}}\n")
     with pytest.raises(InvalidInput, match=r"no \.safetensors weights in the folder \(found pytorch_model\.bin\); synthtune loads safetensors only"):
         run(spec, {"synthetic": _synthetic(file_store)}, file_store, Progress("train"), method="record_qa")
-    assert list(file_store.list_artifacts("adapter")) == []
+    assert artifact_ids(file_store, "adapter") == []
 
 
 def test_remote_code_is_not_run_unless_the_spec_allows_it(tmp_path, tiny_model):

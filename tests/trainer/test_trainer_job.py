@@ -10,6 +10,7 @@ from pathlib import Path
 
 from trainer_helpers import OVERFIT
 
+from store_view import artifact_ids
 from synthtune.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_RETRYABLE, RetryableError
 from synthtune.store.requests import write_request
 
@@ -56,7 +57,7 @@ def test_job_exits_2_on_a_bad_request(tmp_path, file_store):
     out = _job(f"{file_store.uri}/requests/not-a-request.json", tmp_path)
     assert out.returncode == EXIT_BAD_INPUT and "not a synthtune job request" in out.stderr
     # (jobentry writes no result for a request it cannot read: it has no store yet at that point)
-    assert list(file_store.list_artifacts("adapter")) == []
+    assert artifact_ids(file_store, "adapter") == []
 
 
 def test_job_exits_75_on_a_retryable_fault(tmp_path, file_store, monkeypatch, capsys):

@@ -82,11 +82,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $_ := required "store.s3.existingSecret is required: a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" .Values.store.s3.existingSecret -}}
 {{- $_ := required "auth.existingSecret is required: a Secret with SYNTHTUNE_AUTH_TOKEN, the gRPC bearer token" .Values.auth.existingSecret -}}
 {{- with .Values.vllmTeacher -}}
+{{- $fromStore := or .fromStore (hasPrefix "s3://" .model) -}}
+{{- if and .enabled $fromStore (hasPrefix "/" .model) -}}
+{{- fail (printf "vllmTeacher.fromStore is true but vllmTeacher.model %q is a folder: name a model pushed with `synthtune models push` (its name in store.uri or its s3:// URI)" .model) -}}
+{{- end -}}
 {{- if and .enabled (hasPrefix "/models" .model) (not .modelsClaim) -}}
 {{- fail (printf "vllmTeacher.modelsClaim is required: vllmTeacher.model %q is a folder under /models, where that claim is mounted" .model) -}}
 {{- end -}}
-{{- if and .enabled .offline (not (hasPrefix "/" .model)) -}}
-{{- fail (printf "vllmTeacher.model %q is not a folder but vllmTeacher.offline is true: put the weights on vllmTeacher.modelsClaim, or set offline=false to download" .model) -}}
+{{- if and .enabled .offline (not $fromStore) (not (hasPrefix "/" .model)) -}}
+{{- fail (printf "vllmTeacher.model %q is not a folder but vllmTeacher.offline is true: push it to the store (synthtune models push) and set vllmTeacher.fromStore=true, put the weights on vllmTeacher.modelsClaim, or set offline=false to download" .model) -}}
 {{- end -}}
 {{- end -}}
 {{- include "synthtune.validateEndpoints" . -}}
@@ -118,8 +122,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - {name: HF_HUB_OFFLINE, value: {{ ternary "1" "0" .Values.models.hubOffline | quote }}}
 {{- end -}}
 
-{{/* Environment of every synthtune service container. */}}
-{{- define "synthtune.env" -}}
+{{/* The store and its credentials: every synthtune container that reads or writes it. */}}
+{{- define "synthtune.storeEnv" -}}
 - {name: SYNTHTUNE_STORE, value: {{ .Values.store.uri | quote }}}
 - {name: SYNTHTUNE_S3_ENDPOINT, value: {{ include "synthtune.s3Endpoint" . | quote }}}
 {{- with .Values.store.s3.region }}
@@ -129,6 +133,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   valueFrom: {secretKeyRef: {name: {{ .Values.store.s3.existingSecret }}, key: AWS_ACCESS_KEY_ID}}
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom: {secretKeyRef: {name: {{ .Values.store.s3.existingSecret }}, key: AWS_SECRET_ACCESS_KEY}}
+{{- end -}}
+
+{{/* Environment of every synthtune service container. */}}
+{{- define "synthtune.env" -}}
+{{ include "synthtune.storeEnv" . }}
 - name: SYNTHTUNE_AUTH_TOKEN
   valueFrom: {secretKeyRef: {name: {{ .Values.auth.existingSecret }}, key: SYNTHTUNE_AUTH_TOKEN}}
 {{ include "synthtune.cacheEnv" . }}
@@ -220,8 +229,19 @@ livenessProbe:
 
 
 {{/* Private by default: a teacher or judge in pipelineDefaults that is outside the cluster (an API with a
-     public host name, or OpenAI's default) needs teacher.allowExternal. In-cluster: a host without a dot,
-     or one ending in .svc, .cluster.local, .internal or .local. */}}
+     public host name, or OpenAI's default) needs teacher.allowExternal. In-cluster, as
+     synthtune.spec.dataflow.is_external judges it (tests/deploy/test_chart_teacher.py compares the two):
+     a private, loopback or link-local IP (10/8, 172.16/12, 192.168/16, 127/8, 169.254/16, [::1],
+     [fc00::/7], [fe80::/10]), a host without a dot, or one ending in .svc, .cluster.local, .internal or .local. */}}
+{{- define "synthtune.inClusterURL" -}}
+{{- $octet := `(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])` -}}
+{{- $ipv4 := printf `(10|127)([.]%s){3}|169[.]254([.]%s){2}|172[.](1[6-9]|2[0-9]|3[01])([.]%s){2}|192[.]168([.]%s){2}` $octet $octet $octet $octet -}}
+{{- $ipv6 := `\[(::1|(0{1,4}:){7}0{0,3}1|f[cd][0-9a-f]{2}:[0-9a-f:]*|fe[89ab][0-9a-f]:[0-9a-f:]*)(%25[^\]]*)?\]` -}}
+{{- $name := `[^/:.?#@\[\]]+|[^/:?#@\[\]]+[.](svc|cluster[.]local|internal|local)` -}}
+{{- if regexMatch (printf `(?i)^https?://([^/?#@]*@)?(%s|%s|%s)(:[0-9]+)?([/?#].*)?$` $ipv4 $ipv6 $name) . }}true{{ end -}}
+{{- end -}}
+
+
 {{- define "synthtune.validateEndpoints" -}}
 {{- if not .Values.teacher.allowExternal -}}
 {{- $d := .Values.pipelineDefaults -}}
@@ -233,7 +253,7 @@ livenessProbe:
 {{- range $where, $ep := $endpoints -}}
 {{- if eq (get $ep "backend" | default "") "openai" -}}
 {{- $url := get $ep "base_url" | default "https://api.openai.com/v1" -}}
-{{- if not (regexMatch "^https?://([^/:.]+|[^/:]+[.](svc|cluster[.]local|internal|local))(:[0-9]+)?(/.*)?$" $url) -}}
+{{- if not (include "synthtune.inClusterURL" $url) -}}
 {{- fail (printf "%s sends the records to %s, outside the cluster: set teacher.allowExternal=true to allow that, or use the in-cluster teacher (vllmTeacher.enabled)" $where $url) -}}
 {{- end -}}
 {{- end -}}

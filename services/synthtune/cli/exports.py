@@ -1,9 +1,13 @@
-"""Commands that take a run's products out of the store: its synthetic data (`export`) and its tuned model (`export-model`)."""
+"""Commands that take a run's products out of the store: its synthetic data (`export`) and its tuned model (`export-model`).
+
+The --format choices repeat the exporters' FORMATS (generator/export.py, trainer/export_model.py) so that
+typer refuses another before the store is opened, and lists them in --help.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -14,14 +18,19 @@ from synthtune.spec.graph import kind_of, method_of
 
 if TYPE_CHECKING:
     from synthtune.controller import RunRecord
+    from synthtune.store import Store
 
 
-def _result_line(run_id: str, uri: str) -> None:
-    typer.echo(f"run_id={run_id} uri={uri}")
+MethodOpt = Annotated[str | None, typer.Option(help="Method key whose product to export (default: the only one the run has).")]
 
 
-def _pick_method(record: RunRecord, kind: str, method: str | None, what: str) -> tuple[str, str]:
-    """(method key, artifact id) of what a run's ``kind`` stage made for ``method`` (the only one when None)."""
+def _run_product(store: str | None, run_id: str, kind: str, method: str | None, what: str) -> tuple[Store, RunRecord, str, str]:
+    """The store, the run's record, and the method key and artifact id of what its ``kind`` stage made for
+    ``method`` (the only one when None)."""
+    from synthtune.controller import RunBook
+
+    st = _store(store)
+    record = RunBook(st).load(run_id)
     made = {method_of(name): info.artifact["id"] for name, info in record.stages.items() if kind_of(name) == kind and info.artifact}
     if not made:
         raise InvalidInput(f"run {record.run_id} has no {what} yet (run its {kind} stage first)")
@@ -30,50 +39,47 @@ def _pick_method(record: RunRecord, kind: str, method: str | None, what: str) ->
     key = method or next(iter(made))
     if key not in made:
         raise InvalidInput(f"run {record.run_id} has no {what} for method {key!r} (has: {', '.join(sorted(made))})")
-    return key, made[key]
+    return st, record, key, made[key]
+
+
+def _exported(run_id: str, out: Path, summary: str) -> None:
+    """What was written on stderr; on stdout the line scripts read."""
+    stderr.print(summary)
+    typer.echo(f"run_id={run_id} uri={out.resolve()}")
 
 
 def export(
     run_id: Annotated[str, typer.Argument(help="The run whose synthetic data to export.")],
     out: Annotated[Path, typer.Option("--out", help="File to write (OpenAI: JSONL; Alpaca: a JSON array).")],
-    fmt: Annotated[str, typer.Option("--format", help="openai (chat fine-tuning JSONL) or alpaca.")] = "openai",
-    method: Annotated[str | None, typer.Option(help="Method key to export (default: the only one the run has).")] = None,
+    fmt: Annotated[Literal["openai", "alpaca"], typer.Option("--format", help="openai (chat fine-tuning JSONL) or alpaca.")] = "openai",
+    method: MethodOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Export a run's synthetic data as OpenAI fine-tuning JSONL or Alpaca JSON."""
-    from synthtune.controller import RunBook
     from synthtune.generator.export import export_artifact
 
-    st = _store(store)
-    key, artifact_id = _pick_method(RunBook(st).load(run_id), "generate", method, "synthetic data")
+    st, _, key, artifact_id = _run_product(store, run_id, "generate", method, "synthetic data")
     count = export_artifact(st, artifact_id, fmt, out)
-    stderr.print(f"exported {count} examples of {key} as {fmt}")
-    _result_line(run_id, str(out.resolve()))
+    _exported(run_id, out, f"exported {count} examples of {key} as {fmt}")
 
 
 def export_model(
     run_id: Annotated[str, typer.Argument(help="The run whose tuned model to export.")],
     out: Annotated[Path, typer.Option("--out", help="Folder to write the model and its card (README.md) into.")],
-    fmt: Annotated[str, typer.Option("--format", help="peft (the adapter as is), merged (full safetensors) or gguf (f16 and q8_0, for llama.cpp/Ollama).")] = "gguf",
-    method: Annotated[str | None, typer.Option(help="Method key whose model to export (default: the only one the run has).")] = None,
+    fmt: Annotated[Literal["peft", "merged", "gguf"], typer.Option("--format", help="peft (the adapter as is), merged (full safetensors) or gguf (f16 and q8_0, for llama.cpp/Ollama).")] = "gguf",
+    method: MethodOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Export a run's tuned model as a PEFT adapter, merged safetensors or GGUF, with a model card of its evaluation."""
-    from synthtune.controller import RunBook
     from synthtune.evaluator.report import report_paths
     from synthtune.llm.models import resolve_model
     from synthtune.spec import load_spec_text
     from synthtune.trainer.export_model import export_model as export
 
-    st = _store(store)
-    record = RunBook(st).load(run_id)
-    key, artifact_id = _pick_method(record, "train", method, "tuned model")
+    st, record, key, artifact_id = _run_product(store, run_id, "train", method, "tuned model")
     spec = load_spec_text(record.spec_yaml, f"run {run_id} spec", base_dir=record.base_dir)
     json_key = report_paths(run_id)[0]
     report = st.get_json(json_key) if st.exists(json_key) else None
     files = export(st.open(artifact_id), resolve_model(spec.train.base_model, spec.base_dir), fmt, out, run_id=run_id, method=key,
                    base_model=spec.train.base_model, report=report, system=spec.generate.system_prompt)
-    stderr.print(f"exported {key} as {fmt}: " + ", ".join(f.name for f in files))
-    _result_line(run_id, str(out.resolve()))
-
-
+    _exported(run_id, out, f"exported {key} as {fmt}: " + ", ".join(f.name for f in files))

@@ -1,4 +1,4 @@
-"""Client commands that move files between this machine and the store: upload, models push, report --out.
+"""Client commands that move files between this machine and the store: upload, models push|pull, report --out.
 
 They import only the store and the spec (no torch, no stage extras), so a bare `pip install synthtune`
 runs them.
@@ -76,6 +76,21 @@ def models_push(
     stderr.print(f"pushed {len(manifest['files'])} files ({manifest['bytes'] / 1e6:.1f} MB) to {uri}")
     stderr.print(f"use it in a pipeline run on this store as train.base_model: {manifest['name']}  (or: {uri})")
     typer.echo(uri)
+
+
+@models_app.command("pull")
+def models_pull(
+    model: Annotated[str, typer.Argument(help="A model pushed with `synthtune models push`: its name in the store, or its s3:// URI.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to fill with the model's files (new or empty, or an earlier pull of it).")],
+    store: StoreOpt = None,
+) -> None:
+    """Stream a stored model into a folder, checking every file's sha256 (the in-cluster teacher's initContainer runs this)."""
+    from synthtune.llm.model_store import pull_model
+
+    st = _store(store)
+    uri, manifest = pull_model(model, st, out, lambda rel, size: stderr.print(f"pulled {rel} ({size} bytes)"))
+    stderr.print(f"{manifest['name']}: {len(manifest['files'])} files ({manifest['bytes'] / 1e6:.1f} MB) from {uri} in {out}")
+    typer.echo(manifest["path"])
 
 
 @models_app.command("list")

@@ -129,10 +129,6 @@ class Executor:
             self.runbook.close()
         return record
 
-    def resume_unfinished(self) -> list[str]:
-        """Run ids of every pending or running run in the store (to continue after a restart)."""
-        return [r.run_id for r in self.runbook.list() if r.status in ("pending", "running")]
-
     def orphaned(self, record: RunRecord) -> bool:
         """Whether nobody executes this unfinished run: pending, or running with a heartbeat that stopped.
 

@@ -143,7 +143,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
                 except Exception:  # a store hiccup must not stop the scheduler
                     log.exception("scheduling pass failed")
 
-    def SubmitRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def SubmitRun(self, request: Any, context: grpc.ServicerContext) -> Any:
         if request.resume_run_id:
             record = self.book.load(request.resume_run_id)
             self.book.reopen(record)
@@ -159,13 +159,13 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         self.start(record.run_id)
         return pipeline_pb2.SubmitRunResponse(run=run_message(record))
 
-    def GetRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def GetRun(self, request: Any, context: grpc.ServicerContext) -> Any:
         record = self.book.load(request.run_id)
         if record.status == "running" and not record.owner:  # stages run by `synthtune job` Jobs, no executor
             record = adopt_job_results(self.book.store, record)
         return pipeline_pb2.GetRunResponse(run=run_message(record))
 
-    def ListRuns(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def ListRuns(self, request: Any, context: grpc.ServicerContext) -> Any:
         runs = self.book.list()
         try:
             start = int(request.page_token or 0)
@@ -176,7 +176,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         token = str(start + size) if start + size < len(runs) else ""
         return pipeline_pb2.ListRunsResponse(runs=[run_message(r) for r in page], next_page_token=token)
 
-    def WatchRun(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:  # noqa: N802
+    def WatchRun(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         events: queue.Queue[dict[str, Any]] = queue.Queue()
         unsubscribe = self.book.watch(request.run_id, events.put)
         try:
@@ -211,7 +211,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):  # type: igno
         finally:
             unsubscribe()
 
-    def CancelRun(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def CancelRun(self, request: Any, context: grpc.ServicerContext) -> Any:
         record = self.executor.cancel(request.run_id)
         return pipeline_pb2.CancelRunResponse(run=run_message(record))
 

@@ -8,12 +8,7 @@ from typing import Any
 
 from synthtune.dataprep.abbreviations import load_abbreviations
 from synthtune.dataprep.cleaning import Cleaner, whitespace_record
-from synthtune.dataprep.dedup import (
-    content_text,
-    drop_exact_duplicates,
-    drop_near_duplicates,
-    near_groups,
-)
+from synthtune.dataprep.dedup import content_text, drop_exact_duplicates, drop_near_duplicates
 from synthtune.dataprep.filters import drop_incomplete, drop_length_outliers
 from synthtune.dataprep.redact import Redactor, load_names
 from synthtune.dataprep.rejects import Rejects
@@ -22,6 +17,7 @@ from synthtune.dataprep.stats import field_completeness
 from synthtune.dataprep.translate import translate_records
 from synthtune.errors import PermanentError
 from synthtune.llm.chat import ChatBackend
+from synthtune.neardup import NearDuplicates, char_shingles
 from synthtune.progress import Progress
 from synthtune.records import combined_length
 from synthtune.spec.prepare import PrepareSpec
@@ -138,10 +134,12 @@ def split_records(
     split = spec.split
     info: dict[str, Any] = {}
     if split.group_near is not False and records:
-        groups = near_groups(
-            ids, [content_text(r) for r in records], float(split.group_near), spec.dedup.num_perm,
-            spec.dedup.shingle_chars, progress, known=signatures, info=info,
-        )
+        threshold = float(split.group_near)
+        near = NearDuplicates([content_text(r) for r in records], threshold, spec.dedup.num_perm,
+                              char_shingles(spec.dedup.shingle_chars), progress,
+                              f"near-duplicate groups (Jaccard >= {threshold:g})", ids, signatures)
+        groups = near.groups()
+        info = near.info
     else:
         groups = list(range(len(records)))
     progress.start(len(records), "splitting")

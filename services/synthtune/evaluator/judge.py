@@ -6,7 +6,6 @@ Off-format replies are counted as invalid, never as a win or a score.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from synthtune.llm.chat import ChatBackend, ChatRequest
@@ -29,13 +28,6 @@ def _request(question: str, reference: str, first: str, second: str) -> ChatRequ
     return ChatRequest(messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}], temperature=0.0, max_tokens=8)
 
 
-@dataclass
-class PairVerdict:
-    outcome: str  # "win", "loss", "tie" for the tuned model, or "invalid"
-    first_order: str | None
-    second_order: str | None
-
-
 def combine(tuned_first: str | None, tuned_second: str | None) -> str:
     """Tuned is A in the first order and B in the second; a win must hold in both orders."""
     if tuned_first is None or tuned_second is None:
@@ -45,8 +37,10 @@ def combine(tuned_first: str | None, tuned_second: str | None) -> str:
     return first if first == second else "tie"
 
 
-def judge_pairs(backend: ChatBackend, items: list[dict[str, Any]]) -> list[PairVerdict]:
-    """items: {question, reference, tuned, base}; both orders are asked in one batch."""
+def judge_pairs(backend: ChatBackend, items: list[dict[str, Any]]) -> list[str]:
+    """The tuned model's outcome per item ("win", "loss", "tie" or "invalid"); both orders asked in one batch.
+
+    items: {question, reference, tuned, base}."""
     requests = []
     for it in items:
         requests.append(_request(it["question"], it["reference"], it["tuned"], it["base"]))
@@ -56,15 +50,12 @@ def judge_pairs(backend: ChatBackend, items: list[dict[str, Any]]) -> list[PairV
     for i in range(len(items)):
         a = parse_verdict(results[2 * i].text) if results[2 * i].ok else None
         b = parse_verdict(results[2 * i + 1].text) if results[2 * i + 1].ok else None
-        verdicts.append(PairVerdict(combine(a, b), a, b))
+        verdicts.append(combine(a, b))
     return verdicts
 
 
-def tally(verdicts: list[PairVerdict]) -> dict[str, Any]:
-    wins = sum(v.outcome == "win" for v in verdicts)
-    losses = sum(v.outcome == "loss" for v in verdicts)
-    ties = sum(v.outcome == "tie" for v in verdicts)
-    invalid = sum(v.outcome == "invalid" for v in verdicts)
+def tally(verdicts: list[str]) -> dict[str, Any]:
+    wins, losses, ties, invalid = (verdicts.count(outcome) for outcome in ("win", "loss", "tie", "invalid"))
     decided = wins + losses + ties
     return {"wins": wins, "losses": losses, "ties": ties, "invalid": invalid,
             # No valid verdict at all is no evidence either way: null, not 0.

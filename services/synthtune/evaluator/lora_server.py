@@ -1,7 +1,7 @@
 """``evaluate.backend: vllm_server``: a vLLM OpenAI server of the base model answers for base and every
 adapter; each adapter is loaded into it at run time, asked under its own name, and unloaded after.
 
-Speaks the API of vLLM v0.12.0 (``VLLM_VERSION``, the chart's image), started with ``--enable-lora``,
+Speaks the API of vLLM v0.12.0 (the chart's ``vllmTeacher.image``), started with ``--enable-lora``,
 ``--max-lora-rank`` at least the adapters' ``r`` and ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``:
 
 - ``POST /v1/load_lora_adapter`` ``{"lora_name", "lora_path"}`` -> 200 with a text body
@@ -33,7 +33,6 @@ from synthtune.spec.pipeline import PipelineSpec
 from synthtune.store import Artifact
 
 log = logging.getLogger("synthtune.evaluator")
-VLLM_VERSION = "0.12.0"
 ATTEMPTS = 5  # a server that is down (connection refused, 502/503/504) is tried this often
 BACKOFF_S = 1.0  # first wait between attempts; doubles, at most 30 s
 

@@ -14,12 +14,13 @@ log = logging.getLogger(__name__)
 
 
 def run_plans(backend: ChatBackend | None, plans: dict[str, tuple[str, Plan]], outcomes: dict[str, Outcome],
-              on_step: Callable[[], None] | None = None,
+              on_step: Callable[[int, int], None] | None = None,
               on_finished: Callable[[list[Outcome]], None] | None = None) -> None:
     """Drive ``plans`` (cache key -> (record id, plan)) to the end, filling ``outcomes`` as they finish.
 
     ``on_finished`` gets the outcomes that ended at each step, right then (so they can be saved
-    before the next step's requests go out). A backend error that stops everything propagates, and
+    before the next step's requests go out); ``on_step`` gets the step's number (from 1) and how many
+    plans still wait on the teacher after it. A backend error that stops everything propagates, and
     ``outcomes`` keeps what finished before.
     """
     active: dict[str, tuple[Plan, list[ChatRequest]]] = {}
@@ -47,7 +48,9 @@ def run_plans(backend: ChatBackend | None, plans: dict[str, tuple[str, Plan]], o
 
     for key, (_, plan) in plans.items():
         advance(key, plan, None)
+    step = 0
     while active:
+        step += 1
         order = list(active)
         flat = [(key, request) for key in order for request in active[key][1]]
         if backend is None:
@@ -66,4 +69,4 @@ def run_plans(backend: ChatBackend | None, plans: dict[str, tuple[str, Plan]], o
         if on_finished is not None and ended:
             on_finished(ended)
         if on_step is not None:
-            on_step()
+            on_step(step, len(active))

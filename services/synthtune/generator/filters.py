@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synthtune.generator.decontam import Decontaminator
-from synthtune.generator.dedup import Deduplicator
+from synthtune.generator.dedup import find_duplicates
 from synthtune.generator.methods.base import Candidate
 from synthtune.generator.text import GREETING, REFUSAL, content_words
 from synthtune.llm.language import detect_language, language_code
@@ -84,7 +84,7 @@ def check_one(c: Candidate, spec: FilterSpec, judge: bool, default_language: str
                 return Verdict("wrong_language", round(found[1], 3), f"expected {expected}, detected {found[0]}")
     if judge:
         if c.score is None:
-            return Verdict("judge_no_score", None, "the judge's reply had no score, even after one repair")
+            return Verdict("judge_no_score", None, c.detail or "the judge's reply had no score, even after one repair")
         if c.score < spec.min_score:
             return Verdict("judge_score_below_min", c.score, c.detail)
     return None
@@ -98,9 +98,8 @@ def apply_filters(candidates: list[Candidate], spec: FilterSpec, judge: bool, te
     teacher) runs decontamination alone: the records themselves are the data, prepare already cleaned them."""
     default_language = language_code(spec.language) if spec.language else None
     decontam = Decontaminator(test_records, spec.ngram, spec.ngram_min) if spec.decontaminate else None
-    dedup = Deduplicator(spec.dedup_near)
     set_items = {str(r["id"]) for r in test_records if r.get("eval_set")}
-    out = FilterResult()
+    verdicts: list[Verdict | None] = []
     for c in candidates:
         record = (sources or {}).get(c.source_ids[0]) if c.source_ids else None
         verdict = check_one(c, spec, judge, default_language, record) if teacher_checks else (Verdict(c.reject, c.score, c.detail) if c.reject else None)
@@ -110,10 +109,15 @@ def apply_filters(candidates: list[Candidate], spec: FilterSpec, judge: bool, te
                 verdict = Verdict("eval_set_overlap", hit[1], f"shares {spec.ngram}-grams with evaluation set item {hit[0]}")
             elif hit:
                 verdict = Verdict("test_overlap", hit[1], f"shares {spec.ngram}-grams with test record {hit[0]}")
-        if verdict is None and teacher_checks:
-            dup = dedup.check(c.id, c.question, c.answer)
+        verdicts.append(verdict)
+    if teacher_checks:  # dedup last, among the examples every other filter kept
+        passed = [k for k, v in enumerate(verdicts) if v is None]
+        duplicates = find_duplicates([(candidates[k].id, candidates[k].question, candidates[k].answer) for k in passed], spec.dedup_near)
+        for k, dup in zip(passed, duplicates, strict=True):
             if dup:
-                verdict = Verdict(dup[0], dup[1], f"same as {dup[2]}")
+                verdicts[k] = Verdict(dup[0], dup[1], f"same as {dup[2]}")
+    out = FilterResult()
+    for c, verdict in zip(candidates, verdicts, strict=True):
         if verdict is None:
             out.kept.append(c)
         else:

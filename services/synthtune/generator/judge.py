@@ -7,7 +7,7 @@ from typing import Any
 from synthtune.generator.methods.base import Candidate, Plan, RecordFailed
 from synthtune.generator.templates import PromptSet
 from synthtune.llm.chat import ChatRequest, ChatResult
-from synthtune.llm.structured import parse_score, repair_request
+from synthtune.llm.structured import parse_score, parse_with_repair
 from synthtune.records import reference_for_record
 
 
@@ -28,21 +28,19 @@ def judge_plan(prompts: PromptSet, candidates: list[Candidate], record: dict[str
                         temperature=0.0, max_tokens=200, seed=0, json_schema=schema, key=f"{c.id}.judge")
             for c in todo]
     results: list[ChatResult] = yield asks
-    _fail_on_error(results)
-    parsed = [parse_score(r.text) for r in results]
-    retry = [i for i, (score, _) in enumerate(parsed) if score is None]
-    if retry:
-        again: list[ChatResult] = yield [repair_request(asks[i], results[i].text, schema) for i in retry]
-        _fail_on_error(again)
-        for i, result in zip(retry, again, strict=True):
-            parsed[i] = parse_score(result.text)
-    for c, (score, reason) in zip(todo, parsed, strict=True):
-        c.score = score
-        c.detail = reason or c.detail
+    parsed = yield from parse_with_repair(asks, results, _score, schema=schema)
+    for c, p in zip(todo, parsed, strict=True):
+        if p.value is None:
+            c.score, c.detail = None, p.failure or ""
+        else:
+            c.score, reason = p.value
+            c.detail = reason or c.detail
     return candidates
 
 
-def _fail_on_error(results: list[ChatResult]) -> None:
-    for result in results:
-        if not result.ok:
-            raise RecordFailed(f"judge: {result.error}")
+def _score(result: ChatResult) -> tuple[float, str] | None:
+    """(score, reason) from one judge reply; None when it has no score; a failed request fails the record."""
+    if not result.ok:
+        raise RecordFailed(f"judge: {result.error}")
+    score, reason = parse_score(result.text)
+    return None if score is None else (score, reason)

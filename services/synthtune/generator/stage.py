@@ -126,11 +126,7 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
     backend = teacher
     try:
         size = gen.shard_size or gen.teacher.concurrency
-        saved_keys: set[str] = set()
-
-        def save(ended: list[Outcome]) -> None:  # each step's finished records, at once: a kill loses only requests in flight
-            shards.append(ended)
-            saved_keys.update(o.key for o in ended)
+        saver = _Saver(shards, progress, method_spec.key)
 
         for start in range(0, len(todo), size):
             progress.check_cancelled()
@@ -140,12 +136,12 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
             finished: dict[str, Outcome] = {}
             plans = {record_key[r["id"]]: (r["id"], record_plan(impl, judge_prompts, r)) for r in chunk}
             try:
-                run_plans(backend, plans, finished, on_step=progress.check_cancelled, on_finished=save)
+                run_plans(backend, plans, finished, on_step=saver.stepped, on_finished=saver.save)
             finally:
-                shards.append([o for k, o in finished.items() if k not in saved_keys])  # the rest, even when the teacher stops
+                saver.save([o for k, o in finished.items() if k not in saver.keys])  # the rest, even when the teacher stops
                 outcomes.update(finished)
             asked += len(chunk)
-            progress.advance(len(chunk))
+            progress.advance(len(chunk) - len(finished))  # records of the shard that never ended
             progress.note(_status(outcomes, len(records), asked, len(todo), time.monotonic() - started))
     finally:
         if backend is not None and teacher is None:
@@ -159,6 +155,26 @@ def run(spec: PipelineSpec, inputs: dict[str, ArtifactRef | str], store: Store, 
         )
     return _write(store, art_id, prepared.id, config, spec, method_spec, impl, records, record_key, outcomes, missing,
                   other_types, teacher_name, prompts.version, progress)
+
+
+class _Saver:
+    """Saves each step's finished records at once (a kill loses only requests in flight) and moves the
+    progress bar as records end, not only when a whole shard has."""
+
+    def __init__(self, shards: ShardCache, progress: Progress, label: str) -> None:
+        self.shards, self.progress, self.label = shards, progress, label
+        self.keys: set[str] = set()
+
+    def save(self, ended: list[Outcome]) -> None:
+        if ended:
+            self.shards.append(ended)
+            self.keys.update(o.key for o in ended)
+            self.progress.advance(len(ended))
+
+    def stepped(self, step: int, waiting: int) -> None:
+        self.progress.check_cancelled()
+        if waiting:
+            self.progress.note(f"generate {self.label}: teacher step {step} answered; {waiting} records still in progress")
 
 
 def _status(outcomes: dict[str, Outcome], total: int, asked: int, todo: int, elapsed: float) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from synthtune.store.keys import check_key
 
 MODELS_PREFIX = "models"
 MODEL_MANIFEST = "model.json"
+COMPLETE = ".synthtune-complete"  # in a streamed model's folder: "pulling" first, the manifest's stamp once every file is there
 
 
 def hf_hub_cache() -> Path:
@@ -98,17 +100,41 @@ def read_manifest(uri: str) -> tuple[Store, dict[str, Any]]:
 def fetch_model(uri: str, cache: Path) -> Path:
     """Stream a stored model into ``cache`` (once per manifest), checking every file's sha256."""
     folder, manifest = read_manifest(uri)
-    stamp = hashlib.sha256(repr(sorted((k, v["sha256"]) for k, v in manifest["files"].items())).encode()).hexdigest()
     target = cache / "store" / f"{hashlib.sha256(uri.encode()).hexdigest()[:16]}-{Path(manifest['name']).name}"
-    done = target / ".synthtune-complete"
+    return _stream(uri, folder, manifest, target)
+
+
+def pull_model(model: str, store: Store, dest: Path, on_file: Callable[[str, int], None] | None = None) -> tuple[str, dict[str, Any]]:
+    """Stream ``model`` (a name pushed to ``store``, or its URI) into the folder ``dest``; return (URI, manifest).
+
+    ``dest`` holds exactly the model's files afterwards (plus a completion stamp, so a second pull of the
+    same manifest downloads nothing); a folder holding anything else is refused rather than emptied.
+    """
+    uri = model if is_uri(model) else store_model_uri(model, store)
+    if uri is None:
+        raise InvalidInput(f"model {model!r} is not in the store {store.uri}; push it with `synthtune models push DIR --store {store.uri}`")
+    folder, manifest = read_manifest(uri)
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / COMPLETE).is_file():
+        raise InvalidInput(f"{dest}: the folder holds other files; pull into an empty or new folder")
+    return uri, {**manifest, "path": str(_stream(uri, folder, manifest, dest, on_file))}
+
+
+def _stream(uri: str, folder: Store, manifest: dict[str, Any], target: Path, on_file: Callable[[str, int], None] | None = None) -> Path:
+    """Every file of ``manifest`` into ``target``, each sha256-checked; skipped when ``target`` already holds this manifest."""
+    stamp = hashlib.sha256(repr(sorted((k, v["sha256"]) for k, v in manifest["files"].items())).encode()).hexdigest()
+    done = target / COMPLETE
     if done.is_file() and done.read_text() == stamp:
         return target
     shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    done.write_text("pulling")  # the folder is ours from here: a pull cut short is redone, not refused as foreign
     for rel, info in manifest["files"].items():
         digest = download(RemoteObject(f"{uri}/{rel}", rel, folder.backend), target / rel)
         if digest != info["sha256"]:
             shutil.rmtree(target, ignore_errors=True)
-            raise InvalidInput(f"base model {uri!r}: {rel} has sha256 {digest}, its {MODEL_MANIFEST} says {info['sha256']}")
+            raise InvalidInput(f"model {uri!r}: {rel} has sha256 {digest}, its {MODEL_MANIFEST} says {info['sha256']}")
+        if on_file is not None:
+            on_file(rel, int(info["bytes"]))
     done.write_text(stamp)
     return target
 

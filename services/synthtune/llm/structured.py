@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from synthtune.llm.chat import ChatRequest
+from synthtune.llm.chat import ChatRequest, ChatResult
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S | re.I)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
+T = TypeVar("T")
 
 
 def _balanced(text: str, start: int) -> str | None:
@@ -80,16 +83,55 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     return calls
 
 
-def repair_request(request: ChatRequest, bad_reply: str, schema: dict[str, Any] | None = None) -> ChatRequest:
-    """The follow-up that asks the model to restate its reply as valid JSON (the one repair retry)."""
+def repair_request(request: ChatRequest, bad_reply: str, schema: dict[str, Any] | None = None,
+                   instruction: str | None = None) -> ChatRequest:
+    """The follow-up that asks the model to restate its reply as valid JSON (the one repair retry).
+
+    ``instruction`` replaces the default wording (a caller that wants a particular object shape)."""
     wanted = f" matching this JSON Schema:\n{json.dumps(schema)}" if schema else ""
+    ask = instruction or f"That reply was not valid JSON. Reply again with only one JSON object{wanted}. No prose, no code fences."
     messages = [
         *request.messages,
-        {"role": "assistant", "content": bad_reply},
-        {"role": "user", "content": f"That reply was not valid JSON. Reply again with only one JSON object{wanted}. No prose, no code fences."},
+        {"role": "assistant", "content": bad_reply or "(no reply)"},
+        {"role": "user", "content": ask},
     ]
     return ChatRequest(messages=messages, temperature=0.0, max_tokens=request.max_tokens, seed=request.seed,
                        json_schema=schema, key=request.key)
+
+
+@dataclass
+class Parsed(Generic[T]):
+    """One reply after the repair retry: the parsed value (None when even the repair did not parse)."""
+
+    value: T | None
+    reply: ChatResult  # the reply the value came from: the repair's when one was sent
+    repair: ChatRequest | None = None  # the repair request, when the first reply did not parse
+
+    @property
+    def failure(self) -> str | None:
+        """Why there is no value, for a rejects file; None when there is one."""
+        if self.value is not None:
+            return None
+        return f"no usable JSON in the reply, even after one repair (last reply: {self.reply.text.strip()[:200]!r})"
+
+
+def parse_with_repair(asks: list[ChatRequest], results: list[ChatResult], parse: Callable[[ChatResult], T | None], *,
+                      schema: dict[str, Any] | None = None, instruction: str | None = None,
+                      ) -> Generator[list[ChatRequest], list[ChatResult], list[Parsed[T]]]:
+    """Each reply parsed; the ones that do not parse are asked once more, in one batch, to restate it as JSON.
+
+    A plan step (``yield from``): it yields the repair requests, receives their results and returns one
+    ``Parsed`` per ask, in order. ``parse`` sees every reply, failed requests included (raise there to
+    fail the caller) and returns None for a reply it cannot use; one repair, never more."""
+    parsed = [Parsed(parse(result), result) for result in results]
+    retry = [i for i, p in enumerate(parsed) if p.value is None]
+    if not retry:
+        return parsed
+    repairs = [repair_request(asks[i], results[i].text, schema, instruction) for i in retry]
+    again: list[ChatResult] = yield repairs
+    for i, repair, result in zip(retry, repairs, again, strict=True):
+        parsed[i] = Parsed(parse(result), result, repair)
+    return parsed
 
 
 # A rubric reply that is the number itself: optionally "Score:" before it and "/10" after it, then

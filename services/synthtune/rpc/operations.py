@@ -223,12 +223,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServiceServicer):  # type
     def __init__(self, manager: OperationManager) -> None:
         self.manager = manager
 
-    def GetOperation(self, request: operations_pb2.GetOperationRequest, context: grpc.ServicerContext) -> operations_pb2.GetOperationResponse:  # noqa: N802
+    def GetOperation(self, request: operations_pb2.GetOperationRequest, context: grpc.ServicerContext) -> operations_pb2.GetOperationResponse:
         return operations_pb2.GetOperationResponse(operation=self.manager.get(request.name))
 
-    def WatchOperation(self, request: operations_pb2.WatchOperationRequest, context: grpc.ServicerContext) -> Iterator[operations_pb2.WatchOperationResponse]:  # noqa: N802
+    def WatchOperation(self, request: operations_pb2.WatchOperationRequest, context: grpc.ServicerContext) -> Iterator[operations_pb2.WatchOperationResponse]:
         for op in self.manager.watch(request.name, context.is_active):
             yield operations_pb2.WatchOperationResponse(operation=op)
 
-    def CancelOperation(self, request: operations_pb2.CancelOperationRequest, context: grpc.ServicerContext) -> operations_pb2.CancelOperationResponse:  # noqa: N802
+    def CancelOperation(self, request: operations_pb2.CancelOperationRequest, context: grpc.ServicerContext) -> operations_pb2.CancelOperationResponse:
         return operations_pb2.CancelOperationResponse(operation=self.manager.cancel(request.name))

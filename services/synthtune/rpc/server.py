@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field, replace
@@ -17,7 +15,6 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from synthtune.errors import InvalidInput
-from synthtune.progress import Progress
 from synthtune.rpc.interceptors import Metrics, ServerInterceptor
 from synthtune.rpc.tls import server_credentials, warn_token_in_clear
 
@@ -153,33 +150,3 @@ def _health_only(servicer: health.HealthServicer, host: str, port: int) -> grpc.
         raise InvalidInput(f"cannot listen on {host}:{port} for health checks")
     server.start()
     return server
-
-
-def serve(bindings: Sequence[ServiceBinding], options: ServerOptions | None = None, *,
-          stop: threading.Event | None = None, grace: float = 5.0, **fields: Any) -> None:
-    """Build the server and block until SIGTERM, SIGINT or ``stop`` is set; then stop gracefully."""
-    running = build_server(bindings, options, **fields)
-    stop = stop or threading.Event()
-    previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():  # signal handlers only work there
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):  # short waits, so a signal's handler runs promptly
-            pass
-    finally:
-        running.stop(grace)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def call_progress(context: grpc.ServicerContext, stage: str = "") -> Progress:
-    """A Progress for work done inside a call, cancelled when the client cancels or its deadline passes.
-
-    Work that checks ``progress.check_cancelled()`` then stops with Cancelled instead of running
-    on for a client that is gone.
-    """
-    progress = Progress(stage)
-    if not context.add_callback(progress.cancel):  # the call has already ended
-        progress.cancel()
-    return progress

@@ -13,7 +13,7 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
 
-def field(default: Any = ..., help: str = "", **kwargs: Any) -> Any:  # noqa: A002
+def field(default: Any = ..., help: str = "", **kwargs: Any) -> Any:
     """A pydantic Field whose help text lands in the JSON Schema as ``description``."""
     if not help:
         raise ValueError("every spec field needs help text")

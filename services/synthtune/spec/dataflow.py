@@ -1,8 +1,9 @@
 """Where a pipeline sends the records' text: every model endpoint it calls, and whether that is outside.
 
 The run record keeps this list and the report prints it, so whoever reads a report knows which
-services saw the plant's records. An endpoint counts as in-cluster when its host is loopback, a
-private address, or a cluster DNS name (no dot, or ending in .svc / .cluster.local / .internal).
+services saw the plant's records. An endpoint counts as in-cluster when its host is a loopback,
+private or link-local address, or a cluster DNS name (no dot, or ending in .svc / .cluster.local /
+.internal / .local).
 """
 
 from __future__ import annotations
@@ -15,18 +16,20 @@ from synthtune.spec.pipeline import PipelineSpec
 
 OPENAI_DEFAULT = "https://api.openai.com/v1"
 _CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local", ".internal", ".local")
+# Private (RFC 1918, IPv6 unique-local), loopback and link-local: named here rather than taken from
+# ipaddress's is_private, whose list (test nets, reserved blocks) varies between Python versions.
+_IN_CLUSTER_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10"))
 
 
 def is_external(base_url: str) -> bool:
-    """Whether an endpoint leaves the cluster (or the machine), judged by its host name."""
+    """Whether an endpoint leaves the cluster (or the machine), judged by its host (the chart's synthtune.inClusterURL agrees)."""
     host = (urlparse(base_url).hostname or "").lower()
-    if not host or "." not in host or host == "localhost" or host.endswith(_CLUSTER_SUFFIXES):
-        return False
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return True
-    return not (address.is_private or address.is_loopback or address.is_link_local)
+        return not (not host or "." not in host or host.endswith(_CLUSTER_SUFFIXES))
+    return not any(address in network for network in _IN_CLUSTER_NETWORKS)
 
 
 def _endpoint(role: str, backend: str, model: str, base_url: str | None) -> dict[str, Any]:

@@ -19,7 +19,8 @@ class JudgeSpec(ModelEndpointSpec):
 
 class EvalSetSpec(SpecModel):
     name: str = field(help="Set name, used in report.json `sets.<name>` and by `gate.set`.", pattern=r"^[A-Za-z0-9_.-]+$")
-    path: str = field(help="CSV, XLSX or JSONL file; relative paths resolve against the pipeline's folder.")
+    path: str = field(help="CSV, XLSX or JSONL file; relative paths resolve against the pipeline's folder. An s3://bucket/key URI "
+                      "(e.g. from `synthtune upload`) is read from S3 where the stage runs.")
     fields: dict[Literal["question", "reference"], str] | None = field(
         None, help="Columns holding the question and the reference, e.g. {question: Question, reference: Answer}; "
         "leave unset for chat JSONL lines (messages plus reference or expected_call)."

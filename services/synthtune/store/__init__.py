@@ -1,20 +1,9 @@
-"""The artifact store: file:// (embedded default) and s3:// (MinIO or any S3)."""
+"""The artifact store: file:// (embedded default) and s3:// (MinIO or any S3).
 
-from synthtune.store.artifacts import (
-    Artifact,
-    ArtifactRef,
-    ArtifactWriter,
-    IntegrityError,
-    artifact_id,
-    check_artifact_id,
-    sha256_file,
-)
-from synthtune.store.backend import Backend, FileBackend
-from synthtune.store.keys import check_key
+What callers use is re-exported here; backends, keys and artifact internals live in the submodules."""
+
+from synthtune.store.artifacts import Artifact, ArtifactRef, IntegrityError, artifact_id, sha256_file
 from synthtune.store.s3 import S3Backend
-from synthtune.store.store import DEFAULT_STORE, Store, open_store
+from synthtune.store.store import Store, open_store
 
-__all__ = [
-    "DEFAULT_STORE", "Artifact", "ArtifactRef", "ArtifactWriter", "Backend", "FileBackend", "IntegrityError", "S3Backend",
-    "Store", "artifact_id", "check_artifact_id", "check_key", "open_store", "sha256_file",
-]
+__all__ = ["Artifact", "ArtifactRef", "IntegrityError", "S3Backend", "Store", "artifact_id", "open_store", "sha256_file"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,16 +87,6 @@ class Store:
             raise IntegrityError(f"{self.backend.uri(key)}: manifest is not valid JSON ({exc})") from None
         return Artifact.from_manifest(self.backend, manifest, self.cache_dir, art_id)
 
-    def delete_artifact(self, ref: ArtifactRef | str) -> None:
-        """Remove an artifact (manifest first, so it is never half-visible) and its local cache."""
-        art_id = self._id_of(ref)
-        prefix = f"{ARTIFACT_PREFIX}/{art_id}"
-        if not any(True for _ in self.backend.list(prefix)):
-            raise NotFound(f"artifact {art_id} is not in the store {self.uri}")
-        self.backend.delete_prefix(f"{prefix}/{MANIFEST}")
-        self.backend.delete_prefix(prefix)
-        shutil.rmtree(self.cache_dir / art_id, ignore_errors=True)
-
     def lineage(self, ref: ArtifactRef | str) -> list[Artifact]:
         """This artifact, then its ancestors breadth-first, each once (the data a result came from)."""
         start = self._id_of(ref)
@@ -118,16 +107,6 @@ class Store:
                     seen.add(parent)
                     queue.append((parent, art_id))
         return order
-
-    def list_artifacts(self, kind: str | None = None) -> Iterator[str]:
-        """Ids of complete artifacts (those with a manifest), optionally of one kind."""
-        seen: set[str] = set()
-        for key in self.backend.list(f"{ARTIFACT_PREFIX}/"):
-            parts = key.split("/")
-            if len(parts) == 3 and parts[2] == "manifest.json" and parts[1] not in seen:
-                seen.add(parts[1])
-                if kind is None or parts[1].startswith(kind + "-"):
-                    yield parts[1]
 
     # plain objects (run records, requests) ----------------------------------------------
     def put_json(self, key: str, obj: Any) -> None:

@@ -101,7 +101,7 @@ class StoreCheckpoints:
             beats += 1
             try:
                 self.store.backend.put_bytes(key, _claim_text(owner, beats))
-            except Exception:  # noqa: BLE001 - a missed beat only risks a takeover
+            except Exception:  # a missed beat only risks a takeover
                 log.warning("adapter %s: could not refresh the trainer claim", self.art_id, exc_info=True)
 
     def _release(self, key: str, owner: str) -> None:

@@ -104,6 +104,10 @@ class Method:
         self.options = dict(ctx.method.options)
         self.pairs = ctx.method.pairs_per_record
         self._sampling: dict[str, dict[str, dict[str, Any]]] = {}  # record id -> request variant -> seed, temperature
+        self.read_options()
+
+    def read_options(self) -> None:
+        """Read and check this method's ``options``, raising InvalidInput that names the bad one (none here)."""
 
     def missing(self, record: dict[str, Any]) -> list[str]:
         """Names of the required inputs this record lacks."""
@@ -123,10 +127,15 @@ class Method:
     def ask(self, record: dict[str, Any], variant: str, prompt: str | list[dict[str, Any]], *,
             tools: list[dict[str, Any]] | None = None, temperature: float | None = None) -> ChatRequest:
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        seed = self.ctx.seed_for(record["id"], variant)
-        sent = self.ctx.generate.teacher.temperature if temperature is None else temperature
-        self._sampling.setdefault(record["id"], {})[variant] = {"seed": seed, "temperature": sent}
-        return ChatRequest(messages=messages, seed=seed, tools=tools, temperature=temperature, key=f"{record['id']}#{variant}")
+        request = ChatRequest(messages=messages, seed=self.ctx.seed_for(record["id"], variant), tools=tools,
+                              temperature=temperature, key=f"{record['id']}#{variant}")
+        self.note_sent(record, variant, request)
+        return request
+
+    def note_sent(self, record: dict[str, Any], variant: str, request: ChatRequest) -> None:
+        """Record the seed and temperature ``request`` goes out with (the example's provenance)."""
+        sent = self.ctx.generate.teacher.temperature if request.temperature is None else request.temperature
+        self._sampling.setdefault(record["id"], {})[variant] = {"seed": request.seed, "temperature": sent}
 
     def reply(self, result: ChatResult, request: ChatRequest) -> tuple[str, str | None]:
         """(cleaned text, reject reason or None); a failed request fails the whole record."""

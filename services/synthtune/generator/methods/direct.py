@@ -17,12 +17,10 @@ _ENV = jinja2.Environment(undefined=jinja2.ChainableUndefined, autoescape=False)
 @register
 class Direct(Method):
     name = "direct"
-    record_type = "record"
     required_fields = ("problem", "solution")
     uses_teacher = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def read_options(self) -> None:
         self.templates: dict[str, jinja2.Template] = {}
         for part in ("question", "answer"):
             text = self.options.get(part)

@@ -16,8 +16,7 @@ class DocumentQA(Method):
     record_type = "chunk"
     needs_text = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def read_options(self) -> None:
         self.min_support = float(self.options.get("min_support", 0.6))
         if not 0.0 <= self.min_support <= 1.0:
             raise InvalidInput(f"method document_qa: options.min_support must be in [0, 1], got {self.min_support}")

@@ -17,7 +17,8 @@ from typing import Any
 from synthtune.errors import InvalidInput
 from synthtune.generator.methods import register
 from synthtune.generator.methods.base import Candidate, Method, Plan, RecordFailed
-from synthtune.llm.structured import parse_json, parse_tool_calls
+from synthtune.llm.chat import ChatResult
+from synthtune.llm.structured import Parsed, parse_json, parse_tool_calls, parse_with_repair
 from synthtune.records import command_name, command_tool, field_text, logged_command
 
 
@@ -34,8 +35,7 @@ class EventScenario(Method):
     name = "event_scenario"
     record_type = "episode"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def read_options(self) -> None:
         self.extra_tools = [self._tool(c) for c in self.options.get("commands", [])]
         self.include_logged = bool(self.options.get("include_logged", True))
         tree = [self.options.get(k) or self.prompts.get(k) or [] for k in ("faults", "states", "timings")]
@@ -97,20 +97,15 @@ class EventScenario(Method):
         if not decisions:
             return done
         results = yield decisions
-        calls = [self._call(r) for r in results]
-        retry = [i for i, c in enumerate(calls) if c is None]
-        if retry:
-            repairs = [self.ask(record, f"{todo[i][0]}.r", [*decisions[i].messages,
-                                {"role": "assistant", "content": results[i].text or "(no reply)"},
-                                {"role": "user", "content": self.prompts.render("repair", commands=names)}], temperature=0.0)
-                       for i in retry]
-            for i, result in zip(retry, (yield repairs), strict=True):
-                results[i], calls[i] = result, self._call(result)
+        repair = self.prompts.render("repair", commands=names)
+        calls = yield from parse_with_repair(decisions, results, self._call, instruction=repair)
         for (v, var, situation), call in zip(todo, calls, strict=True):
+            if call.repair is not None:
+                self.note_sent(record, f"{v}.r", call.repair)
             done.append(self._example(record, v, var, situation, call, names, logged, system, tools))
         return sorted(done, key=lambda c: variants.index(c.variant["name"]))
 
-    def _call(self, result: Any) -> tuple[dict[str, Any], str] | None:
+    def _call(self, result: ChatResult) -> tuple[dict[str, Any], str] | None:
         """(tool call, rationale) from a reply's tool calls or its JSON text; None when there is none."""
         if not result.ok:
             raise RecordFailed(result.error or "request failed")
@@ -124,15 +119,15 @@ class EventScenario(Method):
         return calls[0], re.sub(r"\s+", " ", rationale).strip()
 
     def _example(self, record: dict[str, Any], v: str, var: dict[str, Any], situation: str,
-                 call: tuple[dict[str, Any], str] | None, names: list[str], logged: str | None, system: str,
+                 call: Parsed[tuple[dict[str, Any], str]], names: list[str], logged: str | None, system: str,
                  tools: list[dict[str, Any]]) -> Candidate:
         c = self.candidate(record, v, situation, "", info=var)
         c.messages.insert(0, {"role": "system", "content": system})
         c.tools = tools
-        if call is None:
-            c.reject = "no_tool_call"
+        if call.value is None:
+            c.reject, c.detail = "no_tool_call", call.failure or ""
             return c
-        tool_call, rationale = call
+        tool_call, rationale = call.value
         name = tool_call["function"]["name"]
         arguments = parse_json(tool_call["function"]["arguments"] or "{}")
         tool_call = {"id": "call_" + hashlib.sha256(c.id.encode()).hexdigest()[:12], "type": "function",

@@ -14,11 +14,9 @@ from synthtune.records import question_for_record
 @register
 class Evol(Method):
     name = "evol"
-    record_type = "record"
     required_fields = ("problem", "solution")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def read_options(self) -> None:
         self.instructions: dict[str, str] = dict(self.prompts.get("instructions", {}))
         self.steps = list(self.options.get("steps", list(self.instructions)))
         self.rounds = int(self.options.get("rounds", 1))

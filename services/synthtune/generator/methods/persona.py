@@ -13,11 +13,9 @@ from synthtune.llm.language import language_code
 @register
 class Persona(Method):
     name = "persona"
-    record_type = "record"
     required_fields = ("problem", "solution")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def read_options(self) -> None:
         shipped: dict[str, str] = dict(self.prompts.get("personas", {}))
         chosen = self.options.get("personas") or list(shipped)
         self.personas: list[tuple[str, str]] = []

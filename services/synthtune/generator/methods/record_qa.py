@@ -11,7 +11,6 @@ from synthtune.generator.methods.base import Candidate, Method, Plan
 @register
 class RecordQA(Method):
     name = "record_qa"
-    record_type = "record"
     required_fields = ("problem", "solution")
 
     def plan(self, record: dict[str, Any]) -> Plan:
