@@ -35,8 +35,8 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e_standin import cluster, containers  # noqa: E402
-from e2e_standin.containers import REPO, log  # noqa: E402
+from e2e_standin import cluster, containers
+from e2e_standin.containers import REPO, log
 
 DOC = REPO / "docs" / "deploy.md"
 VALUES = REPO / "helm" / "synthtune" / "ci" / "e2e-values.yaml"

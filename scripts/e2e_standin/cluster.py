@@ -45,7 +45,7 @@ import yaml
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from e2e_standin import containers  # noqa: E402
+from e2e_standin import containers
 
 
 class Refused(Exception):

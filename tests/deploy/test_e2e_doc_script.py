@@ -9,7 +9,7 @@ import pytest
 from deploy_helpers import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-import e2e  # noqa: E402
+import e2e
 
 DOC = (REPO / "docs" / "deploy.md").read_text()
 SETTINGS = {"SYNTHTUNE_STORE": "s3://synthtune/e2e", "SYNTHTUNE_S3_ENDPOINT": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "key id",

@@ -8,7 +8,7 @@ import sys
 from deploy_helpers import REPO, rendered_variant
 
 sys.path.insert(0, str(REPO / "scripts"))
-from e2e_standin import containers  # noqa: E402
+from e2e_standin import containers
 
 SECRETS = {"synthtune-s3": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, "synthtune-auth": {"SYNTHTUNE_AUTH_TOKEN": "t"}}
 

@@ -16,7 +16,7 @@ import yaml
 from deploy_helpers import CHART, REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-from e2e_standin import cluster, containers  # noqa: E402
+from e2e_standin import cluster, containers
 
 SETS = ["store.uri=s3://synthtune/e2e", "store.s3.endpoint=http://127.0.0.1:9", "store.s3.existingSecret=synthtune-s3",
         "auth.existingSecret=synthtune-auth", "image.repository=localhost", "pipelineDefaults.train.base_model=plant-base"]
