@@ -152,6 +152,19 @@ def test_placeholder_install_leaves_nothing_for_the_real_one(path):
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_the_dependency_layer_is_keyed_on_the_dependency_files_alone(path):
+    """A doc or source edit must not cost a dependency rebuild (minutes; the evaluator's is 10): before the
+    dependency RUN only pyproject.toml and the pins are copied, README.md and services/ after it."""
+    steps = instructions(path)
+    deps = next(i for i, (w, rest) in enumerate(steps) if w == "RUN" and "touch services/synthtune/__init__.py" in rest)
+    stage = max(i for i, (w, _) in enumerate(steps[:deps]) if w == "FROM")
+    before = [rest.split()[:-1] for w, rest in steps[stage:deps] if w == "COPY"]
+    assert before == [["pyproject.toml", "requirements-pins.txt"]], before
+    after = " ".join(rest for w, rest in steps[deps:] if w == "COPY")
+    assert "README.md" in after and "services" in after
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
 def test_default_store_and_caches_are_on_writable_mounts(path):
     """Under a read-only root only /tmp and /cache are writable: the default store and every cache live there."""
     steps = instructions(path)
