@@ -85,6 +85,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO / "services")
     env["SYNTHTUNE_CACHE"] = str(tmp_path / "child-cache")
+    (tmp_path / "child-tmp").mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmp_path / "child-tmp")  # a killed writer's staging folder goes with the test's folder, not /tmp
     return env
 
 
